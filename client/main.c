@@ -1,0 +1,303 @@
+/*
+ * main.c - empact: the site client's commands, options and exit codes.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "bundle.h"
+#include "cli.h"
+#include "replica.h"
+#include "schema.h"
+#include "sync.h"
+
+static const char usage_main[] =
+    "usage: empact COMMAND [ARGS]\n"
+    "\n"
+    "The EMPaCT Sync site client: keeps this site's replica of the shared resource\n"
+    "library and metrics in step with the hub, next to the site's confidential\n"
+    "tables, which never leave the site.\n"
+    "\n"
+    "commands:\n"
+    "  join SITE.db FILE.join [--hub HOST:PORT]   create the replica and sync it\n"
+    "  sync SITE.db                               push local changes, pull the hub's\n"
+    "  status SITE.db [--json]                    what this replica holds and owes\n"
+    "\n"
+    "Run 'empact COMMAND --help' for a command's options.\n"
+    "Exit codes: 0 ok, 64 usage, 65 bad data or diverged replica, 70 internal,\n"
+    "74 local i/o, 75 hub unreachable (retry later; nothing lost), 77 refused by hub.\n";
+
+static const char usage_join[] =
+    "usage: empact join SITE.db FILE.join [--hub HOST:PORT]\n"
+    "\n"
+    "Creates the replica SITE.db (mode 0600) from the join bundle the central team\n"
+    "sent, and runs the first sync.  Nothing is left behind if the join fails.\n"
+    "--hub overrides the hub address written in the bundle.\n"
+    "Exit codes: 0 joined, 64 usage or SITE.db exists, 65 bad bundle, 74 i/o,\n"
+    "75 hub unreachable (retry later), 77 refused by the hub.\n";
+
+static const char usage_sync[] =
+    "usage: empact sync SITE.db\n"
+    "\n"
+    "Sends this site's changes to the hub and applies everything newer from the\n"
+    "hub, in one transaction: if anything fails, the replica stays as it was and\n"
+    "local changes wait for the next sync.  Safe to run from cron or a timer.\n"
+    "Exit codes: 0 synced, 64 usage, 65 replica damaged or diverged, 74 i/o or\n"
+    "replica busy, 75 hub unreachable or connection lost (retry later; nothing\n"
+    "lost), 77 refused by the hub (certificate, schema or push rejected).\n";
+
+static const char usage_status[] =
+    "usage: empact status SITE.db [--json]\n"
+    "\n"
+    "Prints the site id, the hub address, the synced version, the number of local\n"
+    "changes waiting to be sent, and the time of the last successful sync.\n";
+
+static int fail(int rc, const struct errctx *e)
+{
+    fprintf(stderr, "empact: %s\n", e->msg[0] ? e->msg : errctx_code_name(rc));
+    return cli_exit_code(rc);
+}
+
+static int usage_error(const char *usage, const char *why)
+{
+    fprintf(stderr, "empact: %s\n%s", why, usage);
+    return EXIT_USAGE;
+}
+
+static void print_result(const char *path, const struct sync_result *r)
+{
+    if (r->pushed == 0)
+        printf("%s: nothing to send", path);
+    else if (r->duplicate)
+        printf("%s: sent %d changes (the hub already had them as version %llu)", path, r->pushed,
+               (unsigned long long)r->push_version);
+    else if (r->push_version)
+        printf("%s: sent %d changes, accepted as version %llu", path, r->pushed,
+               (unsigned long long)r->push_version);
+    else
+        printf("%s: sent %d changes, the hub's data already had them", path, r->pushed);
+    if (r->overridden)
+        printf(" (%u overridden by newer edits at the hub)", r->overridden);
+    printf("; received %llu versions; now at version %llu (dataset %.12s)\n",
+           (unsigned long long)r->pulled, (unsigned long long)r->version, r->tree);
+}
+
+static void remove_replica_files(const char *path)
+{
+    char p[4096];
+    unlink(path);
+    snprintf(p, sizeof(p), "%s-wal", path);
+    unlink(p);
+    snprintf(p, sizeof(p), "%s-shm", path);
+    unlink(p);
+}
+
+/* Builds the replica under a temporary name, syncs it, then links it into
+ * place: a failed join leaves nothing behind. */
+static int join(const char *path, const char *bundle_path, const char *hub,
+                const struct schema *s, struct sync_result *r, struct errctx *e)
+{
+    struct bundle *b = NULL;
+    sqlite3 *db = NULL;
+    char tmp[4096], host[HUB_ADDRESS_MAX + 1], port[16];
+    int rc;
+
+    if (access(path, F_OK) == 0)
+        return errctx_set(e, SYNC_EUSAGE, "%s exists; a replica is joined only once", path);
+    if (hub != NULL && (rc = address_split(hub, host, sizeof(host), port, sizeof(port), e)))
+        return rc;
+    if ((rc = bundle_read_file(&b, bundle_path, e)) != SYNC_OK)
+        return rc;
+    if (strcmp(b->schema, s->fingerprint_hex) != 0) {
+        rc = errctx_set(e, SYNC_ESCHEMA,
+                        "the join bundle is for schema %.12s but this client has schema %.12s; "
+                        "install the client version that matches the hub",
+                        b->schema, s->fingerprint_hex);
+        goto out;
+    }
+    snprintf(tmp, sizeof(tmp), "%s.joining", path);
+    remove_replica_files(tmp); /* a join that died earlier */
+    if ((rc = replica_create(&db, tmp, s, b, hub, e)) != SYNC_OK)
+        goto out;
+    if ((rc = sync_run(db, s, r, e)) != SYNC_OK)
+        goto out;
+    replica_close(db);
+    db = NULL;
+    if (link(tmp, path) != 0) {
+        rc = errctx_set(e, SYNC_EIO, "cannot create %s: %s", path, strerror(errno));
+        goto out;
+    }
+    unlink(tmp);
+out:
+    replica_close(db);
+    if (rc != SYNC_OK)
+        remove_replica_files(tmp);
+    bundle_free(b);
+    return rc;
+}
+
+static int cmd_join(int argc, char **argv, const struct schema *s)
+{
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'},
+                                         {"hub", required_argument, NULL, 'H'},
+                                         {NULL, 0, NULL, 0}};
+    const char *hub = NULL;
+    struct errctx e = {0, ""};
+    struct sync_result r;
+    int c, rc;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "hH:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'h': fputs(usage_join, stdout); return EXIT_OK;
+        case 'H': hub = optarg; break;
+        default: return usage_error(usage_join, "unknown option");
+        }
+    }
+    if (argc - optind != 2)
+        return usage_error(usage_join, "join takes SITE.db and FILE.join");
+    if ((rc = join(argv[optind], argv[optind + 1], hub, s, &r, &e)) != SYNC_OK)
+        return fail(rc, &e);
+    print_result(argv[optind], &r);
+    return EXIT_OK;
+}
+
+/* Parses only --help; returns -1 to go on, else an exit code. */
+static int only_help(int argc, char **argv, const char *usage)
+{
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    int c;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'h') {
+            fputs(usage, stdout);
+            return EXIT_OK;
+        }
+        return usage_error(usage, "unknown option");
+    }
+    return -1;
+}
+
+static int cmd_sync(int argc, char **argv, const struct schema *s)
+{
+    struct errctx e = {0, ""};
+    struct sync_result r;
+    sqlite3 *db = NULL;
+    int rc = only_help(argc, argv, usage_sync);
+
+    if (rc >= 0)
+        return rc;
+    if (argc - optind != 1)
+        return usage_error(usage_sync, "sync takes one argument, SITE.db");
+    if ((rc = replica_open(&db, argv[optind], s, &e)) != SYNC_OK)
+        return fail(rc, &e);
+    rc = sync_run(db, s, &r, &e);
+    replica_close(db);
+    if (rc != SYNC_OK)
+        return fail(rc, &e);
+    print_result(argv[optind], &r);
+    return EXIT_OK;
+}
+
+static void print_status_json(const struct replica_status *st)
+{
+    cJSON *o = cJSON_CreateObject();
+    char *text;
+
+    cJSON_AddStringToObject(o, "site", st->site);
+    cJSON_AddStringToObject(o, "hub", st->hub);
+    cJSON_AddNumberToObject(o, "synced_version", (double)st->version);
+    cJSON_AddStringToObject(o, "dataset", st->tree);
+    cJSON_AddNumberToObject(o, "pending_changes", (double)st->pending);
+    if (st->last_sync[0])
+        cJSON_AddStringToObject(o, "last_sync", st->last_sync);
+    else
+        cJSON_AddNullToObject(o, "last_sync");
+    if (st->last_error[0]) {
+        cJSON_AddStringToObject(o, "last_error", st->last_error);
+        cJSON_AddStringToObject(o, "last_error_at", st->last_error_at);
+    } else {
+        cJSON_AddNullToObject(o, "last_error");
+    }
+    if ((text = cJSON_Print(o)) != NULL)
+        printf("%s\n", text);
+    cJSON_free(text);
+    cJSON_Delete(o);
+}
+
+static int cmd_status(int argc, char **argv, const struct schema *s)
+{
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'},
+                                         {"json", no_argument, NULL, 'j'},
+                                         {NULL, 0, NULL, 0}};
+    struct errctx e = {0, ""};
+    struct replica_status st;
+    sqlite3 *db = NULL;
+    int c, rc, json = 0;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "hj", opts, NULL)) != -1) {
+        switch (c) {
+        case 'h': fputs(usage_status, stdout); return EXIT_OK;
+        case 'j': json = 1; break;
+        default: return usage_error(usage_status, "unknown option");
+        }
+    }
+    if (argc - optind != 1)
+        return usage_error(usage_status, "status takes one argument, SITE.db");
+    if ((rc = replica_open(&db, argv[optind], s, &e)) != SYNC_OK ||
+        (rc = replica_status(&st, db, s, &e)) != SYNC_OK) {
+        replica_close(db);
+        return fail(rc, &e);
+    }
+    replica_close(db);
+    if (json) {
+        print_status_json(&st);
+        return EXIT_OK;
+    }
+    printf("site: %s\nhub: %s\nsynced version: %llu\ndataset: %s\npending changes: %lld\n"
+           "last sync: %s\n",
+           st.site, st.hub, (unsigned long long)st.version, st.tree[0] ? st.tree : "-",
+           st.pending, st.last_sync[0] ? st.last_sync : "never");
+    if (st.last_error[0])
+        printf("last failure: %s (%s)\n", st.last_error, st.last_error_at);
+    return EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    struct errctx e = {0, ""};
+    struct schema *s = NULL;
+    const char *cmd;
+    int rc;
+
+    signal(SIGPIPE, SIG_IGN);
+    umask(077);
+    if (argc < 2)
+        return usage_error(usage_main, "no command given");
+    cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(usage_main, stdout);
+        return EXIT_OK;
+    }
+    if ((rc = schema_load(&s, &e)) != SYNC_OK)
+        return fail(rc, &e);
+    if (strcmp(cmd, "join") == 0)
+        rc = cmd_join(argc - 1, argv + 1, s);
+    else if (strcmp(cmd, "sync") == 0)
+        rc = cmd_sync(argc - 1, argv + 1, s);
+    else if (strcmp(cmd, "status") == 0)
+        rc = cmd_status(argc - 1, argv + 1, s);
+    else
+        rc = usage_error(usage_main, "unknown command");
+    schema_free(s);
+    return rc;
+}

@@ -1,0 +1,57 @@
+/*
+ * replica.h - a site's replica: one SQLite file in WAL mode holding the
+ * replicated tables, their base copies, dirty-key tables and triggers, the
+ * site's local (confidential) tables, and _empact_meta.
+ *
+ * Names (see schema/README.md):
+ *   T, _empact_base_T, _empact_dirty_T   replicated table, base copy, dirty keys
+ *   _empact_meta(key, value)             site id, hub address, synced version,
+ *                                        dataset hash, credentials, last sync
+ *   _empact_syncing                      non-empty only while a sync writes T;
+ *                                        triggers stand aside then
+ */
+#ifndef EMPACT_REPLICA_H
+#define EMPACT_REPLICA_H
+
+#include <sqlite3.h>
+#include <stdint.h>
+
+#include "bundle.h"
+#include "errctx.h"
+#include "schema.h"
+
+/* Creates a new replica at path (mode 0600; refuses an existing file) for
+ * the site in bundle b; hub_address overrides the bundle's when non-NULL.
+ * On success *out is the open database (caller closes with replica_close). */
+int replica_create(sqlite3 **out, const char *path, const struct schema *s,
+                   const struct bundle *b, const char *hub_address, struct errctx *e) SYNC_WUR;
+
+/* Opens an existing replica and checks it was made for schema s. */
+int replica_open(sqlite3 **out, const char *path, const struct schema *s,
+                 struct errctx *e) SYNC_WUR;
+
+/* Closes db (NULL is fine). */
+void replica_close(sqlite3 *db);
+
+/* Reads _empact_meta[key] into a new string (caller frees with sqlite3_free);
+ * SYNC_EDATA when the key is missing. */
+int replica_meta_get(char **out, sqlite3 *db, const char *key, struct errctx *e) SYNC_WUR;
+
+/* Sets _empact_meta[key] = value. */
+int replica_meta_set(sqlite3 *db, const char *key, const char *value, struct errctx *e) SYNC_WUR;
+
+struct replica_status {
+    char site[SITE_ID_MAX + 1];
+    char hub[HUB_ADDRESS_MAX + 1];
+    uint64_t version;
+    char tree[41];
+    long long pending;
+    char last_sync[32];  /* ISO-8601 UTC, or "" for never */
+    char last_error[256]; /* "" when the last attempt succeeded */
+    char last_error_at[32];
+};
+
+int replica_status(struct replica_status *st, sqlite3 *db, const struct schema *s,
+                   struct errctx *e) SYNC_WUR;
+
+#endif

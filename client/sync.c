@@ -1,0 +1,402 @@
+/*
+ * sync.c - the client side of the protocol, as one transaction.
+ *
+ * The push id is SHA-256(u64 big-endian base version || local changeset).
+ * The changeset is a deterministic function of base and the dirty rows, so
+ * a retry after a lost reply sends the same id and the hub answers with the
+ * original result instead of applying it twice.
+ */
+#include "sync.h"
+
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "buf.h"
+#include "bundle.h"
+#include "changeset.h"
+#include "gitmap.h"
+#include "proto.h"
+#include "replica.h"
+#include "tls.h"
+#include "zcodec.h"
+
+struct sync {
+    sqlite3 *db;
+    const struct schema *s;
+    struct tls_ctx *tls_ctx;
+    struct tls_conn *tls;
+    struct frame_io io;
+    uint64_t base;
+    struct sync_result *r;
+};
+
+static int exec_sql(sqlite3 *db, const char *sql, struct errctx *e)
+{
+    char *err = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
+        int rc = errctx_set(e, SYNC_EIO, "replica: %s", err ? err : sqlite3_errmsg(db));
+        sqlite3_free(err);
+        return rc;
+    }
+    return SYNC_OK;
+}
+
+/* Turns an ERROR frame from the hub into our error. */
+static int hub_error(const struct frame *f, struct errctx *e)
+{
+    struct msg_error m;
+    int rc;
+
+    if ((rc = msg_error_decode(&m, f, e)) != SYNC_OK)
+        return rc;
+    switch (m.code) {
+    case WERR_INTERNAL: rc = SYNC_ENET; break;
+    case WERR_SCHEMA: rc = SYNC_ESCHEMA; break;
+    case WERR_BAD_FRAME:
+    case WERR_TOO_LARGE: rc = SYNC_EPROTO; break;
+    default: rc = SYNC_EREFUSED; break;
+    }
+    return errctx_set(e, rc, "hub refused: %s", m.msg);
+}
+
+/* Reads the next frame, turning an ERROR frame into an error. */
+static int expect_frame(struct frame **f, struct sync *y, struct errctx *e)
+{
+    int rc = frame_read(f, &y->io, FRAME_MAX, e);
+    if (rc == SYNC_OK && (*f)->type == MSG_ERROR) {
+        rc = hub_error(*f, e);
+        frame_free(*f);
+        *f = NULL;
+    }
+    return rc;
+}
+
+static int connect_hub(struct sync *y, struct errctx *e)
+{
+    char *addr = NULL, *ca = NULL, *cert = NULL, *key = NULL;
+    char host[HUB_ADDRESS_MAX + 1], port[16];
+    int rc;
+
+    if ((rc = replica_meta_get(&addr, y->db, "hub_address", e)) != SYNC_OK ||
+        (rc = replica_meta_get(&ca, y->db, "ca_cert", e)) != SYNC_OK ||
+        (rc = replica_meta_get(&cert, y->db, "site_cert", e)) != SYNC_OK ||
+        (rc = replica_meta_get(&key, y->db, "site_key", e)) != SYNC_OK)
+        goto out;
+    if ((rc = address_split(addr, host, sizeof(host), port, sizeof(port), e)) != SYNC_OK) {
+        rc = errctx_set(e, SYNC_EDATA, "the replica's hub address \"%s\" is not HOST:PORT", addr);
+        goto out;
+    }
+    if ((rc = tls_ctx_new_client(&y->tls_ctx, cert, key, ca, e)) != SYNC_OK ||
+        (rc = tls_connect(&y->tls, y->tls_ctx, host, port, e)) != SYNC_OK)
+        goto out;
+    tls_conn_set_timeout(y->tls, IDLE_TIMEOUT_MS);
+    y->io = tls_conn_io(y->tls);
+out:
+    sqlite3_free(addr);
+    sqlite3_free(ca);
+    sqlite3_free(cert);
+    if (key != NULL) {
+        explicit_bzero(key, strlen(key));
+        sqlite3_free(key);
+    }
+    return rc;
+}
+
+static int hello(struct sync *y, struct errctx *e)
+{
+    struct msg_hello h;
+    struct msg_welcome w;
+    struct buf b = {0};
+    struct frame *f = NULL;
+    int rc;
+
+    h.proto = PROTO_VERSION;
+    memcpy(h.schema, y->s->fingerprint, 32);
+    if ((rc = msg_hello_encode(&b, &h, e)) != SYNC_OK || (rc = msg_send(&y->io, MSG_HELLO, &b, e)) ||
+        (rc = expect_frame(&f, y, e)) != SYNC_OK || (rc = msg_welcome_decode(&w, f, e)) != SYNC_OK)
+        goto out;
+    if (w.proto != PROTO_VERSION)
+        rc = errctx_set(e, SYNC_EREFUSED, "hub speaks protocol %u, this client %d", w.proto,
+                        PROTO_VERSION);
+out:
+    buf_free(&b);
+    frame_free(f);
+    return rc;
+}
+
+static int push(struct sync *y, const struct buf *local, struct errctx *e)
+{
+    struct msg_push m;
+    struct msg_push_ok ok;
+    struct buf z = {0}, b = {0};
+    struct frame *f = NULL;
+    uint8_t be[8];
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned int mdlen = 0;
+    int rc;
+
+    for (int i = 0; i < 8; i++)
+        be[i] = (uint8_t)(y->base >> (56 - 8 * i));
+    if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
+        EVP_DigestUpdate(md, be, 8) != 1 || EVP_DigestUpdate(md, local->data, local->len) != 1 ||
+        EVP_DigestFinal_ex(md, m.push_id, &mdlen) != 1) {
+        rc = errctx_set(e, SYNC_ENOMEM, "cannot compute the push id");
+        goto out;
+    }
+    if (local->len > CHANGESET_MAX) {
+        rc = errctx_set(e, SYNC_ELIMIT, "local changes make a changeset of %zu bytes, over the "
+                        "limit of %u; sync more often", local->len, CHANGESET_MAX);
+        goto out;
+    }
+    m.base = y->base;
+    m.raw_len = (uint32_t)local->len;
+    if ((rc = zcodec_compress(&z, local->data, local->len, e)) != SYNC_OK)
+        goto out;
+    m.z = z.data;
+    m.zlen = (uint32_t)z.len;
+    if ((rc = msg_push_encode(&b, &m, e)) != SYNC_OK || (rc = msg_send(&y->io, MSG_PUSH, &b, e)) ||
+        (rc = expect_frame(&f, y, e)) != SYNC_OK || (rc = msg_push_ok_decode(&ok, f, e)) != SYNC_OK)
+        goto out;
+    y->r->push_version = ok.version;
+    y->r->duplicate = ok.duplicate;
+    y->r->overridden = ok.overridden;
+out:
+    EVP_MD_CTX_free(md);
+    buf_free(&z);
+    buf_free(&b);
+    frame_free(f);
+    return rc;
+}
+
+/* Applies one VERSION frame to the base copies. */
+static int apply_version(struct sync *y, const struct frame *f, struct errctx *e)
+{
+    struct msg_version v;
+    struct buf raw = {0};
+    char tree[41];
+    int rc;
+
+    if ((rc = msg_version_decode(&v, f, e)) != SYNC_OK)
+        return rc;
+    if (v.seq != y->base + 1) {
+        return errctx_set(e, SYNC_EPROTO, "hub sent version %llu after %llu",
+                          (unsigned long long)v.seq, (unsigned long long)y->base);
+    }
+    if ((rc = zcodec_decompress(&raw, v.z, v.zlen, v.raw_len, e)) != SYNC_OK)
+        goto out;
+    if (raw.len != v.raw_len) {
+        rc = errctx_set(e, SYNC_EPROTO, "version %llu decompressed to %zu bytes, not %u",
+                        (unsigned long long)v.seq, raw.len, v.raw_len);
+        goto out;
+    }
+    if ((rc = changeset_apply_strict(y->db, y->s, raw.data, raw.len, BASE_PREFIX, e)) != SYNC_OK) {
+        errctx_wrap(e, "applying hub version %llu", (unsigned long long)v.seq);
+        goto out;
+    }
+    if ((rc = changeset_touched_add(y->db, y->s, raw.data, raw.len, e)) != SYNC_OK)
+        goto out;
+    y->base = v.seq;
+    gitmap_oid_hex(tree, v.tree);
+    memcpy(y->r->tree, tree, sizeof(tree));
+    y->r->pulled++;
+out:
+    buf_free(&raw);
+    return rc;
+}
+
+/* Pulls every version after base; *end_tree receives the hub's head tree. */
+static int pull(struct sync *y, uint8_t end_tree[20], struct errctx *e)
+{
+    struct msg_pull_end end;
+    int rc;
+
+    do {
+        struct buf b = {0};
+        struct frame *f = NULL;
+
+        if ((rc = msg_pull_encode(&b, y->base, e)) == SYNC_OK)
+            rc = msg_send(&y->io, MSG_PULL, &b, e);
+        buf_free(&b);
+        if (rc != SYNC_OK)
+            return rc;
+        for (;;) {
+            if ((rc = expect_frame(&f, y, e)) != SYNC_OK)
+                return rc;
+            if (f->type != MSG_VERSION)
+                break;
+            rc = apply_version(y, f, e);
+            frame_free(f);
+            f = NULL;
+            if (rc != SYNC_OK)
+                return rc;
+        }
+        rc = msg_pull_end_decode(&end, f, e);
+        frame_free(f);
+        if (rc != SYNC_OK)
+            return rc;
+        if (end.head != y->base)
+            return errctx_set(e, SYNC_EPROTO, "hub ended a pull at version %llu, but sent up to %llu",
+                              (unsigned long long)end.head, (unsigned long long)y->base);
+    } while (end.more);
+    memcpy(end_tree, end.tree, 20);
+    return SYNC_OK;
+}
+
+/* Step 4: every touched key of every replicated table gets base's row. */
+static int settle(struct sync *y, struct errctx *e)
+{
+    int rc = exec_sql(y->db, "INSERT INTO _empact_syncing VALUES (1)", e);
+
+    for (int i = 0; rc == SYNC_OK && i < y->s->ntable; i++) {
+        const struct schema_table *t = &y->s->tables[i];
+        char *keys, *match, *sql;
+
+        if (!schema_class_replicated(t->cls))
+            continue;
+        keys = schema_sql_cols(t, SCHEMA_COLS_PK, NULL);
+        match = schema_sql_pk_match(t, "k", "b");
+        sql = keys && match
+                  ? sqlite3_mprintf(
+                        "DELETE FROM \"%w\" WHERE (%s) IN (SELECT %s FROM temp.\"" TOUCHED_PREFIX
+                        "%w\");"
+                        "INSERT INTO \"%w\" SELECT b.* FROM temp.\"" TOUCHED_PREFIX
+                        "%w\" k JOIN \"" BASE_PREFIX "%w\" b ON %s;",
+                        t->name, keys, keys, t->name, t->name, t->name, t->name, match)
+                  : NULL;
+        if (sql != NULL && t->cls != CLASS_HUB) {
+            char *more = sqlite3_mprintf("%s DELETE FROM \"" DIRTY_PREFIX "%w\";", sql, t->name);
+            sqlite3_free(sql);
+            sql = more;
+        }
+        rc = sql ? exec_sql(y->db, sql, e) : errctx_set(e, SYNC_ENOMEM, "out of memory");
+        sqlite3_free(keys);
+        sqlite3_free(match);
+        sqlite3_free(sql);
+    }
+    if (rc == SYNC_OK)
+        rc = exec_sql(y->db, "DELETE FROM _empact_syncing", e);
+    return rc;
+}
+
+/* Step 5: base must hash to the hub's tree. */
+static int verify(struct sync *y, const uint8_t want[20], struct errctx *e)
+{
+    struct gitmap *g = NULL;
+    uint8_t got[20];
+    char gh[41], wh[41];
+    int rc;
+
+    if ((rc = gitmap_new_memory(&g, e)) != SYNC_OK ||
+        (rc = gitmap_tree_full(got, g, y->db, y->s, BASE_PREFIX, e)) != SYNC_OK)
+        goto out;
+    if (memcmp(got, want, 20) != 0) {
+        gitmap_oid_hex(gh, got);
+        gitmap_oid_hex(wh, want);
+        rc = errctx_set(e, SYNC_EDATA,
+                        "this replica's data at version %llu hashes to %.12s but the hub's is "
+                        "%.12s; the replica has diverged and must be rebuilt from the hub",
+                        (unsigned long long)y->base, gh, wh);
+        goto out;
+    }
+    gitmap_oid_hex(y->r->tree, got);
+out:
+    gitmap_free(g);
+    return rc;
+}
+
+static int meta_after(struct sync *y, struct errctx *e)
+{
+    char num[32], when[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    int rc;
+
+    gmtime_r(&now, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    snprintf(num, sizeof(num), "%llu", (unsigned long long)y->base);
+    if ((rc = replica_meta_set(y->db, "base_version", num, e)) != SYNC_OK ||
+        (rc = replica_meta_set(y->db, "base_tree", y->r->tree, e)) != SYNC_OK ||
+        (rc = replica_meta_set(y->db, "last_sync", when, e)) != SYNC_OK ||
+        (rc = replica_meta_set(y->db, "last_error", "", e)) != SYNC_OK)
+        return rc;
+    return SYNC_OK;
+}
+
+static int sync_steps(struct sync *y, struct errctx *e)
+{
+    struct buf local = {0};
+    uint8_t tree[20];
+    char *v = NULL;
+    int rc;
+
+    if ((rc = replica_meta_get(&v, y->db, "base_version", e)) != SYNC_OK)
+        goto out;
+    y->base = strtoull(v, NULL, 10);
+    if ((rc = changeset_build_local(&local, y->db, y->s, e)) != SYNC_OK ||
+        (rc = changeset_touched_reset(y->db, y->s, e)) != SYNC_OK ||
+        (rc = changeset_touched_add(y->db, y->s, local.data, local.len, e)) != SYNC_OK ||
+        (rc = changeset_count(local.data, local.len, &y->r->pushed, e)) != SYNC_OK)
+        goto out;
+    if ((rc = connect_hub(y, e)) != SYNC_OK || (rc = hello(y, e)) != SYNC_OK)
+        goto out;
+    if (local.len > 0 && (rc = push(y, &local, e)) != SYNC_OK)
+        goto out;
+    if ((rc = pull(y, tree, e)) != SYNC_OK || (rc = settle(y, e)) != SYNC_OK ||
+        (rc = verify(y, tree, e)) != SYNC_OK)
+        goto out;
+    y->r->version = y->base;
+    if ((rc = meta_after(y, e)) != SYNC_OK)
+        goto out;
+    (void)!frame_write(&y->io, MSG_BYE, NULL, 0, NULL);
+out:
+    sqlite3_free(v);
+    buf_free(&local);
+    return rc;
+}
+
+static void record_failure(sqlite3 *db, const struct errctx *e)
+{
+    char when[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    struct errctx ignored;
+
+    gmtime_r(&now, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return;
+    if (replica_meta_set(db, "last_error", e->msg, &ignored) != SYNC_OK ||
+        replica_meta_set(db, "last_error_at", when, &ignored) != SYNC_OK)
+        (void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    else
+        (void)sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+}
+
+int sync_run(sqlite3 *db, const struct schema *s, struct sync_result *r, struct errctx *e)
+{
+    struct sync y;
+    int rc;
+
+    memset(r, 0, sizeof(*r));
+    memset(&y, 0, sizeof(y));
+    y.db = db;
+    y.s = s;
+    y.r = r;
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return errctx_set(e, SYNC_EIO,
+                          "the replica is busy (another sync or program is writing it): %s",
+                          sqlite3_errmsg(db));
+    rc = sync_steps(&y, e);
+    if (rc == SYNC_OK)
+        rc = exec_sql(db, "COMMIT", e);
+    if (rc != SYNC_OK && !sqlite3_get_autocommit(db))
+        (void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    tls_conn_close(y.tls);
+    tls_ctx_free(y.tls_ctx);
+    if (rc != SYNC_OK)
+        record_failure(db, e);
+    return rc;
+}

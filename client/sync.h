@@ -1,0 +1,32 @@
+/*
+ * sync.h - one sync of a site's replica with its hub (DESIGN.md "The replica").
+ */
+#ifndef EMPACT_SYNC_H
+#define EMPACT_SYNC_H
+
+#include <sqlite3.h>
+#include <stdint.h>
+
+#include "errctx.h"
+#include "schema.h"
+
+struct sync_result {
+    int pushed;            /* changes in the local changeset sent */
+    uint64_t push_version; /* version the hub made of it (0: none) */
+    int duplicate;         /* the hub had applied this push already */
+    uint32_t overridden;   /* local changes the hub dropped */
+    uint64_t pulled;       /* versions applied from the hub */
+    uint64_t version;      /* synced version after the sync */
+    char tree[41];         /* dataset hash of that version */
+};
+
+/* Runs one sync inside one write transaction on db: build the local
+ * changeset, push it, pull and apply every newer version to the base copies,
+ * make the touched rows of each table equal to base, clear the dirty keys,
+ * and check the base's dataset hash against the hub's.  Any failure rolls
+ * everything back: local edits stay pending.  The outcome (success time or
+ * failure sentence) is recorded in _empact_meta after the transaction. */
+int sync_run(sqlite3 *db, const struct schema *s, struct sync_result *r,
+             struct errctx *e) SYNC_WUR;
+
+#endif

@@ -1,0 +1,635 @@
+/*
+ * changeset.c - building, applying, checking SQLite session changesets.
+ *
+ * The local changeset is built the way DESIGN.md describes, so that its cost
+ * follows the number of changed rows and not the size of the table: in a
+ * scratch in-memory database we create each replicated table, insert the
+ * base rows of the dirty keys, start a session, then write the current rows
+ * of those keys (upsert, or delete when the row is gone) and take the
+ * session's changeset.  Unchanged rows produce nothing, so an edit undone
+ * before the sync costs nothing on the wire.
+ *
+ * Base copies cannot take sqlite3changeset_apply() (it writes to tables of
+ * the changeset's names in main), so changeset_apply_strict() walks the
+ * changeset itself and turns each change into one statement whose WHERE
+ * clause names the old values.  A change that does not hit exactly one row
+ * is divergence, not a conflict: base is the hub's state at a version, and
+ * the hub's canonical changesets apply to it cleanly by construction.
+ */
+#include "changeset.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int sql_err(struct errctx *e, sqlite3 *db, const char *what)
+{
+    return errctx_set(e, SYNC_EIO, "%s: %s", what, sqlite3_errmsg(db));
+}
+
+static int exec_sql(sqlite3 *db, const char *sql, struct errctx *e)
+{
+    char *err = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
+        int rc = errctx_set(e, SYNC_EIO, "database: %s", err ? err : sqlite3_errmsg(db));
+        sqlite3_free(err);
+        return rc;
+    }
+    return SYNC_OK;
+}
+
+/* "?, ?, ?" with n placeholders; sqlite3_free() it. */
+static char *placeholders(int n)
+{
+    char *out = sqlite3_mprintf("%s", "");
+    for (int i = 0; out != NULL && i < n; i++) {
+        char *next = sqlite3_mprintf("%s%s?", out, i ? ", " : "");
+        sqlite3_free(out);
+        out = next;
+    }
+    return out;
+}
+
+/* ---- building the local changeset ------------------------------------- */
+
+static int table_dirty(sqlite3 *db, const struct schema_table *t, int *dirty, struct errctx *e)
+{
+    char *sql = sqlite3_mprintf("SELECT 1 FROM \"" DIRTY_PREFIX "%w\" LIMIT 1", t->name);
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    if (sql == NULL)
+        return errctx_set(e, SYNC_ENOMEM, "out of memory");
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        rc = sql_err(e, db, "reading dirty keys");
+        goto out;
+    }
+    rc = sqlite3_step(st);
+    *dirty = rc == SQLITE_ROW;
+    rc = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? SYNC_OK : sql_err(e, db, "reading dirty keys");
+out:
+    sqlite3_finalize(st);
+    sqlite3_free(sql);
+    return rc;
+}
+
+/* Runs src (a SELECT on db) and feeds each row's columns [first, first+ncol)
+ * to dst (a prepared statement on the scratch database). */
+static int copy_rows(sqlite3_stmt *src, int first, int ncol, sqlite3_stmt *dst, sqlite3 *scratch,
+                     struct errctx *e)
+{
+    int rc;
+    while ((rc = sqlite3_step(src)) == SQLITE_ROW) {
+        for (int i = 0; i < ncol; i++)
+            sqlite3_bind_value(dst, i + 1, sqlite3_column_value(src, first + i));
+        if (sqlite3_step(dst) != SQLITE_DONE) {
+            int r = sql_err(e, scratch, "building the local changeset");
+            sqlite3_reset(dst);
+            return r;
+        }
+        sqlite3_reset(dst);
+    }
+    if (rc != SQLITE_DONE)
+        return errctx_set(e, SYNC_EIO, "reading the replica: %s",
+                          sqlite3_errmsg(sqlite3_db_handle(src)));
+    return SYNC_OK;
+}
+
+/* Loads the base rows of t's dirty keys into the scratch copy of t. */
+static int load_old_rows(sqlite3 *db, sqlite3 *scratch, const struct schema_table *t,
+                         struct errctx *e)
+{
+    sqlite3_stmt *src = NULL, *dst = NULL;
+    char *match = schema_sql_pk_match(t, "d", "b");
+    char *ph = placeholders(t->ncol);
+    char *q_src = NULL, *q_dst = NULL;
+    int rc = SYNC_ENOMEM;
+
+    if (match == NULL || ph == NULL)
+        goto oom;
+    q_src = sqlite3_mprintf("SELECT b.* FROM \"" DIRTY_PREFIX "%w\" d JOIN \"" BASE_PREFIX
+                            "%w\" b ON %s",
+                            t->name, t->name, match);
+    q_dst = sqlite3_mprintf("INSERT INTO \"%w\" VALUES (%s)", t->name, ph);
+    if (q_src == NULL || q_dst == NULL)
+        goto oom;
+    if (sqlite3_prepare_v2(db, q_src, -1, &src, NULL) != SQLITE_OK) {
+        rc = sql_err(e, db, "reading base rows");
+        goto out;
+    }
+    if (sqlite3_prepare_v2(scratch, q_dst, -1, &dst, NULL) != SQLITE_OK) {
+        rc = sql_err(e, scratch, "building the local changeset");
+        goto out;
+    }
+    rc = copy_rows(src, 0, t->ncol, dst, scratch, e);
+    goto out;
+oom:
+    rc = errctx_set(e, SYNC_ENOMEM, "out of memory building the local changeset");
+out:
+    sqlite3_finalize(src);
+    sqlite3_finalize(dst);
+    sqlite3_free(match);
+    sqlite3_free(ph);
+    sqlite3_free(q_src);
+    sqlite3_free(q_dst);
+    return rc;
+}
+
+/* Writes the current rows of t's dirty keys into the scratch copy, where the
+ * session records them: an upsert for a row that exists, a delete otherwise. */
+static int write_new_rows(sqlite3 *db, sqlite3 *scratch, const struct schema_table *t,
+                          struct errctx *e)
+{
+    sqlite3_stmt *src = NULL, *up = NULL, *del = NULL;
+    char *match = schema_sql_pk_match(t, "d", "t");
+    char *dkeys = schema_sql_cols(t, SCHEMA_COLS_PK, "d");
+    char *keys = schema_sql_cols(t, SCHEMA_COLS_PK, NULL);
+    char *ph = placeholders(t->ncol);
+    char *set = sqlite3_mprintf("%s", "");
+    char *where = sqlite3_mprintf("%s", "");
+    char *q_src = NULL, *q_up = NULL, *q_del = NULL;
+    int rc, step;
+
+    for (int i = 0; set != NULL && i < t->ncol; i++) {
+        char *next = sqlite3_mprintf("%s%s\"%w\" = excluded.\"%w\"", set, i ? ", " : "",
+                                     t->cols[i].name, t->cols[i].name);
+        sqlite3_free(set);
+        set = next;
+    }
+    for (int i = 0; where != NULL && i < t->npk; i++) {
+        char *next = sqlite3_mprintf("%s%s\"%w\" = ?", where, i ? " AND " : "",
+                                     t->cols[t->pk[i]].name);
+        sqlite3_free(where);
+        where = next;
+    }
+    if (match == NULL || dkeys == NULL || keys == NULL || ph == NULL || set == NULL ||
+        where == NULL)
+        goto oom;
+    q_src = sqlite3_mprintf("SELECT %s, t.\"%w\" IS NULL, t.* FROM \"" DIRTY_PREFIX
+                            "%w\" d LEFT JOIN \"%w\" t ON %s ORDER BY %s",
+                            dkeys, t->cols[t->pk[0]].name, t->name, t->name, match, dkeys);
+    q_up = sqlite3_mprintf("INSERT INTO \"%w\" VALUES (%s) ON CONFLICT (%s) DO UPDATE SET %s",
+                           t->name, ph, keys, set);
+    q_del = sqlite3_mprintf("DELETE FROM \"%w\" WHERE %s", t->name, where);
+    if (q_src == NULL || q_up == NULL || q_del == NULL)
+        goto oom;
+    if (sqlite3_prepare_v2(db, q_src, -1, &src, NULL) != SQLITE_OK) {
+        rc = sql_err(e, db, "reading changed rows");
+        goto out;
+    }
+    if (sqlite3_prepare_v2(scratch, q_up, -1, &up, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(scratch, q_del, -1, &del, NULL) != SQLITE_OK) {
+        rc = sql_err(e, scratch, "building the local changeset");
+        goto out;
+    }
+    while ((step = sqlite3_step(src)) == SQLITE_ROW) {
+        sqlite3_stmt *dst = sqlite3_column_int(src, t->npk) ? del : up;
+        int first = dst == del ? 0 : t->npk + 1;
+        int n = dst == del ? t->npk : t->ncol;
+        for (int i = 0; i < n; i++)
+            sqlite3_bind_value(dst, i + 1, sqlite3_column_value(src, first + i));
+        if (sqlite3_step(dst) != SQLITE_DONE) {
+            rc = sql_err(e, scratch, "building the local changeset");
+            sqlite3_reset(dst);
+            goto out;
+        }
+        sqlite3_reset(dst);
+    }
+    rc = step == SQLITE_DONE ? SYNC_OK : sql_err(e, db, "reading changed rows");
+    goto out;
+oom:
+    rc = errctx_set(e, SYNC_ENOMEM, "out of memory building the local changeset");
+out:
+    sqlite3_finalize(src);
+    sqlite3_finalize(up);
+    sqlite3_finalize(del);
+    sqlite3_free(match);
+    sqlite3_free(dkeys);
+    sqlite3_free(keys);
+    sqlite3_free(ph);
+    sqlite3_free(set);
+    sqlite3_free(where);
+    sqlite3_free(q_src);
+    sqlite3_free(q_up);
+    sqlite3_free(q_del);
+    return rc;
+}
+
+int changeset_build_local(struct buf *out, sqlite3 *db, const struct schema *s, struct errctx *e)
+{
+    sqlite3 *scratch = NULL;
+    sqlite3_session *sess = NULL;
+    void *cs = NULL;
+    int ncs = 0, rc;
+    int *dirty = calloc((size_t)s->ntable, sizeof(int));
+
+    if (dirty == NULL)
+        return errctx_set(e, SYNC_ENOMEM, "out of memory building the local changeset");
+    if (sqlite3_open(":memory:", &scratch) != SQLITE_OK) {
+        rc = errctx_set(e, SYNC_ENOMEM, "cannot open a scratch database");
+        goto out;
+    }
+    /* Guard 1 of the privacy boundary: only shared and owned tables are read. */
+    for (int i = 0; i < s->ntable; i++) {
+        const struct schema_table *t = &s->tables[i];
+        if (t->cls != CLASS_SHARED && t->cls != CLASS_OWNED)
+            continue;
+        if ((rc = table_dirty(db, t, &dirty[i], e)) != SYNC_OK)
+            goto out;
+        if (!dirty[i])
+            continue;
+        if ((rc = exec_sql(scratch, t->create_sql, e)) != SYNC_OK ||
+            (rc = load_old_rows(db, scratch, t, e)) != SYNC_OK)
+            goto out;
+    }
+    if (sqlite3session_create(scratch, "main", &sess) != SQLITE_OK ||
+        sqlite3session_attach(sess, NULL) != SQLITE_OK) {
+        rc = sql_err(e, scratch, "starting a session");
+        goto out;
+    }
+    for (int i = 0; i < s->ntable; i++) {
+        if (dirty[i] && (rc = write_new_rows(db, scratch, &s->tables[i], e)) != SYNC_OK)
+            goto out;
+    }
+    if (sqlite3session_changeset(sess, &ncs, &cs) != SQLITE_OK) {
+        rc = sql_err(e, scratch, "taking the local changeset");
+        goto out;
+    }
+    rc = buf_put(out, cs, (size_t)ncs, e);
+out:
+    sqlite3_free(cs);
+    if (sess != NULL)
+        sqlite3session_delete(sess);
+    sqlite3_close(scratch);
+    free(dirty);
+    return rc;
+}
+
+/* ---- walking changesets ----------------------------------------------- */
+
+static int iter_start(sqlite3_changeset_iter **it, const void *cs, size_t n, struct errctx *e)
+{
+    if (n > CHANGESET_MAX)
+        return errctx_set(e, SYNC_ELIMIT, "changeset of %zu bytes exceeds the limit of %u", n,
+                          CHANGESET_MAX);
+    if (sqlite3changeset_start(it, (int)n, (void *)cs) != SQLITE_OK)
+        return errctx_set(e, SYNC_EPROTO, "changeset is malformed");
+    return SYNC_OK;
+}
+
+static int iter_end(sqlite3_changeset_iter *it, int step, struct errctx *e)
+{
+    int frc = sqlite3changeset_finalize(it);
+    if (step != SQLITE_DONE || frc != SQLITE_OK)
+        return errctx_set(e, SYNC_EPROTO, "changeset is malformed (%s)",
+                          sqlite3_errstr(frc != SQLITE_OK ? frc : step));
+    return SYNC_OK;
+}
+
+int changeset_count(const void *cs, size_t n, int *count, struct errctx *e)
+{
+    sqlite3_changeset_iter *it = NULL;
+    int rc, step;
+
+    *count = 0;
+    if (n == 0)
+        return SYNC_OK;
+    if ((rc = iter_start(&it, cs, n, e)) != SYNC_OK)
+        return rc;
+    while ((step = sqlite3changeset_next(it)) == SQLITE_ROW)
+        (*count)++;
+    return iter_end(it, step, e);
+}
+
+/* Checks that the change's table shape matches the schema's t. */
+static int shape_check(sqlite3_changeset_iter *it, const struct schema_table *t, int ncol,
+                       struct errctx *e)
+{
+    unsigned char *pk = NULL;
+    int npkcol = 0;
+
+    if (ncol != t->ncol)
+        return errctx_set(e, SYNC_ESCHEMA, "change to table %s has %d columns, schema has %d",
+                          t->name, ncol, t->ncol);
+    if (sqlite3changeset_pk(it, &pk, &npkcol) != SQLITE_OK || npkcol != t->ncol)
+        return errctx_set(e, SYNC_EPROTO, "change to table %s has no valid key", t->name);
+    for (int i = 0; i < t->ncol; i++) {
+        if ((pk[i] != 0) != (t->cols[i].pk > 0))
+            return errctx_set(e, SYNC_ESCHEMA,
+                              "change to table %s has a primary key that differs from the schema",
+                              t->name);
+    }
+    return SYNC_OK;
+}
+
+/* ---- strict apply to base copies ---------------------------------------- */
+
+/* Builds and runs the statement for one change; *hit is the number of rows hit. */
+static int apply_one(sqlite3 *db, sqlite3_changeset_iter *it, const struct schema_table *t,
+                     const char *prefix, int op, int *hit, struct errctx *e)
+{
+    sqlite3_value *v;
+    sqlite3_stmt *st = NULL;
+    char *sql = NULL, *ph = NULL, *where = sqlite3_mprintf("%s", ""), *set = NULL;
+    int rc, nb = 0;
+
+    if (op == SQLITE_INSERT) {
+        ph = placeholders(t->ncol);
+        sql = ph ? sqlite3_mprintf("INSERT INTO \"%w%w\" VALUES (%s)", prefix, t->name, ph) : NULL;
+    } else {
+        /* WHERE names every old value the changeset carries: the key always,
+         * for an update the changed columns, for a delete every column. */
+        set = sqlite3_mprintf("%s", "");
+        for (int i = 0; where != NULL && set != NULL && i < t->ncol; i++) {
+            char *next;
+            if (sqlite3changeset_old(it, i, &v) == SQLITE_OK && v != NULL) {
+                next = sqlite3_mprintf("%s%s\"%w\" IS ?", where, *where ? " AND " : "",
+                                       t->cols[i].name);
+                sqlite3_free(where);
+                where = next;
+            }
+            if (op == SQLITE_UPDATE && sqlite3changeset_new(it, i, &v) == SQLITE_OK && v != NULL) {
+                next = sqlite3_mprintf("%s%s\"%w\" = ?", set, *set ? ", " : "", t->cols[i].name);
+                sqlite3_free(set);
+                set = next;
+            }
+        }
+        if (where != NULL && set != NULL) {
+            if (op == SQLITE_DELETE)
+                sql = sqlite3_mprintf("DELETE FROM \"%w%w\" WHERE %s", prefix, t->name, where);
+            else if (*set == '\0')
+                sql = sqlite3_mprintf("SELECT 1 FROM \"%w%w\" WHERE %s", prefix, t->name, where);
+            else
+                sql = sqlite3_mprintf("UPDATE \"%w%w\" SET %s WHERE %s", prefix, t->name, set,
+                                      where);
+        }
+    }
+    if (sql == NULL) {
+        rc = errctx_set(e, SYNC_ENOMEM, "out of memory applying a changeset");
+        goto out;
+    }
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        rc = sql_err(e, db, "applying a changeset");
+        goto out;
+    }
+    /* Bind in the order the placeholders were written: SET values first. */
+    if (op == SQLITE_INSERT) {
+        for (int i = 0; i < t->ncol; i++) {
+            if (sqlite3changeset_new(it, i, &v) != SQLITE_OK || v == NULL) {
+                rc = errctx_set(e, SYNC_EPROTO, "insert into %s lacks column %s", t->name,
+                                t->cols[i].name);
+                goto out;
+            }
+            sqlite3_bind_value(st, ++nb, v);
+        }
+    } else {
+        for (int i = 0; op == SQLITE_UPDATE && i < t->ncol; i++) {
+            if (sqlite3changeset_new(it, i, &v) == SQLITE_OK && v != NULL)
+                sqlite3_bind_value(st, ++nb, v);
+        }
+        for (int i = 0; i < t->ncol; i++) {
+            if (sqlite3changeset_old(it, i, &v) == SQLITE_OK && v != NULL)
+                sqlite3_bind_value(st, ++nb, v);
+        }
+    }
+    rc = sqlite3_step(st);
+    if (op == SQLITE_UPDATE && set != NULL && *set == '\0') {
+        *hit = rc == SQLITE_ROW;
+        rc = SYNC_OK;
+    } else if (rc == SQLITE_DONE) {
+        *hit = sqlite3_changes(db);
+        rc = SYNC_OK;
+    } else if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+        *hit = 0;
+        rc = SYNC_OK;
+    } else {
+        rc = sql_err(e, db, "applying a changeset");
+    }
+out:
+    sqlite3_finalize(st);
+    sqlite3_free(sql);
+    sqlite3_free(ph);
+    sqlite3_free(where);
+    sqlite3_free(set);
+    return rc;
+}
+
+int changeset_apply_strict(sqlite3 *db, const struct schema *s, const void *cs, size_t n,
+                           const char *prefix, struct errctx *e)
+{
+    sqlite3_changeset_iter *it = NULL;
+    int rc = SYNC_OK, step;
+
+    if (n == 0)
+        return SYNC_OK;
+    if ((rc = iter_start(&it, cs, n, e)) != SYNC_OK)
+        return rc;
+    while ((step = sqlite3changeset_next(it)) == SQLITE_ROW) {
+        const char *tab;
+        int ncol, op, indirect, hit = 0;
+        const struct schema_table *t;
+
+        if (sqlite3changeset_op(it, &tab, &ncol, &op, &indirect) != SQLITE_OK) {
+            step = SQLITE_CORRUPT;
+            break;
+        }
+        if ((t = schema_find(s, tab)) == NULL || !schema_class_replicated(t->cls)) {
+            rc = errctx_set(e, SYNC_ESCHEMA, "changeset names table %s, which is not replicated",
+                            tab);
+            break;
+        }
+        if ((rc = shape_check(it, t, ncol, e)) != SYNC_OK ||
+            (rc = apply_one(db, it, t, prefix, op, &hit, e)) != SYNC_OK)
+            break;
+        if (hit != 1) {
+            rc = errctx_set(e, SYNC_EDATA,
+                            "the local copy of %s differs from the hub's (a %s found %d rows)",
+                            t->name,
+                            op == SQLITE_INSERT ? "insert" : op == SQLITE_DELETE ? "delete"
+                                                                                  : "update",
+                            op == SQLITE_INSERT ? 1 - hit : hit);
+            break;
+        }
+    }
+    if (rc != SYNC_OK) {
+        sqlite3changeset_finalize(it);
+        return rc;
+    }
+    return iter_end(it, step, e);
+}
+
+/* ---- touched keys ------------------------------------------------------- */
+
+int changeset_touched_reset(sqlite3 *db, const struct schema *s, struct errctx *e)
+{
+    for (int i = 0; i < s->ntable; i++) {
+        const struct schema_table *t = &s->tables[i];
+        char *keys, *sql;
+        int rc;
+
+        if (!schema_class_replicated(t->cls))
+            continue;
+        if ((keys = schema_sql_cols(t, SCHEMA_COLS_PK, NULL)) == NULL)
+            return errctx_set(e, SYNC_ENOMEM, "out of memory");
+        sql = sqlite3_mprintf("CREATE TEMP TABLE IF NOT EXISTS \"" TOUCHED_PREFIX
+                              "%w\" (%s, PRIMARY KEY (%s)) WITHOUT ROWID;"
+                              "DELETE FROM temp.\"" TOUCHED_PREFIX "%w\";",
+                              t->name, keys, keys, t->name);
+        sqlite3_free(keys);
+        if (sql == NULL)
+            return errctx_set(e, SYNC_ENOMEM, "out of memory");
+        rc = exec_sql(db, sql, e);
+        sqlite3_free(sql);
+        if (rc != SYNC_OK)
+            return rc;
+    }
+    return SYNC_OK;
+}
+
+static int touched_one(sqlite3 *db, sqlite3_changeset_iter *it, const struct schema_table *t,
+                       int op, struct errctx *e)
+{
+    char *ph = placeholders(t->npk);
+    char *sql = ph ? sqlite3_mprintf("INSERT OR IGNORE INTO temp.\"" TOUCHED_PREFIX
+                                     "%w\" VALUES (%s)",
+                                     t->name, ph)
+                   : NULL;
+    sqlite3_stmt *st = NULL;
+    int rc = SYNC_OK;
+
+    if (sql == NULL) {
+        rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        rc = sql_err(e, db, "recording touched keys");
+        goto out;
+    }
+    for (int k = 0; k < t->npk; k++) {
+        sqlite3_value *v = NULL;
+        int got = op == SQLITE_INSERT ? sqlite3changeset_new(it, t->pk[k], &v)
+                                      : sqlite3changeset_old(it, t->pk[k], &v);
+        if (got != SQLITE_OK || v == NULL) {
+            rc = errctx_set(e, SYNC_EPROTO, "change to %s lacks its key", t->name);
+            goto out;
+        }
+        sqlite3_bind_value(st, k + 1, v);
+    }
+    if (sqlite3_step(st) != SQLITE_DONE)
+        rc = sql_err(e, db, "recording touched keys");
+out:
+    sqlite3_finalize(st);
+    sqlite3_free(ph);
+    sqlite3_free(sql);
+    return rc;
+}
+
+int changeset_touched_add(sqlite3 *db, const struct schema *s, const void *cs, size_t n,
+                          struct errctx *e)
+{
+    sqlite3_changeset_iter *it = NULL;
+    int rc = SYNC_OK, step;
+
+    if (n == 0)
+        return SYNC_OK;
+    if ((rc = iter_start(&it, cs, n, e)) != SYNC_OK)
+        return rc;
+    while ((step = sqlite3changeset_next(it)) == SQLITE_ROW) {
+        const char *tab;
+        int ncol, op, indirect;
+        const struct schema_table *t;
+
+        if (sqlite3changeset_op(it, &tab, &ncol, &op, &indirect) != SQLITE_OK) {
+            step = SQLITE_CORRUPT;
+            break;
+        }
+        if ((t = schema_find(s, tab)) == NULL || !schema_class_replicated(t->cls)) {
+            rc = errctx_set(e, SYNC_ESCHEMA, "changeset names table %s, which is not replicated",
+                            tab);
+            break;
+        }
+        if ((rc = shape_check(it, t, ncol, e)) != SYNC_OK ||
+            (rc = touched_one(db, it, t, op, e)) != SYNC_OK)
+            break;
+    }
+    if (rc != SYNC_OK) {
+        sqlite3changeset_finalize(it);
+        return rc;
+    }
+    return iter_end(it, step, e);
+}
+
+/* ---- the hub's class check ---------------------------------------------- */
+
+/* For an owned table: the site_id value in this change's old or new image must
+ * be the pushing site's; NULL v means "not in this image". */
+static int owner_ok(sqlite3_value *v, const char *site_id)
+{
+    if (v == NULL)
+        return 1;
+    return sqlite3_value_type(v) == SQLITE_TEXT &&
+           strcmp((const char *)sqlite3_value_text(v), site_id) == 0;
+}
+
+static int check_one(sqlite3_changeset_iter *it, const struct schema *s, const char *site_id,
+                     struct errctx *e)
+{
+    const char *tab;
+    int ncol, op, indirect, rc;
+    const struct schema_table *t;
+    sqlite3_value *ov = NULL, *nv = NULL;
+
+    if (sqlite3changeset_op(it, &tab, &ncol, &op, &indirect) != SQLITE_OK)
+        return errctx_set(e, SYNC_EPROTO, "changeset is malformed");
+    if ((t = schema_find(s, tab)) == NULL)
+        return errctx_set(e, SYNC_EREFUSED, "push names unknown table \"%.64s\"", tab);
+    if (t->cls == CLASS_LOCAL)
+        return errctx_set(e, SYNC_EREFUSED,
+                          "push changes table %s, which is confidential to the site and "
+                          "must never leave it",
+                          t->name);
+    if (t->cls == CLASS_HUB)
+        return errctx_set(e, SYNC_EREFUSED,
+                          "push changes table %s, which only the central team may change",
+                          t->name);
+    if ((rc = shape_check(it, t, ncol, e)) != SYNC_OK) {
+        if (rc == SYNC_ESCHEMA && e != NULL)
+            e->code = rc = SYNC_EREFUSED; /* a push that does not fit the schema is refused */
+        return rc;
+    }
+    if (t->cls == CLASS_OWNED) {
+        if (op != SQLITE_INSERT)
+            (void)sqlite3changeset_old(it, t->site_col, &ov);
+        if (op != SQLITE_DELETE)
+            (void)sqlite3changeset_new(it, t->site_col, &nv);
+        if ((op != SQLITE_INSERT && ov == NULL) || !owner_ok(ov, site_id) ||
+            !owner_ok(nv, site_id))
+            return errctx_set(e, SYNC_EREFUSED,
+                              "push changes a row of %s that belongs to another site; "
+                              "a site may change only rows whose site_id is its own",
+                              t->name);
+    }
+    return SYNC_OK;
+}
+
+int changeset_check_push(const struct schema *s, const void *cs, size_t n, const char *site_id,
+                         int *nchanges, struct errctx *e)
+{
+    sqlite3_changeset_iter *it = NULL;
+    int rc = SYNC_OK, step;
+
+    *nchanges = 0;
+    if (n == 0)
+        return SYNC_OK;
+    if ((rc = iter_start(&it, cs, n, e)) != SYNC_OK)
+        return rc;
+    while ((step = sqlite3changeset_next(it)) == SQLITE_ROW) {
+        if ((rc = check_one(it, s, site_id, e)) != SYNC_OK)
+            break;
+        (*nchanges)++;
+    }
+    if (rc != SYNC_OK) {
+        sqlite3changeset_finalize(it);
+        return rc;
+    }
+    return iter_end(it, step, e);
+}

@@ -1,0 +1,60 @@
+/*
+ * changeset.h - SQLite session changesets: building a site's local changes
+ * from its dirty keys, applying canonical changesets to base copies,
+ * recording which keys a changeset touches, and checking a pushed changeset
+ * against the table classes.
+ *
+ * Names used in a database (see schema/README.md):
+ *   T                  a replicated table, as the user sees and edits it
+ *   _empact_base_T     site only: T as of the last hub version synced
+ *   _empact_dirty_T    site only: primary keys of T changed since then
+ *   temp._touched_T    keys touched by the changesets of one sync
+ */
+#ifndef EMPACT_CHANGESET_H
+#define EMPACT_CHANGESET_H
+
+#include <sqlite3.h>
+
+#include "buf.h"
+#include "errctx.h"
+#include "schema.h"
+
+#define BASE_PREFIX "_empact_base_"
+#define DIRTY_PREFIX "_empact_dirty_"
+#define TOUCHED_PREFIX "_touched_"
+
+/* Builds the site's local changeset L: for every shared and owned table, the
+ * difference base -> T over the dirty keys only (local and hub tables are
+ * never read).  The cost follows the number of dirty keys.  Appends L to out
+ * (empty when nothing changed).  db is borrowed. */
+int changeset_build_local(struct buf *out, sqlite3 *db, const struct schema *s,
+                          struct errctx *e) SYNC_WUR;
+
+/* Applies a canonical changeset to the tables named prefix||T ("" for the
+ * tables themselves, BASE_PREFIX for a site's base copies), strictly: every
+ * insert must find no row, every update and delete must find the row with the
+ * old values the changeset names.  Anything else means the copy diverged from
+ * the hub: SYNC_EDATA.  SYNC_EPROTO for a malformed changeset. */
+int changeset_apply_strict(sqlite3 *db, const struct schema *s, const void *cs, size_t n,
+                           const char *prefix, struct errctx *e) SYNC_WUR;
+
+/* Creates (if needed) and empties temp._touched_T for every replicated table. */
+int changeset_touched_reset(sqlite3 *db, const struct schema *s, struct errctx *e) SYNC_WUR;
+
+/* Adds the primary key of every row cs changes to temp._touched_T. */
+int changeset_touched_add(sqlite3 *db, const struct schema *s, const void *cs, size_t n,
+                          struct errctx *e) SYNC_WUR;
+
+/* Checks a changeset pushed by site_id before the hub applies it: each change
+ * must name a shared or owned table of the schema with the schema's columns
+ * and key; owned rows must carry site_id == the pushing site in their old and
+ * new values.  SYNC_EREFUSED with a sentence naming the table (never a row's
+ * values) on the first violation; SYNC_EPROTO if cs is not a valid changeset.
+ * *nchanges receives the number of changes. */
+int changeset_check_push(const struct schema *s, const void *cs, size_t n, const char *site_id,
+                         int *nchanges, struct errctx *e) SYNC_WUR;
+
+/* Counts the changes in cs; SYNC_EPROTO if malformed. */
+int changeset_count(const void *cs, size_t n, int *count, struct errctx *e) SYNC_WUR;
+
+#endif

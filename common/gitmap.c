@@ -1,0 +1,577 @@
+/*
+ * gitmap.c - canonical row text, row paths, and tree/commit writing with
+ * libgit2 (layout in gitmap.h).
+ *
+ * A tree update visits only the shards that hold a touched key: it collects
+ * the edits of one table, sorts them by shard and name, and rewrites each
+ * touched shard with a treebuilder seeded from the old shard tree, then the
+ * table tree, then the root.  Untouched shards keep their ids, so the cost
+ * follows the number of changed rows (plus the size of the touched shards).
+ */
+#include "gitmap.h"
+
+#include <git2.h>
+#include <git2/sys/mempack.h>
+#include <git2/sys/repository.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct gitmap {
+    git_repository *repo;
+    git_odb_backend *mempack; /* non-NULL for an in-memory store (owned by the odb) */
+};
+
+struct edit {
+    char shard[3];
+    char *name;
+    int remove;
+    git_oid blob;
+};
+
+static pthread_once_t git_once = PTHREAD_ONCE_INIT;
+
+static void git_boot(void)
+{
+    git_libgit2_init();
+}
+
+static int git_err(struct errctx *e, const char *what)
+{
+    const git_error *ge = git_error_last();
+    return errctx_set(e, SYNC_EIO, "git: %s: %s", what, ge && ge->message ? ge->message : "failed");
+}
+
+void gitmap_oid_hex(char out[41], const uint8_t oid[GITMAP_OID_LEN])
+{
+    for (int i = 0; i < GITMAP_OID_LEN; i++)
+        snprintf(out + i * 2, 3, "%02x", oid[i]);
+}
+
+int gitmap_oid_parse(uint8_t out[GITMAP_OID_LEN], const char *s, struct errctx *e)
+{
+    git_oid oid;
+    if (s == NULL || strlen(s) != 40 || git_oid_fromstr(&oid, s) != 0)
+        return errctx_set(e, SYNC_EPROTO, "not a 40-digit object id: %.48s", s ? s : "(null)");
+    memcpy(out, oid.id, GITMAP_OID_LEN);
+    return SYNC_OK;
+}
+
+int gitmap_init(const char *path, struct errctx *e)
+{
+    git_repository *repo = NULL;
+    git_repository_init_options opts;
+
+    pthread_once(&git_once, git_boot);
+    git_repository_init_options_init(&opts, GIT_REPOSITORY_INIT_OPTIONS_VERSION);
+    opts.flags = GIT_REPOSITORY_INIT_BARE | GIT_REPOSITORY_INIT_MKPATH |
+                 GIT_REPOSITORY_INIT_NO_REINIT;
+    opts.initial_head = "main";
+    if (git_repository_init_ext(&repo, path, &opts) != 0)
+        return git_err(e, "creating the history repository");
+    git_repository_free(repo);
+    return SYNC_OK;
+}
+
+int gitmap_open(struct gitmap **out, const char *path, struct errctx *e)
+{
+    struct gitmap *g;
+
+    pthread_once(&git_once, git_boot);
+    *out = NULL;
+    if ((g = calloc(1, sizeof(*g))) == NULL)
+        return errctx_set(e, SYNC_ENOMEM, "out of memory");
+    if (git_repository_open_bare(&g->repo, path) != 0) {
+        free(g);
+        return git_err(e, "opening the history repository");
+    }
+    *out = g;
+    return SYNC_OK;
+}
+
+int gitmap_new_memory(struct gitmap **out, struct errctx *e)
+{
+    struct gitmap *g;
+    git_odb *odb = NULL;
+
+    pthread_once(&git_once, git_boot);
+    *out = NULL;
+    if ((g = calloc(1, sizeof(*g))) == NULL)
+        return errctx_set(e, SYNC_ENOMEM, "out of memory");
+    if (git_odb_new(&odb) != 0 || git_mempack_new(&g->mempack) != 0 ||
+        git_odb_add_backend(odb, g->mempack, 1) != 0 || git_repository_wrap_odb(&g->repo, odb) != 0) {
+        int rc = git_err(e, "creating an in-memory object store");
+        git_odb_free(odb); /* frees the backend too once it was added */
+        free(g);
+        return rc;
+    }
+    git_odb_free(odb); /* the repository holds its own reference */
+    *out = g;
+    return SYNC_OK;
+}
+
+void gitmap_free(struct gitmap *g)
+{
+    if (g == NULL)
+        return;
+    git_repository_free(g->repo);
+    free(g);
+}
+
+/* ---- canonical text ------------------------------------------------------ */
+
+static int put_quoted(struct buf *out, const unsigned char *s, int n, struct errctx *e)
+{
+    int rc = buf_put_u8(out, '"', e);
+    for (int i = 0; rc == SYNC_OK && i < n; i++) {
+        char esc[8];
+        unsigned char c = s[i];
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            rc = buf_put(out, esc, 2, e);
+        } else if (c == '\n') {
+            rc = buf_put(out, "\\n", 2, e);
+        } else if (c == '\t') {
+            rc = buf_put(out, "\\t", 2, e);
+        } else if (c == '\r') {
+            rc = buf_put(out, "\\r", 2, e);
+        } else if (c < 0x20 || c == 0x7f) {
+            snprintf(esc, sizeof(esc), "\\u%04x", c);
+            rc = buf_put(out, esc, 6, e);
+        } else {
+            rc = buf_put_u8(out, c, e);
+        }
+    }
+    return rc == SYNC_OK ? buf_put_u8(out, '"', e) : rc;
+}
+
+static int put_hex(struct buf *out, const unsigned char *p, int n, struct errctx *e)
+{
+    int rc = SYNC_OK;
+    for (int i = 0; rc == SYNC_OK && i < n; i++) {
+        char h[3];
+        snprintf(h, sizeof(h), "%02x", p[i]);
+        rc = buf_put(out, h, 2, e);
+    }
+    return rc;
+}
+
+static int put_real(struct buf *out, double d, struct errctx *e)
+{
+    char num[40];
+    int n = snprintf(num, sizeof(num), "%.17g", d);
+    if (strspn(num, "-0123456789") == (size_t)n)
+        n += snprintf(num + n, sizeof(num) - (size_t)n, ".0");
+    return buf_put(out, num, (size_t)n, e);
+}
+
+static int put_value(struct buf *out, sqlite3_value *v, struct errctx *e)
+{
+    char num[32];
+    int n;
+
+    switch (sqlite3_value_type(v)) {
+    case SQLITE_INTEGER:
+        n = snprintf(num, sizeof(num), "%lld", (long long)sqlite3_value_int64(v));
+        return buf_put(out, num, (size_t)n, e);
+    case SQLITE_FLOAT:
+        return put_real(out, sqlite3_value_double(v), e);
+    case SQLITE_TEXT:
+        return put_quoted(out, sqlite3_value_text(v), sqlite3_value_bytes(v), e);
+    case SQLITE_BLOB: {
+        int rc = buf_put(out, "x'", 2, e);
+        if (rc == SYNC_OK)
+            rc = put_hex(out, sqlite3_value_blob(v), sqlite3_value_bytes(v), e);
+        return rc == SYNC_OK ? buf_put_u8(out, '\'', e) : rc;
+    }
+    default:
+        return buf_put(out, "null", 4, e);
+    }
+}
+
+int gitmap_row_text(struct buf *out, sqlite3_stmt *st, int first, const struct schema_table *t,
+                    struct errctx *e)
+{
+    int rc = SYNC_OK;
+    for (int i = 0; rc == SYNC_OK && i < t->ncol; i++) {
+        const char *name = t->cols[i].name;
+        if ((rc = buf_put(out, name, strlen(name), e)) != SYNC_OK ||
+            (rc = buf_put(out, ": ", 2, e)) != SYNC_OK ||
+            (rc = put_value(out, sqlite3_column_value(st, first + i), e)) != SYNC_OK)
+            break;
+        rc = buf_put_u8(out, '\n', e);
+    }
+    return rc;
+}
+
+static int put_name_part(struct buf *out, sqlite3_value *v, struct errctx *e)
+{
+    const unsigned char *s;
+    int n, rc = SYNC_OK;
+
+    switch (sqlite3_value_type(v)) {
+    case SQLITE_INTEGER:
+    case SQLITE_FLOAT:
+        return put_value(out, v, e);
+    case SQLITE_BLOB:
+        if ((rc = buf_put_u8(out, 'x', e)) != SYNC_OK)
+            return rc;
+        return put_hex(out, sqlite3_value_blob(v), sqlite3_value_bytes(v), e);
+    case SQLITE_TEXT:
+        s = sqlite3_value_text(v);
+        n = sqlite3_value_bytes(v);
+        if (n == 0)
+            return buf_put(out, "%", 1, e); /* a lone '%' is never produced otherwise */
+        for (int i = 0; rc == SYNC_OK && i < n; i++) {
+            unsigned char c = s[i];
+            if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                c == '_' || c == '-') {
+                rc = buf_put_u8(out, c, e);
+            } else {
+                char h[4];
+                snprintf(h, sizeof(h), "%%%02X", c);
+                rc = buf_put(out, h, 3, e);
+            }
+        }
+        return rc;
+    default:
+        return errctx_set(e, SYNC_EDATA, "a key value is NULL");
+    }
+}
+
+int gitmap_row_name(struct buf *out, sqlite3_stmt *st, int first, const struct schema_table *t,
+                    struct errctx *e)
+{
+    int rc = SYNC_OK;
+    for (int k = 0; rc == SYNC_OK && k < t->npk; k++) {
+        if (k > 0 && (rc = buf_put_u8(out, ',', e)) != SYNC_OK)
+            break;
+        rc = put_name_part(out, sqlite3_column_value(st, first + k), e);
+    }
+    return rc == SYNC_OK ? buf_put_u8(out, '\0', e) : rc;
+}
+
+/* ---- trees ---------------------------------------------------------------- */
+
+static int edit_cmp(const void *a, const void *b)
+{
+    const struct edit *x = a, *y = b;
+    int c = strcmp(x->shard, y->shard);
+    return c ? c : strcmp(x->name, y->name);
+}
+
+static void edits_free(struct edit *ed, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(ed[i].name);
+    free(ed);
+}
+
+static void shard_of(char out[3], const char *name)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (EVP_Digest(name, strlen(name), md, &n, EVP_sha256(), NULL) != 1)
+        md[0] = 0;
+    snprintf(out, 3, "%02x", md[0]);
+}
+
+/* Runs q, whose rows are: key columns (npk), "row absent" flag, row columns
+ * (ncol); turns each into an edit. */
+static int collect_edits(struct edit **out, size_t *nout, struct gitmap *g, sqlite3 *db,
+                         const struct schema_table *t, const char *q, struct errctx *e)
+{
+    sqlite3_stmt *st = NULL;
+    struct edit *ed = NULL;
+    size_t n = 0;
+    struct buf text = {0}, name = {0};
+    int rc = SYNC_OK, step;
+
+    if (sqlite3_prepare_v2(db, q, -1, &st, NULL) != SQLITE_OK) {
+        rc = errctx_set(e, SYNC_EIO, "reading rows of %s: %s", t->name, sqlite3_errmsg(db));
+        goto out;
+    }
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        struct edit *grown = reallocarray(ed, n + 1, sizeof(*ed));
+        struct edit *x;
+        if (grown == NULL) {
+            rc = errctx_set(e, SYNC_ENOMEM, "out of memory building the dataset tree");
+            goto out;
+        }
+        ed = grown;
+        x = &ed[n];
+        memset(x, 0, sizeof(*x));
+        name.len = 0;
+        text.len = 0;
+        if ((rc = gitmap_row_name(&name, st, 0, t, e)) != SYNC_OK)
+            goto out;
+        if ((x->name = strdup((const char *)name.data)) == NULL) {
+            rc = errctx_set(e, SYNC_ENOMEM, "out of memory building the dataset tree");
+            goto out;
+        }
+        n++;
+        shard_of(x->shard, x->name);
+        x->remove = sqlite3_column_int(st, t->npk);
+        if (!x->remove) {
+            if ((rc = gitmap_row_text(&text, st, t->npk + 1, t, e)) != SYNC_OK)
+                goto out;
+            if (git_blob_create_from_buffer(&x->blob, g->repo, text.data, text.len) != 0) {
+                rc = git_err(e, "writing a row");
+                goto out;
+            }
+        }
+    }
+    if (step != SQLITE_DONE)
+        rc = errctx_set(e, SYNC_EIO, "reading rows of %s: %s", t->name, sqlite3_errmsg(db));
+out:
+    sqlite3_finalize(st);
+    buf_free(&text);
+    buf_free(&name);
+    if (rc != SYNC_OK) {
+        edits_free(ed, n);
+        return rc;
+    }
+    qsort(ed, n, sizeof(*ed), edit_cmp);
+    *out = ed;
+    *nout = n;
+    return SYNC_OK;
+}
+
+/* The subtree called name in parent, or NULL (absent, or parent NULL). */
+static int subtree(git_tree **out, struct gitmap *g, const git_tree *parent, const char *name,
+                   struct errctx *e)
+{
+    const git_tree_entry *te;
+
+    *out = NULL;
+    if (parent == NULL || (te = git_tree_entry_byname(parent, name)) == NULL)
+        return SYNC_OK;
+    if (git_tree_entry_type(te) != GIT_OBJECT_TREE || git_tree_lookup(out, g->repo, git_tree_entry_id(te)) != 0)
+        return git_err(e, "reading the previous dataset tree");
+    return SYNC_OK;
+}
+
+/* Writes bld's tree into parent builder under name, or removes name when
+ * bld is empty. */
+static int place(git_treebuilder *parent, const char *name, git_treebuilder *bld, struct errctx *e)
+{
+    git_oid id;
+
+    if (git_treebuilder_entrycount(bld) == 0) {
+        if (git_treebuilder_get(parent, name) != NULL && git_treebuilder_remove(parent, name) != 0)
+            return git_err(e, "updating the dataset tree");
+        return SYNC_OK;
+    }
+    if (git_treebuilder_write(&id, bld) != 0 ||
+        git_treebuilder_insert(NULL, parent, name, &id, GIT_FILEMODE_TREE) != 0)
+        return git_err(e, "writing the dataset tree");
+    return SYNC_OK;
+}
+
+/* Applies the sorted edits of one table to its subtree in root_bld. */
+static int table_apply(struct gitmap *g, git_treebuilder *root_bld, const git_tree *root,
+                       const struct schema_table *t, struct edit *ed, size_t n, struct errctx *e)
+{
+    git_tree *old_table = NULL, *old_shard = NULL;
+    git_treebuilder *tbl = NULL, *sh = NULL;
+    int rc;
+
+    if ((rc = subtree(&old_table, g, root, t->name, e)) != SYNC_OK)
+        goto out;
+    if (git_treebuilder_new(&tbl, g->repo, old_table) != 0) {
+        rc = git_err(e, "building the dataset tree");
+        goto out;
+    }
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        if ((rc = subtree(&old_shard, g, old_table, ed[i].shard, e)) != SYNC_OK)
+            goto out;
+        if (git_treebuilder_new(&sh, g->repo, old_shard) != 0) {
+            rc = git_err(e, "building the dataset tree");
+            goto out;
+        }
+        for (; j < n && strcmp(ed[j].shard, ed[i].shard) == 0; j++) {
+            int r = 0;
+            if (ed[j].remove) {
+                if (git_treebuilder_get(sh, ed[j].name) != NULL)
+                    r = git_treebuilder_remove(sh, ed[j].name);
+            } else {
+                r = git_treebuilder_insert(NULL, sh, ed[j].name, &ed[j].blob, GIT_FILEMODE_BLOB);
+            }
+            if (r != 0) {
+                rc = git_err(e, "updating a row in the dataset tree");
+                goto out;
+            }
+        }
+        if ((rc = place(tbl, ed[i].shard, sh, e)) != SYNC_OK)
+            goto out;
+        git_treebuilder_free(sh);
+        sh = NULL;
+        git_tree_free(old_shard);
+        old_shard = NULL;
+        i = j;
+    }
+    rc = place(root_bld, t->name, tbl, e);
+out:
+    git_treebuilder_free(sh);
+    git_treebuilder_free(tbl);
+    git_tree_free(old_shard);
+    git_tree_free(old_table);
+    return rc;
+}
+
+enum rows_from { ROWS_TOUCHED, ROWS_ALL };
+
+static char *rows_query(const struct schema_table *t, const char *prefix, enum rows_from from)
+{
+    char *q = NULL;
+    char *k = schema_sql_cols(t, SCHEMA_COLS_PK, from == ROWS_TOUCHED ? "k" : "t");
+    char *match = schema_sql_pk_match(t, "k", "t");
+
+    if (k != NULL && match != NULL) {
+        if (from == ROWS_TOUCHED)
+            q = sqlite3_mprintf("SELECT %s, t.\"%w\" IS NULL, t.* FROM temp.\"_touched_%w\" k "
+                                "LEFT JOIN \"%w%w\" t ON %s",
+                                k, t->cols[t->pk[0]].name, t->name, prefix, t->name, match);
+        else
+            q = sqlite3_mprintf("SELECT %s, 0, t.* FROM \"%w%w\" t", k, prefix, t->name);
+    }
+    sqlite3_free(k);
+    sqlite3_free(match);
+    return q;
+}
+
+static int tree_build(uint8_t out[GITMAP_OID_LEN], struct gitmap *g, const uint8_t *base_tree,
+                      sqlite3 *db, const struct schema *s, const char *prefix, enum rows_from from,
+                      struct errctx *e)
+{
+    git_tree *root = NULL;
+    git_treebuilder *bld = NULL;
+    git_oid id;
+    int rc = SYNC_OK;
+
+    if (base_tree != NULL) {
+        memcpy(id.id, base_tree, GITMAP_OID_LEN);
+        if (git_tree_lookup(&root, g->repo, &id) != 0)
+            return git_err(e, "reading the previous dataset tree");
+    }
+    if (git_treebuilder_new(&bld, g->repo, root) != 0) {
+        rc = git_err(e, "building the dataset tree");
+        goto out;
+    }
+    for (int i = 0; i < s->ntable; i++) {
+        const struct schema_table *t = &s->tables[i];
+        struct edit *ed = NULL;
+        size_t n = 0;
+        char *q;
+
+        if (!schema_class_replicated(t->cls))
+            continue;
+        if ((q = rows_query(t, prefix, from)) == NULL) {
+            rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
+            goto out;
+        }
+        rc = collect_edits(&ed, &n, g, db, t, q, e);
+        sqlite3_free(q);
+        if (rc == SYNC_OK && n > 0)
+            rc = table_apply(g, bld, root, t, ed, n, e);
+        edits_free(ed, n);
+        if (rc != SYNC_OK)
+            goto out;
+    }
+    if (git_treebuilder_write(&id, bld) != 0) {
+        rc = git_err(e, "writing the dataset tree");
+        goto out;
+    }
+    memcpy(out, id.id, GITMAP_OID_LEN);
+out:
+    git_treebuilder_free(bld);
+    git_tree_free(root);
+    return rc;
+}
+
+int gitmap_tree_update(uint8_t out[GITMAP_OID_LEN], struct gitmap *g, const uint8_t *base_tree,
+                       sqlite3 *db, const struct schema *s, const char *prefix, struct errctx *e)
+{
+    return tree_build(out, g, base_tree, db, s, prefix, ROWS_TOUCHED, e);
+}
+
+int gitmap_tree_full(uint8_t out[GITMAP_OID_LEN], struct gitmap *g, sqlite3 *db,
+                     const struct schema *s, const char *prefix, struct errctx *e)
+{
+    int rc = tree_build(out, g, NULL, db, s, prefix, ROWS_ALL, e);
+    if (g->mempack != NULL)
+        (void)git_mempack_reset(g->mempack); /* the id is all a site keeps */
+    return rc;
+}
+
+/* ---- commits and the branch ------------------------------------------------ */
+
+int gitmap_commit(uint8_t out[GITMAP_OID_LEN], struct gitmap *g, const uint8_t tree[GITMAP_OID_LEN],
+                  const uint8_t *parent, const char *author, int64_t time, const char *msg,
+                  struct errctx *e)
+{
+    git_signature *sig = NULL;
+    git_tree *t = NULL;
+    git_commit *p = NULL;
+    git_oid id;
+    char email[SITE_ID_MAX + 32];
+    int rc = SYNC_OK;
+
+    snprintf(email, sizeof(email), "%s@sites.empact", author);
+    memcpy(id.id, tree, GITMAP_OID_LEN);
+    if (git_signature_new(&sig, author, email, (git_time_t)time, 0) != 0 ||
+        git_tree_lookup(&t, g->repo, &id) != 0) {
+        rc = git_err(e, "preparing a commit");
+        goto out;
+    }
+    if (parent != NULL) {
+        memcpy(id.id, parent, GITMAP_OID_LEN);
+        if (git_commit_lookup(&p, g->repo, &id) != 0) {
+            rc = git_err(e, "reading the parent commit");
+            goto out;
+        }
+    }
+    if (git_commit_create(&id, g->repo, NULL, sig, sig, NULL, msg, t, p ? 1 : 0,
+                          (const git_commit **)&p) != 0) {
+        rc = git_err(e, "writing a commit");
+        goto out;
+    }
+    memcpy(out, id.id, GITMAP_OID_LEN);
+out:
+    git_commit_free(p);
+    git_tree_free(t);
+    git_signature_free(sig);
+    return rc;
+}
+
+int gitmap_set_head(struct gitmap *g, const uint8_t commit[GITMAP_OID_LEN], const char *why,
+                    struct errctx *e)
+{
+    git_reference *ref = NULL;
+    git_oid id;
+
+    memcpy(id.id, commit, GITMAP_OID_LEN);
+    if (git_reference_create(&ref, g->repo, GITMAP_BRANCH, &id, 1, why) != 0)
+        return git_err(e, "moving the history branch");
+    git_reference_free(ref);
+    return SYNC_OK;
+}
+
+int gitmap_head(uint8_t out[GITMAP_OID_LEN], int *found, struct gitmap *g, struct errctx *e)
+{
+    git_oid id;
+    int r = git_reference_name_to_id(&id, g->repo, GITMAP_BRANCH);
+
+    *found = 0;
+    if (r == GIT_ENOTFOUND)
+        return SYNC_OK;
+    if (r != 0)
+        return git_err(e, "reading the history branch");
+    memcpy(out, id.id, GITMAP_OID_LEN);
+    *found = 1;
+    return SYNC_OK;
+}

@@ -1,0 +1,84 @@
+/*
+ * gitmap.h - the dataset <-> git mapping.
+ *
+ * The replicated tables at a version are one git tree:
+ *     <table>/<shard>/<row name>      one blob per row, its canonical text
+ * where <row name> encodes the primary key (gitmap_row_name()) and <shard> is
+ * the first byte, in hex, of the SHA-256 of the row name.  Empty shards and
+ * empty tables have no entry.  The tree id is the dataset hash: the hub
+ * commits it, and a site computes it from its base copies to prove it holds
+ * what the hub holds.  Trees are built with treebuilders, rewriting only the
+ * shards whose rows changed.
+ */
+#ifndef EMPACT_GITMAP_H
+#define EMPACT_GITMAP_H
+
+#include <sqlite3.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "errctx.h"
+#include "schema.h"
+
+#define GITMAP_OID_LEN 20
+#define GITMAP_BRANCH "refs/heads/main"
+
+struct gitmap;
+
+/* Creates a bare repository at path whose HEAD names GITMAP_BRANCH. */
+int gitmap_init(const char *path, struct errctx *e) SYNC_WUR;
+
+/* Opens the bare repository at path.  Caller frees with gitmap_free(). */
+int gitmap_open(struct gitmap **out, const char *path, struct errctx *e) SYNC_WUR;
+
+/* An object store in memory only (sites: computing dataset hashes). */
+int gitmap_new_memory(struct gitmap **out, struct errctx *e) SYNC_WUR;
+
+/* Safe to call with NULL. */
+void gitmap_free(struct gitmap *g);
+
+/* New tree = base_tree (NULL: the empty tree) with every key listed in
+ * temp._touched_T rewritten from the current row of prefix||T, or removed
+ * when that row no longer exists.  db and s are borrowed. */
+int gitmap_tree_update(uint8_t out[GITMAP_OID_LEN], struct gitmap *g,
+                       const uint8_t *base_tree, sqlite3 *db, const struct schema *s,
+                       const char *prefix, struct errctx *e) SYNC_WUR;
+
+/* The tree of every row of every replicated table prefix||T. */
+int gitmap_tree_full(uint8_t out[GITMAP_OID_LEN], struct gitmap *g, sqlite3 *db,
+                     const struct schema *s, const char *prefix, struct errctx *e) SYNC_WUR;
+
+/* Writes a commit (author = committer = author <author@sites.empact>, at
+ * time seconds UTC) with parent (NULL for none).  Does not move any ref. */
+int gitmap_commit(uint8_t out[GITMAP_OID_LEN], struct gitmap *g, const uint8_t tree[GITMAP_OID_LEN],
+                  const uint8_t *parent, const char *author, int64_t time, const char *msg,
+                  struct errctx *e) SYNC_WUR;
+
+/* Points GITMAP_BRANCH at commit. */
+int gitmap_set_head(struct gitmap *g, const uint8_t commit[GITMAP_OID_LEN], const char *why,
+                    struct errctx *e) SYNC_WUR;
+
+/* The commit GITMAP_BRANCH names; *found = 0 when the branch has no commit yet. */
+int gitmap_head(uint8_t out[GITMAP_OID_LEN], int *found, struct gitmap *g,
+                struct errctx *e) SYNC_WUR;
+
+/* The canonical text of one row: for each column in schema order a line
+ * `name: value`, value being null, an integer, a real (always with a '.' or
+ * an exponent), a JSON-style quoted string, or x'hex' for a blob.  The row's
+ * columns are st's columns first .. first+t->ncol-1.  Appends to out. */
+int gitmap_row_text(struct buf *out, sqlite3_stmt *st, int first, const struct schema_table *t,
+                    struct errctx *e) SYNC_WUR;
+
+/* The file name of a row: its key values joined by ',', text percent-encoded
+ * outside [A-Za-z0-9_-] (and '.' encoded), integers in decimal, blobs as x<hex>;
+ * NUL-terminated in out. */
+int gitmap_row_name(struct buf *out, sqlite3_stmt *st, int first, const struct schema_table *t,
+                    struct errctx *e) SYNC_WUR;
+
+/* Lowercase hex of a 20-byte id into out[41]. */
+void gitmap_oid_hex(char out[41], const uint8_t oid[GITMAP_OID_LEN]);
+
+/* Parses 40 hex digits; SYNC_EPROTO if s is not one. */
+int gitmap_oid_parse(uint8_t out[GITMAP_OID_LEN], const char *s, struct errctx *e) SYNC_WUR;
+
+#endif

@@ -1,0 +1,53 @@
+/*
+ * limits.h - every limit on outside bytes and on our own resources, named once.
+ * Each line says why the number is what it is.
+ */
+#ifndef EMPACT_LIMITS_H
+#define EMPACT_LIMITS_H
+
+/* An error sentence: long enough for a path and a reason, short enough for a log line. */
+#define ERRCTX_MSG_MAX 512
+
+/* Frame header: 4-byte big-endian payload length + 1 type byte. */
+#define FRAME_HEADER_LEN 5
+
+/* Largest frame payload accepted or sent.  A compressed changeset of ~100k rows
+ * fits; anything larger is refused before a byte is allocated. */
+#define FRAME_MAX (32u * 1024u * 1024u)
+
+/* Largest decompressed changeset.  zstd output is bounded by this before
+ * allocation; a "bomb" that claims or produces more is refused. */
+#define CHANGESET_MAX (256u * 1024u * 1024u)
+
+/* Error frame sentence length on the wire. */
+#define WIRE_MSG_MAX 400
+
+/* A site id: [a-z0-9][a-z0-9-]*, short enough for a certificate CN and a git author. */
+#define SITE_ID_MAX 32
+
+/* A join bundle is three PEM blocks and a few fields; anything bigger is not one. */
+#define JOIN_BUNDLE_MAX (64 * 1024)
+
+/* A PEM certificate or key read from disk or a replica. */
+#define PEM_MAX (16 * 1024)
+
+/* TLS handshake must finish within this; a silent peer is dropped. */
+#define TLS_HANDSHAKE_TIMEOUT_MS 10000
+
+/* A connection idle (no complete frame) longer than this is dropped. */
+#define IDLE_TIMEOUT_MS 30000
+
+/* Concurrent connections served by one hub; more wait in the listen backlog. */
+#define HUB_MAX_CONNS 256
+
+/* Versions sent in one pull reply before the client asks again. */
+#define PULL_BATCH_MAX 1000
+
+/* Zstd level for changesets: level 3 is zstd's default speed/ratio balance. */
+#define ZSTD_LEVEL 3
+
+/* Certificate lifetimes in days. */
+#define CA_DAYS 3650
+#define CERT_DAYS 825
+
+#endif

@@ -1,0 +1,258 @@
+/*
+ * proto.c - encoders and decoders for the sync protocol's messages.
+ *
+ * Layouts are written out in proto.h.  Decoders take a whole frame, check
+ * its type, read every field through the bounded buf_reader and insist the
+ * payload is consumed exactly, so a message with trailing bytes is refused.
+ */
+#include "proto.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static int expect(const struct frame *f, uint8_t type, struct errctx *e)
+{
+    if (f->type != type)
+        return errctx_set(e, SYNC_EPROTO, "expected a %s message, got %s (0x%02x)",
+                          msg_type_name(type), msg_type_name(f->type), f->type);
+    return SYNC_OK;
+}
+
+int msg_hello_encode(struct buf *out, const struct msg_hello *m, struct errctx *e)
+{
+    int rc;
+    if ((rc = buf_put_u16(out, m->proto, e)) != 0)
+        return rc;
+    return buf_put(out, m->schema, sizeof(m->schema), e);
+}
+
+int msg_hello_decode(struct msg_hello *m, const struct frame *f, struct errctx *e)
+{
+    struct buf_reader r;
+    const uint8_t *p;
+    int rc;
+
+    if ((rc = expect(f, MSG_HELLO, e)) != 0)
+        return rc;
+    buf_reader_init(&r, f->payload, f->len);
+    if ((rc = buf_get_u16(&r, &m->proto, e)) != 0 ||
+        (rc = buf_get_bytes(&r, &p, sizeof(m->schema), e)) != 0)
+        return rc;
+    memcpy(m->schema, p, sizeof(m->schema));
+    return buf_reader_done(&r, e);
+}
+
+int msg_welcome_encode(struct buf *out, const struct msg_welcome *m, struct errctx *e)
+{
+    int rc;
+    if ((rc = buf_put_u16(out, m->proto, e)) != 0)
+        return rc;
+    return buf_put_u64(out, m->head, e);
+}
+
+int msg_welcome_decode(struct msg_welcome *m, const struct frame *f, struct errctx *e)
+{
+    struct buf_reader r;
+    int rc;
+
+    if ((rc = expect(f, MSG_WELCOME, e)) != 0)
+        return rc;
+    buf_reader_init(&r, f->payload, f->len);
+    if ((rc = buf_get_u16(&r, &m->proto, e)) != 0 || (rc = buf_get_u64(&r, &m->head, e)) != 0)
+        return rc;
+    return buf_reader_done(&r, e);
+}
+
+int msg_push_encode(struct buf *out, const struct msg_push *m, struct errctx *e)
+{
+    int rc;
+    if ((rc = buf_put(out, m->push_id, PUSH_ID_LEN, e)) != 0 ||
+        (rc = buf_put_u64(out, m->base, e)) != 0 || (rc = buf_put_u32(out, m->raw_len, e)) != 0)
+        return rc;
+    return buf_put(out, m->z, m->zlen, e);
+}
+
+int msg_push_decode(struct msg_push *m, const struct frame *f, struct errctx *e)
+{
+    struct buf_reader r;
+    const uint8_t *p;
+    int rc;
+
+    if ((rc = expect(f, MSG_PUSH, e)) != 0)
+        return rc;
+    buf_reader_init(&r, f->payload, f->len);
+    if ((rc = buf_get_bytes(&r, &p, PUSH_ID_LEN, e)) != 0)
+        return rc;
+    memcpy(m->push_id, p, PUSH_ID_LEN);
+    if ((rc = buf_get_u64(&r, &m->base, e)) != 0 || (rc = buf_get_u32(&r, &m->raw_len, e)) != 0)
+        return rc;
+    if (m->raw_len > CHANGESET_MAX)
+        return errctx_set(e, SYNC_ELIMIT, "pushed changeset of %u bytes exceeds the limit of %u",
+                          m->raw_len, CHANGESET_MAX);
+    m->zlen = (uint32_t)r.left;
+    return buf_get_bytes(&r, &m->z, r.left, e);
+}
+
+int msg_push_ok_encode(struct buf *out, const struct msg_push_ok *m, struct errctx *e)
+{
+    int rc;
+    if ((rc = buf_put_u64(out, m->version, e)) != 0 || (rc = buf_put_u8(out, m->duplicate, e)) ||
+        (rc = buf_put_u32(out, m->applied, e)) != 0)
+        return rc;
+    return buf_put_u32(out, m->overridden, e);
+}
+
+int msg_push_ok_decode(struct msg_push_ok *m, const struct frame *f, struct errctx *e)
+{
+    struct buf_reader r;
+    int rc;
+
+    if ((rc = expect(f, MSG_PUSH_OK, e)) != 0)
+        return rc;
+    buf_reader_init(&r, f->payload, f->len);
+    if ((rc = buf_get_u64(&r, &m->version, e)) != 0 ||
+        (rc = buf_get_u8(&r, &m->duplicate, e)) != 0 ||
+        (rc = buf_get_u32(&r, &m->applied, e)) != 0 ||
+        (rc = buf_get_u32(&r, &m->overridden, e)) != 0)
+        return rc;
+    return buf_reader_done(&r, e);
+}
+
+int msg_pull_encode(struct buf *out, uint64_t since, struct errctx *e)
+{
+    return buf_put_u64(out, since, e);
+}
+
+int msg_pull_decode(uint64_t *since, const struct frame *f, struct errctx *e)
+{
+    struct buf_reader r;
+    int rc;
+
+    if ((rc = expect(f, MSG_PULL, e)) != 0)
+        return rc;
+    buf_reader_init(&r, f->payload, f->len);
+    if ((rc = buf_get_u64(&r, since, e)) != 0)
+        return rc;
+    return buf_reader_done(&r, e);
+}
+
+int msg_version_encode(struct buf *out, const struct msg_version *m, struct errctx *e)
+{
+    int rc;
+    if ((rc = buf_put_u64(out, m->seq, e)) != 0 || (rc = buf_put(out, m->commit, 20, e)) != 0 ||
+        (rc = buf_put(out, m->tree, 20, e)) != 0 || (rc = buf_put_u64(out, m->time, e)) != 0 ||
+        (rc = buf_put_str(out, m->author, e)) != 0 || (rc = buf_put_u32(out, m->raw_len, e)) != 0)
+        return rc;
+    return buf_put(out, m->z, m->zlen, e);
+}
+
+int msg_version_decode(struct msg_version *m, const struct frame *f, struct errctx *e)
+{
+    struct buf_reader r;
+    const uint8_t *p;
+    int rc;
+
+    if ((rc = expect(f, MSG_VERSION, e)) != 0)
+        return rc;
+    buf_reader_init(&r, f->payload, f->len);
+    if ((rc = buf_get_u64(&r, &m->seq, e)) != 0 || (rc = buf_get_bytes(&r, &p, 20, e)) != 0)
+        return rc;
+    memcpy(m->commit, p, 20);
+    if ((rc = buf_get_bytes(&r, &p, 20, e)) != 0)
+        return rc;
+    memcpy(m->tree, p, 20);
+    if ((rc = buf_get_u64(&r, &m->time, e)) != 0 ||
+        (rc = buf_get_str(&r, m->author, sizeof(m->author) - 1, e)) != 0 ||
+        (rc = buf_get_u32(&r, &m->raw_len, e)) != 0)
+        return rc;
+    if (m->raw_len > CHANGESET_MAX)
+        return errctx_set(e, SYNC_ELIMIT, "version changeset of %u bytes exceeds the limit of %u",
+                          m->raw_len, CHANGESET_MAX);
+    m->zlen = (uint32_t)r.left;
+    return buf_get_bytes(&r, &m->z, r.left, e);
+}
+
+int msg_pull_end_encode(struct buf *out, const struct msg_pull_end *m, struct errctx *e)
+{
+    int rc;
+    if ((rc = buf_put_u64(out, m->head, e)) != 0 || (rc = buf_put(out, m->tree, 20, e)) != 0)
+        return rc;
+    return buf_put_u8(out, m->more, e);
+}
+
+int msg_pull_end_decode(struct msg_pull_end *m, const struct frame *f, struct errctx *e)
+{
+    struct buf_reader r;
+    const uint8_t *p;
+    int rc;
+
+    if ((rc = expect(f, MSG_PULL_END, e)) != 0)
+        return rc;
+    buf_reader_init(&r, f->payload, f->len);
+    if ((rc = buf_get_u64(&r, &m->head, e)) != 0 || (rc = buf_get_bytes(&r, &p, 20, e)) != 0)
+        return rc;
+    memcpy(m->tree, p, 20);
+    if ((rc = buf_get_u8(&r, &m->more, e)) != 0)
+        return rc;
+    return buf_reader_done(&r, e);
+}
+
+int msg_error_encode(struct buf *out, uint16_t code, const char *msg, struct errctx *e)
+{
+    char cut[WIRE_MSG_MAX + 1];
+    int rc;
+
+    snprintf(cut, sizeof(cut), "%s", msg);
+    if ((rc = buf_put_u16(out, code, e)) != 0)
+        return rc;
+    return buf_put_str(out, cut, e);
+}
+
+int msg_error_decode(struct msg_error *m, const struct frame *f, struct errctx *e)
+{
+    struct buf_reader r;
+    int rc;
+
+    if ((rc = expect(f, MSG_ERROR, e)) != 0)
+        return rc;
+    buf_reader_init(&r, f->payload, f->len);
+    if ((rc = buf_get_u16(&r, &m->code, e)) != 0 ||
+        (rc = buf_get_str(&r, m->msg, WIRE_MSG_MAX, e)) != 0)
+        return rc;
+    for (char *c = m->msg; *c; c++) {
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = '?'; /* the sentence goes to a terminal or a log */
+    }
+    return buf_reader_done(&r, e);
+}
+
+int msg_send(struct frame_io *io, uint8_t type, const struct buf *payload, struct errctx *e)
+{
+    return frame_write(io, type, payload ? payload->data : NULL, payload ? payload->len : 0, e);
+}
+
+void msg_send_error(struct frame_io *io, uint16_t code, const char *msg)
+{
+    struct buf b = {0};
+    struct errctx ignored;
+
+    if (msg_error_encode(&b, code, msg, &ignored) == 0)
+        (void)!msg_send(io, MSG_ERROR, &b, &ignored);
+    buf_free(&b);
+}
+
+const char *msg_type_name(uint8_t type)
+{
+    switch (type) {
+    case MSG_HELLO: return "HELLO";
+    case MSG_WELCOME: return "WELCOME";
+    case MSG_PUSH: return "PUSH";
+    case MSG_PUSH_OK: return "PUSH_OK";
+    case MSG_PULL: return "PULL";
+    case MSG_VERSION: return "VERSION";
+    case MSG_PULL_END: return "PULL_END";
+    case MSG_BYE: return "BYE";
+    case MSG_ERROR: return "ERROR";
+    default: return "unknown";
+    }
+}

@@ -1,0 +1,136 @@
+/*
+ * proto.h - the sync protocol's messages (see common/PROTOCOL.md).
+ *
+ * Each message is one frame (frame.h); its payload layout, all integers
+ * big-endian, strings as u16 length + bytes:
+ *
+ *   HELLO      0x01  u16 proto, 32B schema fingerprint               site -> hub
+ *   WELCOME    0x02  u16 proto, u64 head version                     hub -> site
+ *   PUSH       0x10  32B push id, u64 base version, u32 raw length,
+ *                    zstd changeset (rest of frame)                  site -> hub
+ *   PUSH_OK    0x11  u64 version (0: nothing applied), u8 duplicate,
+ *                    u32 changes applied, u32 changes overridden      hub -> site
+ *   PULL       0x20  u64 since                                       site -> hub
+ *   VERSION    0x21  u64 seq, 20B commit id, 20B tree id, u64 time,
+ *                    str author site, u32 raw length, zstd changeset hub -> site
+ *   PULL_END   0x22  u64 head version, 20B tree id, u8 more           hub -> site
+ *   BYE        0x30  (empty)                                         site -> hub
+ *   ERROR      0x7f  u16 code, str sentence                          either way
+ */
+#ifndef EMPACT_PROTO_H
+#define EMPACT_PROTO_H
+
+#include <stdint.h>
+
+#include "buf.h"
+#include "errctx.h"
+#include "frame.h"
+
+#define PROTO_VERSION 1
+
+enum msg_type {
+    MSG_HELLO = 0x01,
+    MSG_WELCOME = 0x02,
+    MSG_PUSH = 0x10,
+    MSG_PUSH_OK = 0x11,
+    MSG_PULL = 0x20,
+    MSG_VERSION = 0x21,
+    MSG_PULL_END = 0x22,
+    MSG_BYE = 0x30,
+    MSG_ERROR = 0x7f,
+};
+
+/* Error codes carried in ERROR frames. */
+enum wire_err {
+    WERR_PROTO_VERSION = 1, /* protocol versions differ */
+    WERR_SCHEMA = 2,        /* schema fingerprints differ */
+    WERR_NOT_AUTHORISED = 3, /* site unknown, revoked or certificate replaced */
+    WERR_PUSH_REFUSED = 4,  /* the push breaks a table-class rule or the schema */
+    WERR_BAD_FRAME = 5,     /* malformed or unexpected frame */
+    WERR_TOO_LARGE = 6,     /* a length over a limit */
+    WERR_INTERNAL = 7,      /* the hub failed; retry later */
+    WERR_BASE_AHEAD = 8,    /* the site claims a version the hub does not have */
+};
+
+#define OID_RAW_LEN 20
+#define PUSH_ID_LEN 32
+
+struct msg_hello {
+    uint16_t proto;
+    uint8_t schema[32];
+};
+
+struct msg_welcome {
+    uint16_t proto;
+    uint64_t head;
+};
+
+struct msg_push {
+    uint8_t push_id[PUSH_ID_LEN];
+    uint64_t base;
+    uint32_t raw_len;
+    const uint8_t *z; /* borrowed from the frame */
+    uint32_t zlen;
+};
+
+struct msg_push_ok {
+    uint64_t version;
+    uint8_t duplicate;
+    uint32_t applied;
+    uint32_t overridden;
+};
+
+struct msg_version {
+    uint64_t seq;
+    uint8_t commit[OID_RAW_LEN];
+    uint8_t tree[OID_RAW_LEN];
+    uint64_t time;
+    char author[SITE_ID_MAX + 8];
+    uint32_t raw_len;
+    const uint8_t *z; /* borrowed from the frame */
+    uint32_t zlen;
+};
+
+struct msg_pull_end {
+    uint64_t head;
+    uint8_t tree[OID_RAW_LEN];
+    uint8_t more;
+};
+
+struct msg_error {
+    uint16_t code;
+    char msg[WIRE_MSG_MAX + 1];
+};
+
+/* Encoders append the payload to out; the caller sends it with frame_write. */
+int msg_hello_encode(struct buf *out, const struct msg_hello *m, struct errctx *e) SYNC_WUR;
+int msg_welcome_encode(struct buf *out, const struct msg_welcome *m, struct errctx *e) SYNC_WUR;
+int msg_push_encode(struct buf *out, const struct msg_push *m, struct errctx *e) SYNC_WUR;
+int msg_push_ok_encode(struct buf *out, const struct msg_push_ok *m, struct errctx *e) SYNC_WUR;
+int msg_pull_encode(struct buf *out, uint64_t since, struct errctx *e) SYNC_WUR;
+int msg_version_encode(struct buf *out, const struct msg_version *m, struct errctx *e) SYNC_WUR;
+int msg_pull_end_encode(struct buf *out, const struct msg_pull_end *m, struct errctx *e) SYNC_WUR;
+int msg_error_encode(struct buf *out, uint16_t code, const char *msg, struct errctx *e) SYNC_WUR;
+
+/* Decoders check the frame type and every length; byte pointers in the
+ * result borrow from f.  SYNC_EPROTO names the field that was wrong. */
+int msg_hello_decode(struct msg_hello *m, const struct frame *f, struct errctx *e) SYNC_WUR;
+int msg_welcome_decode(struct msg_welcome *m, const struct frame *f, struct errctx *e) SYNC_WUR;
+int msg_push_decode(struct msg_push *m, const struct frame *f, struct errctx *e) SYNC_WUR;
+int msg_push_ok_decode(struct msg_push_ok *m, const struct frame *f, struct errctx *e) SYNC_WUR;
+int msg_pull_decode(uint64_t *since, const struct frame *f, struct errctx *e) SYNC_WUR;
+int msg_version_decode(struct msg_version *m, const struct frame *f, struct errctx *e) SYNC_WUR;
+int msg_pull_end_decode(struct msg_pull_end *m, const struct frame *f, struct errctx *e) SYNC_WUR;
+int msg_error_decode(struct msg_error *m, const struct frame *f, struct errctx *e) SYNC_WUR;
+
+/* Encodes and sends one message in a frame. */
+int msg_send(struct frame_io *io, uint8_t type, const struct buf *payload, struct errctx *e) SYNC_WUR;
+
+/* Sends an ERROR frame (best effort: failures are ignored, the connection is
+ * being closed anyway). */
+void msg_send_error(struct frame_io *io, uint16_t code, const char *msg);
+
+/* The name of a message type, for logs ("PUSH"). */
+const char *msg_type_name(uint8_t type);
+
+#endif

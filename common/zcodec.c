@@ -1,0 +1,179 @@
+/*
+ * zcodec.c - zstd compression of changesets with a hard bound on output.
+ *
+ * Byte format: standard zstd (RFC 8878).  A payload is one or more zstd
+ * frames back to back, possibly with skippable frames among them; the
+ * output is the concatenation of the frames' contents.  Our compressor writes
+ * a single frame at level ZSTD_LEVEL with the content size in its header.
+ *
+ * Decompression trusts nothing in the input:
+ *  - if a frame header states a content size larger than what is left of
+ *    max_out, the payload is refused with SYNC_ELIMIT before any output is
+ *    allocated;
+ *  - the size may also be absent or false, so the data is decoded with the
+ *    streaming API into an output window that never extends past max_out;
+ *    when max_out bytes have been produced, one more byte is asked for in a
+ *    scratch byte on the stack, and getting it means the content is too big;
+ *  - the output buffer grows with the data produced, not with the claim, so
+ *    a few bytes of input cannot make us allocate max_out;
+ *  - the decoder's window is capped at ZCODEC_WINDOW_LOG_MAX, so a frame
+ *    cannot ask for a large history buffer either.
+ * On any failure out is truncated back to its length on entry.
+ */
+#include "zcodec.h"
+
+#include <assert.h>
+#include <zstd.h>
+#include <zstd_errors.h>
+
+/* Largest zstd window accepted when decompressing, as a power of two: 8 MiB
+ * covers every level up to 19, far above ZSTD_LEVEL; larger windows come only
+ * from --long or --ultra settings we never use, so a frame asking for one is
+ * refused instead of costing that much memory. */
+#define ZCODEC_WINDOW_LOG_MAX 23
+
+int zcodec_compress(struct buf *out, const void *p, size_t n, struct errctx *e)
+{
+    size_t bound = ZSTD_compressBound(n);
+    size_t got;
+    int rc;
+
+    if (ZSTD_isError(bound))
+        return errctx_set(e, SYNC_ELIMIT, "cannot compress %zu bytes: too large for zstd", n);
+    if ((rc = buf_reserve(out, bound, e)) != SYNC_OK)
+        return rc;
+    got = ZSTD_compress(out->data + out->len, bound, n > 0 ? p : "", n, ZSTD_LEVEL);
+    if (ZSTD_isError(got))
+        return errctx_set(e, SYNC_ENOMEM, "zstd could not compress %zu bytes: %s", n,
+                          ZSTD_getErrorName(got));
+    out->len += got;
+    return SYNC_OK;
+}
+
+/* Refuses the frame at p early if its header claims more than budget bytes.
+ * An absent size is fine here: the streaming loop enforces the bound. */
+static int claim_check(const uint8_t *p, size_t n, size_t budget, struct errctx *e)
+{
+    unsigned long long claim = ZSTD_getFrameContentSize(p, n);
+
+    if (claim == ZSTD_CONTENTSIZE_ERROR)
+        return errctx_set(e, SYNC_EPROTO,
+                          "compressed payload is not valid zstd: bad or truncated frame header");
+    if (claim != ZSTD_CONTENTSIZE_UNKNOWN && claim > budget)
+        return errctx_set(e, SYNC_ELIMIT,
+                          "compressed payload claims %llu bytes, more than the %zu bytes allowed",
+                          claim, budget);
+    return SYNC_OK;
+}
+
+/* Turns a zstd error from the decoder into our code and a sentence. */
+static int decode_error(size_t zrc, struct errctx *e)
+{
+    switch (ZSTD_getErrorCode(zrc)) {
+    case ZSTD_error_frameParameter_windowTooLarge:
+        return errctx_set(e, SYNC_ELIMIT,
+                          "compressed payload needs a zstd window above the limit of %d MiB",
+                          1 << (ZCODEC_WINDOW_LOG_MAX - 20));
+    case ZSTD_error_memory_allocation:
+        return errctx_set(e, SYNC_ENOMEM, "out of memory decompressing a payload");
+    default:
+        return errctx_set(e, SYNC_EPROTO, "compressed payload is not valid zstd: %s",
+                          ZSTD_getErrorName(zrc));
+    }
+}
+
+/* Room for the next decoder call: what the buffer already has, grown when
+ * full, but never past max_out. Sets *room to the usable byte count. */
+static int make_room(struct buf *out, size_t produced, size_t max_out, size_t *room,
+                     struct errctx *e)
+{
+    size_t left = max_out - produced;
+    int rc;
+
+    if (out->cap == out->len) {
+        size_t step = ZSTD_DStreamOutSize();
+        if ((rc = buf_reserve(out, step < left ? step : left, e)) != SYNC_OK)
+            return rc;
+    }
+    *room = out->cap - out->len < left ? out->cap - out->len : left;
+    return SYNC_OK;
+}
+
+/* The streaming loop; the caller owns dctx and restores out on failure. */
+static int decode(ZSTD_DCtx *dctx, struct buf *out, const uint8_t *p, size_t n, size_t max_out,
+                  struct errctx *e)
+{
+    ZSTD_inBuffer in = {p, n, 0};
+    size_t produced = 0;
+    size_t zrc = 1; /* 0 once the current frame is complete */
+    int rc;
+
+    for (;;) {
+        uint8_t probe;
+        ZSTD_outBuffer ob;
+        size_t room;
+
+        if (zrc == 0 && in.pos == in.size)
+            return SYNC_OK;
+        if (zrc == 0 && (rc = claim_check(p + in.pos, n - in.pos, max_out - produced, e)) != SYNC_OK)
+            return rc;
+        if (produced < max_out) {
+            if ((rc = make_room(out, produced, max_out, &room, e)) != SYNC_OK)
+                return rc;
+            ob = (ZSTD_outBuffer){out->data + out->len, room, 0};
+        } else {
+            /* At the bound: any further byte means the content is too large. */
+            ob = (ZSTD_outBuffer){&probe, 1, 0};
+        }
+        size_t in_before = in.pos;
+        zrc = ZSTD_decompressStream(dctx, &ob, &in);
+        if (ZSTD_isError(zrc))
+            return decode_error(zrc, e);
+        if (produced == max_out && ob.pos > 0)
+            return errctx_set(e, SYNC_ELIMIT,
+                              "compressed payload expands to more than the %zu bytes allowed",
+                              max_out);
+        if (produced < max_out) {
+            out->len += ob.pos;
+            produced += ob.pos;
+        }
+        /* No input left, no output made although there was room: the frame
+         * can never be finished. */
+        if (zrc != 0 && in.pos == in.size && in.pos == in_before && ob.pos == 0)
+            return errctx_set(e, SYNC_EPROTO,
+                              "compressed payload is truncated: its last zstd frame is incomplete");
+    }
+}
+
+int zcodec_decompress(struct buf *out, const void *p, size_t n, size_t max_out,
+                      struct errctx *e)
+{
+    ZSTD_DCtx *dctx = NULL;
+    size_t len0 = out->len;
+    size_t zrc;
+    int rc;
+
+    assert(max_out <= CHANGESET_MAX);
+    if (max_out > CHANGESET_MAX)
+        max_out = CHANGESET_MAX;
+    if (n == 0)
+        return errctx_set(e, SYNC_EPROTO, "compressed payload is empty");
+    if ((rc = claim_check(p, n, max_out, e)) != SYNC_OK)
+        return rc;
+    if ((dctx = ZSTD_createDCtx()) == NULL) {
+        rc = errctx_set(e, SYNC_ENOMEM, "out of memory creating a zstd decoder");
+        goto out;
+    }
+    zrc = ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, ZCODEC_WINDOW_LOG_MAX);
+    if (ZSTD_isError(zrc)) {
+        rc = errctx_set(e, SYNC_ENOMEM, "cannot configure the zstd decoder: %s",
+                        ZSTD_getErrorName(zrc));
+        goto out;
+    }
+    rc = decode(dctx, out, p, n, max_out, e);
+out:
+    if (rc != SYNC_OK)
+        out->len = len0;
+    ZSTD_freeDCtx(dctx);
+    return rc;
+}

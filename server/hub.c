@@ -1,0 +1,756 @@
+/*
+ * hub.c - the hub's store (see hub.h for the contract and write order).
+ *
+ * Tables in hub.db besides the replicated ones (schema/README.md):
+ *   _empact_version(seq, commit_id, tree_id, site_id, push_id, changeset, created_at)
+ *   _empact_push(push_id, site_id, version, applied, overridden, created_at)
+ *   _empact_site_cert(site_id, fingerprint, revoked, added_at)
+ *
+ * Reconciliation (issue-3 rule, documented in PROTOCOL.md): a push is applied
+ * with sqlite3changeset_apply_v2 onto the hub's current rows; when a row was
+ * changed by someone else since the pusher's base, the pusher's values for
+ * the columns it changed win (the later push wins); an update or delete of a
+ * row the hub no longer has is dropped; an insert of a key that exists
+ * replaces the row; a change that breaks a constraint is dropped.  Dropped
+ * changes are counted as "overridden" in the reply.  The hub records and
+ * commits what a session saw it apply, not the bytes it was sent.
+ */
+#include "hub.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "changeset.h"
+#include "gitmap.h"
+#include "pki.h"
+#include "tls.h"
+
+struct hub {
+    char *dir;
+    sqlite3 *db;
+    struct gitmap *git;
+    const struct schema *schema;
+    pthread_mutex_t lock;
+};
+
+static const char hub_ddl[] =
+    "CREATE TABLE IF NOT EXISTS _empact_version ("
+    " seq INTEGER PRIMARY KEY, commit_id TEXT NOT NULL, tree_id TEXT NOT NULL,"
+    " site_id TEXT NOT NULL, push_id TEXT, changeset BLOB NOT NULL, created_at INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS _empact_push ("
+    " push_id TEXT PRIMARY KEY, site_id TEXT NOT NULL, version INTEGER NOT NULL,"
+    " applied INTEGER NOT NULL, overridden INTEGER NOT NULL, created_at INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS _empact_site_cert ("
+    " site_id TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, revoked INTEGER NOT NULL DEFAULT 0,"
+    " added_at INTEGER NOT NULL);";
+
+/* The metric catalogue every hub starts with (hub-class table `metric`). */
+static const char seed_sql[] =
+    "INSERT INTO metric VALUES"
+    " ('heas_completed', 'HEAs completed', 'count', 'Health Equity Analyses whose report was "
+    "validated in the period', NULL),"
+    " ('heas_in_progress', 'HEAs in progress', 'count', 'HEAs past intake and not yet reported', "
+    "NULL),"
+    " ('decisions_hospital', 'Decisions informed: hospital', 'count', 'Hospital decisions "
+    "informed by an HEA', NULL),"
+    " ('decisions_provincial', 'Decisions informed: provincial or regional', 'count', "
+    "'Provincial or regional decisions informed by an HEA', NULL),"
+    " ('decisions_national', 'Decisions informed: national', 'count', 'National decisions "
+    "informed by an HEA', NULL),"
+    " ('impact_partnerships', 'Impact partnerships', 'count', 'Active partnerships with "
+    "decision-makers', NULL),"
+    " ('impact_partners', 'Impact partners', 'count', 'People at partner organisations', NULL),"
+    " ('members_engaged', 'Members engaged', 'people', 'Community members who took part', 5),"
+    " ('compensation_paid', 'Compensation paid', 'CAD', 'Compensation paid to members', NULL),"
+    " ('feedback_share', 'Partner feedback returned', 'ratio', 'Share of completed HEAs whose "
+    "partner reported what they changed', NULL);";
+
+static char *path_join(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p != NULL)
+        snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+static int sql_err(struct errctx *e, sqlite3 *db, const char *what)
+{
+    return errctx_set(e, SYNC_EIO, "hub database: %s: %s", what, sqlite3_errmsg(db));
+}
+
+static int exec_sql(sqlite3 *db, const char *sql, struct errctx *e)
+{
+    char *err = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
+        int rc = errctx_set(e, SYNC_EIO, "hub database: %s", err ? err : sqlite3_errmsg(db));
+        sqlite3_free(err);
+        return rc;
+    }
+    return SYNC_OK;
+}
+
+static int db_open(sqlite3 **out, const char *dir, int flags, struct errctx *e)
+{
+    char *path = path_join(dir, HUB_DB);
+    int rc = SYNC_OK;
+
+    *out = NULL;
+    if (path == NULL)
+        return errctx_set(e, SYNC_ENOMEM, "out of memory");
+    if (sqlite3_open_v2(path, out, flags, NULL) != SQLITE_OK) {
+        rc = errctx_set(e, SYNC_EIO, "cannot open %s: %s", path,
+                        *out ? sqlite3_errmsg(*out) : "out of memory");
+        sqlite3_close(*out);
+        *out = NULL;
+    } else {
+        sqlite3_busy_timeout(*out, 10000);
+        rc = exec_sql(*out, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", e);
+        if (rc != SYNC_OK) {
+            sqlite3_close(*out);
+            *out = NULL;
+        }
+    }
+    free(path);
+    return rc;
+}
+
+int hub_reader_open(sqlite3 **out, const char *dir, struct errctx *e)
+{
+    return db_open(out, dir, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, e);
+}
+
+int hub_head(sqlite3 *db, uint64_t *head, struct errctx *e)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = SYNC_OK;
+
+    *head = 0;
+    if (sqlite3_prepare_v2(db, "SELECT coalesce(max(seq), 0) FROM _empact_version", -1, &st,
+                           NULL) != SQLITE_OK)
+        return sql_err(e, db, "reading the head version");
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *head = (uint64_t)sqlite3_column_int64(st, 0);
+    else
+        rc = sql_err(e, db, "reading the head version");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* The newest version's commit and tree; *found = 0 when there is none. */
+static int head_ids(sqlite3 *db, uint64_t *seq, uint8_t commit[20], uint8_t tree[20], int *found,
+                    struct errctx *e)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = SYNC_OK, step;
+
+    *found = 0;
+    *seq = 0;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT seq, commit_id, tree_id FROM _empact_version "
+                           "ORDER BY seq DESC LIMIT 1",
+                           -1, &st, NULL) != SQLITE_OK)
+        return sql_err(e, db, "reading the head version");
+    if ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        *seq = (uint64_t)sqlite3_column_int64(st, 0);
+        if ((rc = gitmap_oid_parse(commit, (const char *)sqlite3_column_text(st, 1), e)) ==
+                SYNC_OK &&
+            (rc = gitmap_oid_parse(tree, (const char *)sqlite3_column_text(st, 2), e)) == SYNC_OK)
+            *found = 1;
+    } else if (step != SQLITE_DONE) {
+        rc = sql_err(e, db, "reading the head version");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Moves the branch to the newest version's commit if it points elsewhere (a
+ * crash between moving it and COMMIT, or a hub.db restored from backup). */
+static int branch_repair(struct hub *h, struct errctx *e)
+{
+    uint8_t commit[20], tree[20], at[20];
+    uint64_t seq;
+    int found, on_branch, rc;
+
+    if ((rc = head_ids(h->db, &seq, commit, tree, &found, e)) != SYNC_OK || !found)
+        return rc;
+    if ((rc = gitmap_head(at, &on_branch, h->git, e)) != SYNC_OK)
+        return rc;
+    if (on_branch && memcmp(at, commit, 20) == 0)
+        return SYNC_OK;
+    fprintf(stderr, "hub: history branch did not match version %llu; moved it back\n",
+            (unsigned long long)seq);
+    return gitmap_set_head(h->git, commit, "empact: repair to hub.db head", e);
+}
+
+/* ---- committing one version ------------------------------------------------ */
+
+struct apply_stats {
+    uint32_t applied;
+    uint32_t overridden;
+};
+
+/* Records the effect changeset eff (from author, for push_id or NULL) as the
+ * next version: git tree and commit, version row, branch.  Runs inside the
+ * caller's write transaction. */
+static int version_commit(struct hub *h, const char *author, const char *push_hex,
+                          const void *eff, size_t neff, const char *summary, uint64_t *out_seq,
+                          struct errctx *e)
+{
+    uint8_t commit[20], tree[20], new_tree[20], new_commit[20];
+    char commit_hex[41], tree_hex[41];
+    uint64_t seq;
+    int found, rc;
+    sqlite3_stmt *st = NULL;
+    char *msg = NULL;
+    int64_t now = (int64_t)time(NULL);
+
+    if ((rc = head_ids(h->db, &seq, commit, tree, &found, e)) != SYNC_OK ||
+        (rc = changeset_touched_reset(h->db, h->schema, e)) != SYNC_OK ||
+        (rc = changeset_touched_add(h->db, h->schema, eff, neff, e)) != SYNC_OK ||
+        (rc = gitmap_tree_update(new_tree, h->git, found ? tree : NULL, h->db, h->schema, "",
+                                 e)) != SYNC_OK)
+        return rc;
+    seq++;
+    msg = sqlite3_mprintf("%s\n\nversion: %llu\n%s%s%s", summary, (unsigned long long)seq,
+                          push_hex ? "push-id: " : "", push_hex ? push_hex : "",
+                          push_hex ? "\n" : "");
+    if (msg == NULL)
+        return errctx_set(e, SYNC_ENOMEM, "out of memory");
+    rc = gitmap_commit(new_commit, h->git, new_tree, found ? commit : NULL, author, now, msg, e);
+    sqlite3_free(msg);
+    if (rc != SYNC_OK)
+        return rc;
+    gitmap_oid_hex(commit_hex, new_commit);
+    gitmap_oid_hex(tree_hex, new_tree);
+    if (sqlite3_prepare_v2(h->db,
+                           "INSERT INTO _empact_version (seq, commit_id, tree_id, site_id, "
+                           "push_id, changeset, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           -1, &st, NULL) != SQLITE_OK)
+        return sql_err(e, h->db, "recording a version");
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
+    sqlite3_bind_text(st, 2, commit_hex, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, tree_hex, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, author, -1, SQLITE_STATIC);
+    if (push_hex)
+        sqlite3_bind_text(st, 5, push_hex, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 6, eff, (int)neff, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 7, now);
+    rc = sqlite3_step(st) == SQLITE_DONE ? SYNC_OK : sql_err(e, h->db, "recording a version");
+    sqlite3_finalize(st);
+    if (rc != SYNC_OK)
+        return rc;
+    /* Move the branch while we hold the write lock: another writer cannot
+     * slip a newer version in between.  If COMMIT then fails, branch_repair()
+     * moves it back on the next write or open. */
+    if ((rc = gitmap_set_head(h->git, new_commit, summary, e)) != SYNC_OK)
+        return rc;
+    *out_seq = seq;
+    return SYNC_OK;
+}
+
+static int begin(struct hub *h, struct errctx *e)
+{
+    int rc = exec_sql(h->db, "BEGIN IMMEDIATE", e);
+    if (rc == SYNC_OK && (rc = branch_repair(h, e)) != SYNC_OK)
+        (void)sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+static int finish(struct hub *h, int rc, struct errctx *e)
+{
+    if (rc == SYNC_OK)
+        rc = exec_sql(h->db, "COMMIT", e);
+    if (rc != SYNC_OK && !sqlite3_get_autocommit(h->db))
+        (void)sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
+static int session_start(sqlite3_session **out, struct hub *h, struct errctx *e)
+{
+    if (sqlite3session_create(h->db, "main", out) != SQLITE_OK)
+        return sql_err(e, h->db, "starting a session");
+    for (int i = 0; i < h->schema->ntable; i++) {
+        const struct schema_table *t = &h->schema->tables[i];
+        if (schema_class_replicated(t->cls) &&
+            sqlite3session_attach(*out, t->name) != SQLITE_OK) {
+            sqlite3session_delete(*out);
+            *out = NULL;
+            return sql_err(e, h->db, "starting a session");
+        }
+    }
+    return SYNC_OK;
+}
+
+/* Runs sql (hub-authored change) and commits its effect as one version. */
+static int commit_sql(struct hub *h, const char *sql, const char *summary, struct errctx *e)
+{
+    sqlite3_session *sess = NULL;
+    void *eff = NULL;
+    int neff = 0, rc;
+    uint64_t seq = 0;
+
+    pthread_mutex_lock(&h->lock);
+    if ((rc = begin(h, e)) != SYNC_OK)
+        goto unlock;
+    if ((rc = session_start(&sess, h, e)) != SYNC_OK || (rc = exec_sql(h->db, sql, e)) != SYNC_OK)
+        goto out;
+    if (sqlite3session_changeset(sess, &neff, &eff) != SQLITE_OK) {
+        rc = sql_err(e, h->db, "taking a changeset");
+        goto out;
+    }
+    if (neff > 0)
+        rc = version_commit(h, HUB_AUTHOR, NULL, eff, (size_t)neff, summary, &seq, e);
+out:
+    if (sess != NULL)
+        sqlite3session_delete(sess);
+    sqlite3_free(eff);
+    rc = finish(h, rc, e);
+unlock:
+    pthread_mutex_unlock(&h->lock);
+    return rc;
+}
+
+/* ---- pushes ------------------------------------------------------------------ */
+
+static int conflict_cb(void *ctx, int kind, sqlite3_changeset_iter *it)
+{
+    struct apply_stats *stats = ctx;
+    (void)it;
+    switch (kind) {
+    case SQLITE_CHANGESET_DATA:
+    case SQLITE_CHANGESET_CONFLICT:
+        return SQLITE_CHANGESET_REPLACE; /* the later push wins */
+    default:
+        stats->overridden++; /* NOTFOUND, CONSTRAINT, FOREIGN_KEY: dropped */
+        return SQLITE_CHANGESET_OMIT;
+    }
+}
+
+/* Looks up a push id; *found = 1 and res filled when it was seen before. */
+static int push_lookup(struct hub *h, const char *push_hex, struct msg_push_ok *res, int *found,
+                       struct errctx *e)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = SYNC_OK, step;
+
+    *found = 0;
+    if (sqlite3_prepare_v2(h->db,
+                           "SELECT version, applied, overridden FROM _empact_push "
+                           "WHERE push_id = ?",
+                           -1, &st, NULL) != SQLITE_OK)
+        return sql_err(e, h->db, "looking up a push");
+    sqlite3_bind_text(st, 1, push_hex, -1, SQLITE_STATIC);
+    if ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        *found = 1;
+        res->version = (uint64_t)sqlite3_column_int64(st, 0);
+        res->applied = (uint32_t)sqlite3_column_int64(st, 1);
+        res->overridden = (uint32_t)sqlite3_column_int64(st, 2);
+        res->duplicate = 1;
+    } else if (step != SQLITE_DONE) {
+        rc = sql_err(e, h->db, "looking up a push");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int push_record(struct hub *h, const char *push_hex, const char *site_id,
+                       const struct msg_push_ok *res, struct errctx *e)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    if (sqlite3_prepare_v2(h->db,
+                           "INSERT INTO _empact_push (push_id, site_id, version, applied, "
+                           "overridden, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                           -1, &st, NULL) != SQLITE_OK)
+        return sql_err(e, h->db, "recording a push");
+    sqlite3_bind_text(st, 1, push_hex, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, site_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)res->version);
+    sqlite3_bind_int64(st, 4, res->applied);
+    sqlite3_bind_int64(st, 5, res->overridden);
+    sqlite3_bind_int64(st, 6, (sqlite3_int64)time(NULL));
+    rc = sqlite3_step(st) == SQLITE_DONE ? SYNC_OK : sql_err(e, h->db, "recording a push");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Applies a checked push inside the write transaction and commits its effect. */
+static int push_apply(struct hub *h, const char *site_id, const char *push_hex, const void *cs,
+                      size_t n, int nchanges, struct msg_push_ok *res, struct errctx *e)
+{
+    sqlite3_session *sess = NULL;
+    struct apply_stats stats = {0, 0};
+    void *eff = NULL;
+    int neff = 0, rc;
+    char summary[128];
+
+    if ((rc = session_start(&sess, h, e)) != SYNC_OK)
+        return rc;
+    if (sqlite3changeset_apply_v2(h->db, (int)n, (void *)cs, NULL, conflict_cb, &stats, NULL,
+                                  NULL, 0) != SQLITE_OK) {
+        rc = errctx_set(e, SYNC_EREFUSED, "push could not be applied: %s", sqlite3_errmsg(h->db));
+        goto out;
+    }
+    if (sqlite3session_changeset(sess, &neff, &eff) != SQLITE_OK) {
+        rc = sql_err(e, h->db, "taking the applied changeset");
+        goto out;
+    }
+    res->overridden = stats.overridden;
+    res->applied = (uint32_t)nchanges - stats.overridden;
+    res->duplicate = 0;
+    res->version = 0;
+    if (neff > 0) {
+        snprintf(summary, sizeof(summary), "push from %s: %u changes applied, %u overridden",
+                 site_id, res->applied, res->overridden);
+        if ((rc = version_commit(h, site_id, push_hex, eff, (size_t)neff, summary, &res->version,
+                                 e)) != SYNC_OK)
+            goto out;
+    }
+    rc = push_record(h, push_hex, site_id, res, e);
+out:
+    sqlite3session_delete(sess);
+    sqlite3_free(eff);
+    return rc;
+}
+
+int hub_push(struct hub *h, const char *site_id, const uint8_t push_id[PUSH_ID_LEN],
+             uint64_t base, const void *cs, size_t n, struct msg_push_ok *res, struct errctx *e)
+{
+    char push_hex[PUSH_ID_LEN * 2 + 1];
+    int found, nchanges, rc;
+    uint64_t head;
+
+    memset(res, 0, sizeof(*res));
+    for (int i = 0; i < PUSH_ID_LEN; i++)
+        snprintf(push_hex + i * 2, 3, "%02x", push_id[i]);
+    /* Class and shape checks need no lock: they read only the changeset. */
+    if ((rc = changeset_check_push(h->schema, cs, n, site_id, &nchanges, e)) != SYNC_OK)
+        return rc;
+    pthread_mutex_lock(&h->lock);
+    if ((rc = begin(h, e)) != SYNC_OK)
+        goto unlock;
+    if ((rc = push_lookup(h, push_hex, res, &found, e)) != SYNC_OK || found)
+        goto out;
+    if ((rc = hub_head(h->db, &head, e)) != SYNC_OK)
+        goto out;
+    if (base > head) {
+        rc = errctx_set(e, SYNC_EREFUSED,
+                        "site claims version %llu but the hub's newest is %llu; the hub may have "
+                        "been restored from a backup",
+                        (unsigned long long)base, (unsigned long long)head);
+        goto out;
+    }
+    rc = push_apply(h, site_id, push_hex, cs, n, nchanges, res, e);
+out:
+    rc = finish(h, rc, e);
+unlock:
+    pthread_mutex_unlock(&h->lock);
+    return rc;
+}
+
+/* ---- sites --------------------------------------------------------------------- */
+
+int hub_add_site(struct hub *h, const char *site_id, const char *name, const char *jurisdiction,
+                 const char *fingerprint, struct errctx *e)
+{
+    char *sql;
+    char summary[96];
+    int rc;
+
+    sql = sqlite3_mprintf("INSERT INTO _empact_site_cert (site_id, fingerprint, added_at) "
+                          "VALUES (%Q, %Q, strftime('%%s','now'));"
+                          "INSERT INTO site (site_id, name, jurisdiction, added_at) "
+                          "VALUES (%Q, %Q, %Q, strftime('%%Y-%%m-%%dT%%H:%%M:%%SZ','now'));",
+                          site_id, fingerprint, site_id, name, jurisdiction);
+    if (sql == NULL)
+        return errctx_set(e, SYNC_ENOMEM, "out of memory");
+    snprintf(summary, sizeof(summary), "hub: register site %s", site_id);
+    rc = commit_sql(h, sql, summary, e);
+    sqlite3_free(sql);
+    if (rc != SYNC_OK && strstr(e->msg, "UNIQUE") != NULL)
+        rc = errctx_set(e, SYNC_EUSAGE, "site %s is already registered at this hub", site_id);
+    return rc;
+}
+
+int hub_site_check(sqlite3 *rdb, const char *site_id, const char *fingerprint, struct errctx *e)
+{
+    sqlite3_stmt *st = NULL;
+    int rc, step;
+
+    if (sqlite3_prepare_v2(rdb, "SELECT fingerprint, revoked FROM _empact_site_cert "
+                                "WHERE site_id = ?",
+                           -1, &st, NULL) != SQLITE_OK)
+        return sql_err(e, rdb, "looking up a site");
+    sqlite3_bind_text(st, 1, site_id, -1, SQLITE_STATIC);
+    step = sqlite3_step(st);
+    if (step == SQLITE_DONE)
+        rc = errctx_set(e, SYNC_EREFUSED, "site %s is not registered at this hub", site_id);
+    else if (step != SQLITE_ROW)
+        rc = sql_err(e, rdb, "looking up a site");
+    else if (sqlite3_column_int(st, 1) != 0)
+        rc = errctx_set(e, SYNC_EREFUSED, "site %s has been revoked by the central team", site_id);
+    else if (strcmp((const char *)sqlite3_column_text(st, 0), fingerprint) != 0)
+        rc = errctx_set(e, SYNC_EREFUSED,
+                        "site %s presented a certificate the hub did not issue to it (replaced "
+                        "or copied); ask the central team for a new join bundle",
+                        site_id);
+    else
+        rc = SYNC_OK;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* ---- pulls ----------------------------------------------------------------------- */
+
+int hub_versions(sqlite3 *rdb, uint64_t since, int (*fn)(void *arg, const struct hub_version *v),
+                 void *arg, uint64_t *head, uint8_t head_tree[20], int *more, struct errctx *e)
+{
+    sqlite3_stmt *st = NULL;
+    uint8_t commit[20];
+    uint64_t sent = 0;
+    int found, rc, step;
+
+    *more = 0;
+    if ((rc = exec_sql(rdb, "BEGIN", e)) != SYNC_OK)
+        return rc;
+    if ((rc = head_ids(rdb, head, commit, head_tree, &found, e)) != SYNC_OK)
+        goto out;
+    if (!found)
+        memset(head_tree, 0, 20);
+    if (since > *head) {
+        rc = errctx_set(e, SYNC_EREFUSED,
+                        "this site is at version %llu but the hub's newest is %llu; the hub may "
+                        "have been restored from a backup",
+                        (unsigned long long)since, (unsigned long long)*head);
+        goto out;
+    }
+    if (sqlite3_prepare_v2(rdb,
+                           "SELECT seq, commit_id, tree_id, created_at, site_id, changeset "
+                           "FROM _empact_version WHERE seq > ? ORDER BY seq LIMIT ?",
+                           -1, &st, NULL) != SQLITE_OK) {
+        rc = sql_err(e, rdb, "reading versions");
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)since);
+    sqlite3_bind_int(st, 2, PULL_BATCH_MAX);
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        struct hub_version v;
+        v.seq = (uint64_t)sqlite3_column_int64(st, 0);
+        if ((rc = gitmap_oid_parse(v.commit, (const char *)sqlite3_column_text(st, 1), e)) ||
+            (rc = gitmap_oid_parse(v.tree, (const char *)sqlite3_column_text(st, 2), e)))
+            goto out;
+        v.time = sqlite3_column_int64(st, 3);
+        snprintf(v.site, sizeof(v.site), "%s", (const char *)sqlite3_column_text(st, 4));
+        v.cs = sqlite3_column_blob(st, 5);
+        v.ncs = (size_t)sqlite3_column_bytes(st, 5);
+        if ((rc = fn(arg, &v)) != SYNC_OK)
+            goto out;
+        sent = v.seq;
+    }
+    if (step != SQLITE_DONE) {
+        rc = sql_err(e, rdb, "reading versions");
+        goto out;
+    }
+    if (sent != 0 && sent < *head) {
+        /* A full batch: the site asks again from `sent`. */
+        *more = 1;
+        *head = sent;
+        rc = SYNC_OK;
+        sqlite3_finalize(st);
+        st = NULL;
+        if (sqlite3_prepare_v2(rdb, "SELECT tree_id FROM _empact_version WHERE seq = ?", -1, &st,
+                               NULL) != SQLITE_OK ||
+            (sqlite3_bind_int64(st, 1, (sqlite3_int64)sent), sqlite3_step(st)) != SQLITE_ROW) {
+            rc = sql_err(e, rdb, "reading versions");
+            goto out;
+        }
+        rc = gitmap_oid_parse(head_tree, (const char *)sqlite3_column_text(st, 0), e);
+    }
+out:
+    sqlite3_finalize(st);
+    (void)sqlite3_exec(rdb, "COMMIT", NULL, NULL, NULL);
+    return rc;
+}
+
+/* ---- create and open --------------------------------------------------------------- */
+
+static int write_file(const char *dir, const char *name, const char *text, mode_t mode,
+                      struct errctx *e)
+{
+    char *path = path_join(dir, name);
+    int fd, rc = SYNC_OK;
+    size_t len = strlen(text);
+
+    if (path == NULL)
+        return errctx_set(e, SYNC_ENOMEM, "out of memory");
+    if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)) < 0) {
+        rc = errctx_set(e, SYNC_EIO, "cannot create %s: %s", path, strerror(errno));
+    } else {
+        if (write(fd, text, len) != (ssize_t)len || fsync(fd) != 0)
+            rc = errctx_set(e, SYNC_EIO, "cannot write %s: %s", path, strerror(errno));
+        close(fd);
+    }
+    free(path);
+    return rc;
+}
+
+static int pki_create(const char *dir, struct errctx *e)
+{
+    char *ca_cert = NULL, *ca_key = NULL, *cert = NULL, *key = NULL;
+    int rc;
+
+    if ((rc = pki_ca_new(&ca_cert, &ca_key, "EMPaCT Sync hub CA", e)) != SYNC_OK ||
+        (rc = pki_issue(&cert, &key, ca_cert, ca_key, TLS_HUB_NAME, PKI_ROLE_HUB,
+                        CERT_DAYS, e)) != SYNC_OK)
+        goto out;
+    if ((rc = write_file(dir, HUB_CA_KEY, ca_key, 0600, e)) != SYNC_OK ||
+        (rc = write_file(dir, HUB_CA_CERT, ca_cert, 0644, e)) != SYNC_OK ||
+        (rc = write_file(dir, HUB_KEY, key, 0600, e)) != SYNC_OK ||
+        (rc = write_file(dir, HUB_CERT, cert, 0644, e)) != SYNC_OK)
+        goto out;
+out:
+    pki_pem_free(ca_cert);
+    pki_pem_free(ca_key);
+    pki_pem_free(cert);
+    pki_pem_free(key);
+    return rc;
+}
+
+static int schema_create(sqlite3 *db, const struct schema *s, struct errctx *e)
+{
+    int rc = exec_sql(db, hub_ddl, e);
+    for (int i = 0; rc == SYNC_OK && i < s->ntable; i++) {
+        if (schema_class_replicated(s->tables[i].cls))
+            rc = exec_sql(db, s->tables[i].create_sql, e);
+    }
+    if (rc == SYNC_OK) {
+        char *sql = sqlite3_mprintf("PRAGMA user_version = 1; CREATE TABLE _empact_hub_meta "
+                                    "(key TEXT PRIMARY KEY, value TEXT);"
+                                    "INSERT INTO _empact_hub_meta VALUES ('schema', %Q);",
+                                    s->fingerprint_hex);
+        rc = sql ? exec_sql(db, sql, e) : errctx_set(e, SYNC_ENOMEM, "out of memory");
+        sqlite3_free(sql);
+    }
+    return rc;
+}
+
+int hub_create(const char *dir, const struct schema *s, struct errctx *e)
+{
+    char *dbpath = path_join(dir, HUB_DB), *gitpath = path_join(dir, HUB_GIT);
+    sqlite3 *db = NULL;
+    struct hub *h = NULL;
+    struct stat st;
+    int rc;
+
+    if (dbpath == NULL || gitpath == NULL) {
+        rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        rc = errctx_set(e, SYNC_EIO, "cannot create %s: %s", dir, strerror(errno));
+        goto out;
+    }
+    if (stat(dbpath, &st) == 0 || stat(gitpath, &st) == 0) {
+        rc = errctx_set(e, SYNC_EUSAGE, "%s already holds a hub; refusing to overwrite it", dir);
+        goto out;
+    }
+    if ((rc = pki_create(dir, e)) != SYNC_OK || (rc = gitmap_init(gitpath, e)) != SYNC_OK ||
+        (rc = db_open(&db, dir, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, e)) != SYNC_OK ||
+        (rc = schema_create(db, s, e)) != SYNC_OK)
+        goto out;
+    sqlite3_close(db);
+    db = NULL;
+    if ((rc = hub_open(&h, dir, s, e)) != SYNC_OK)
+        goto out;
+    rc = commit_sql(h, seed_sql, "hub: seed the metric catalogue", e);
+out:
+    hub_close(h);
+    sqlite3_close(db);
+    free(dbpath);
+    free(gitpath);
+    return rc;
+}
+
+/* Refuses a hub.db made for another schema. */
+static int schema_check(sqlite3 *db, const struct schema *s, struct errctx *e)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    if (sqlite3_prepare_v2(db, "SELECT value FROM _empact_hub_meta WHERE key = 'schema'", -1, &st,
+                           NULL) != SQLITE_OK)
+        return errctx_set(e, SYNC_EDATA, "hub.db is not an EMPaCT hub database");
+    if (sqlite3_step(st) != SQLITE_ROW)
+        rc = errctx_set(e, SYNC_EDATA, "hub.db has no schema fingerprint");
+    else if (strcmp((const char *)sqlite3_column_text(st, 0), s->fingerprint_hex) != 0)
+        rc = errctx_set(e, SYNC_ESCHEMA,
+                        "hub.db was made for schema %.12s but this binary has schema %.12s",
+                        (const char *)sqlite3_column_text(st, 0), s->fingerprint_hex);
+    else
+        rc = SYNC_OK;
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int hub_open(struct hub **out, const char *dir, const struct schema *s, struct errctx *e)
+{
+    struct hub *h;
+    char *gitpath = NULL, *dbpath = NULL;
+    struct stat st;
+    int rc;
+
+    *out = NULL;
+    if ((h = calloc(1, sizeof(*h))) == NULL)
+        return errctx_set(e, SYNC_ENOMEM, "out of memory");
+    pthread_mutex_init(&h->lock, NULL);
+    h->schema = s;
+    if ((h->dir = strdup(dir)) == NULL || (gitpath = path_join(dir, HUB_GIT)) == NULL ||
+        (dbpath = path_join(dir, HUB_DB)) == NULL) {
+        rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (stat(dbpath, &st) != 0) {
+        rc = errctx_set(e, SYNC_EIO, "%s is not a hub directory (no %s); run empact-hub init",
+                        dir, HUB_DB);
+        goto out;
+    }
+    if ((rc = db_open(&h->db, dir, SQLITE_OPEN_READWRITE, e)) != SYNC_OK ||
+        (rc = schema_check(h->db, s, e)) != SYNC_OK ||
+        (rc = gitmap_open(&h->git, gitpath, e)) != SYNC_OK)
+        goto out;
+    pthread_mutex_lock(&h->lock);
+    if ((rc = begin(h, e)) == SYNC_OK)
+        rc = finish(h, SYNC_OK, e);
+    pthread_mutex_unlock(&h->lock);
+out:
+    free(gitpath);
+    free(dbpath);
+    if (rc != SYNC_OK) {
+        hub_close(h);
+        return rc;
+    }
+    *out = h;
+    return SYNC_OK;
+}
+
+void hub_close(struct hub *h)
+{
+    if (h == NULL)
+        return;
+    gitmap_free(h->git);
+    sqlite3_close(h->db);
+    pthread_mutex_destroy(&h->lock);
+    free(h->dir);
+    free(h);
+}

@@ -1,0 +1,86 @@
+/*
+ * hub.h - the hub's store: hub.db (authoritative tables, version log, push
+ * ids, site certificates) and history.git (one commit per accepted change).
+ *
+ * One writer: hub_push() and hub_commit_sql() serialise on a mutex inside
+ * struct hub and, across processes, on SQLite's write lock.  Readers open
+ * their own connections with hub_reader_open() and read WAL snapshots.
+ *
+ * Write order for one version (see common/PROTOCOL.md, "Hub durability"):
+ * apply + git objects + commit object, version row, move the branch, COMMIT.
+ * hub.db is the truth: a branch that disagrees with the last version row is
+ * moved back to it when the hub opens and before every write.
+ */
+#ifndef EMPACT_HUB_H
+#define EMPACT_HUB_H
+
+#include <sqlite3.h>
+#include <stdint.h>
+
+#include "errctx.h"
+#include "proto.h"
+#include "schema.h"
+
+#define HUB_DB "hub.db"
+#define HUB_GIT "history.git"
+#define HUB_CA_CERT "ca.pem"
+#define HUB_CA_KEY "ca.key"
+#define HUB_CERT "hub.pem"
+#define HUB_KEY "hub.key"
+#define HUB_AUTHOR "hub"
+
+struct hub;
+
+/* Creates HUBDIR with hub.db, history.git, the CA and the hub certificate,
+ * and commits the seed metric catalogue as version 1.  Refuses an existing
+ * hub.db. */
+int hub_create(const char *dir, const struct schema *s, struct errctx *e) SYNC_WUR;
+
+/* Opens an existing hub for writing.  Caller frees with hub_close(). */
+int hub_open(struct hub **out, const char *dir, const struct schema *s, struct errctx *e) SYNC_WUR;
+
+/* Safe to call with NULL. */
+void hub_close(struct hub *h);
+
+/* Registers a site: its certificate fingerprint (hub.db) and its row in the
+ * hub-class table `site` (a new version authored by the hub). */
+int hub_add_site(struct hub *h, const char *site_id, const char *name, const char *jurisdiction,
+                 const char *fingerprint, struct errctx *e) SYNC_WUR;
+
+/* Applies one push from site_id (authenticated by TLS).  A push id seen
+ * before returns the original result with duplicate = 1.  A push that breaks
+ * a class rule is refused whole (SYNC_EREFUSED, nothing written). */
+int hub_push(struct hub *h, const char *site_id, const uint8_t push_id[PUSH_ID_LEN],
+             uint64_t base, const void *cs, size_t n, struct msg_push_ok *res,
+             struct errctx *e) SYNC_WUR;
+
+/* Opens a read connection to dir/hub.db (caller closes with sqlite3_close). */
+int hub_reader_open(sqlite3 **out, const char *dir, struct errctx *e) SYNC_WUR;
+
+/* SYNC_OK if site_id is registered with this certificate fingerprint and not
+ * revoked; SYNC_EREFUSED with a sentence otherwise. */
+int hub_site_check(sqlite3 *rdb, const char *site_id, const char *fingerprint,
+                   struct errctx *e) SYNC_WUR;
+
+/* One row of the version log, for pulls. */
+struct hub_version {
+    uint64_t seq;
+    uint8_t commit[20];
+    uint8_t tree[20];
+    int64_t time;
+    char site[SITE_ID_MAX + 8];
+    const void *cs; /* borrowed until the next callback returns */
+    size_t ncs;
+};
+
+/* Calls fn for each version after since (at most PULL_BATCH_MAX), in order,
+ * inside one read snapshot; then reports the snapshot's head and its tree,
+ * and whether more versions remain.  A non-zero return from fn stops. */
+int hub_versions(sqlite3 *rdb, uint64_t since, int (*fn)(void *arg, const struct hub_version *v),
+                 void *arg, uint64_t *head, uint8_t head_tree[20], int *more,
+                 struct errctx *e) SYNC_WUR;
+
+/* The newest version number (0 when none). */
+int hub_head(sqlite3 *db, uint64_t *head, struct errctx *e) SYNC_WUR;
+
+#endif

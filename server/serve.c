@@ -1,0 +1,497 @@
+/*
+ * serve.c - accept loop and per-connection protocol for the hub.
+ *
+ * State machine of one connection (PROTOCOL.md): TLS handshake -> HELLO ->
+ * WELCOME -> any number of PUSH / PULL -> BYE or close.  Every read has the
+ * idle timeout; every frame length is checked against FRAME_MAX before
+ * allocation; every changeset is decompressed with a bound.  Pushes go
+ * through hub_push(), which serialises writers; pulls read a snapshot on the
+ * connection's own database handle, so they run concurrently.
+ *
+ * Shutdown: the accept loop polls the stop flag; on stop it shuts down the
+ * sockets of live connections (waking blocked reads), waits for their
+ * threads, and only then frees the shared state.
+ */
+#include "serve.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bundle.h"
+#include "hub.h"
+#include "proto.h"
+#include "tls.h"
+#include "zcodec.h"
+
+struct server {
+    const char *dir;
+    const struct schema *schema;
+    struct hub *hub;
+    struct tls_ctx *tls;
+    pthread_mutex_t lock; /* guards fds[] and nlive */
+    pthread_cond_t idle;
+    int fds[HUB_MAX_CONNS];
+    int nlive;
+};
+
+struct conn {
+    struct server *srv;
+    int fd;
+    int slot;
+    struct tls_conn *tls;
+    struct frame_io io;
+    sqlite3 *rdb;
+    char site[SITE_ID_MAX + 1];
+    char peer[64];
+};
+
+static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void logf_(const char *fmt, ...)
+{
+    char when[32], line[1024];
+    time_t now = time(NULL);
+    struct tm tm;
+    va_list ap;
+
+    gmtime_r(&now, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "%s empact-hub: %s\n", when, line);
+}
+
+/* Maps a hub-side failure to the error frame a site sees. */
+static uint16_t wire_code(int rc)
+{
+    switch (rc) {
+    case SYNC_EREFUSED: return WERR_PUSH_REFUSED;
+    case SYNC_ELIMIT: return WERR_TOO_LARGE;
+    case SYNC_EPROTO: return WERR_BAD_FRAME;
+    case SYNC_ESCHEMA: return WERR_PUSH_REFUSED;
+    default: return WERR_INTERNAL;
+    }
+}
+
+static int handle_hello(struct conn *c, struct errctx *e)
+{
+    struct frame *f = NULL;
+    struct msg_hello hello;
+    struct msg_welcome w = {PROTO_VERSION, 0};
+    struct buf b = {0};
+    int rc;
+
+    if ((rc = frame_read(&f, &c->io, FRAME_MAX, e)) != SYNC_OK)
+        goto out;
+    if ((rc = msg_hello_decode(&hello, f, e)) != SYNC_OK) {
+        msg_send_error(&c->io, WERR_BAD_FRAME, e->msg);
+        goto out;
+    }
+    if (hello.proto != PROTO_VERSION) {
+        rc = errctx_set(e, SYNC_EREFUSED,
+                        "hub speaks protocol %d but this client speaks %u; update the client",
+                        PROTO_VERSION, hello.proto);
+        msg_send_error(&c->io, WERR_PROTO_VERSION, e->msg);
+        goto out;
+    }
+    if (memcmp(hello.schema, c->srv->schema->fingerprint, 32) != 0) {
+        char theirs[65];
+        for (int i = 0; i < 32; i++)
+            snprintf(theirs + i * 2, 3, "%02x", hello.schema[i]);
+        rc = errctx_set(e, SYNC_ESCHEMA,
+                        "hub refused: this client's schema %.12s differs from the hub's %.12s; "
+                        "install the client version that matches the hub",
+                        theirs, c->srv->schema->fingerprint_hex);
+        msg_send_error(&c->io, WERR_SCHEMA, e->msg);
+        goto out;
+    }
+    if ((rc = hub_site_check(c->rdb, c->site, tls_conn_peer_fingerprint(c->tls), e)) !=
+        SYNC_OK) {
+        msg_send_error(&c->io, WERR_NOT_AUTHORISED, e->msg);
+        goto out;
+    }
+    if ((rc = hub_head(c->rdb, &w.head, e)) != SYNC_OK ||
+        (rc = msg_welcome_encode(&b, &w, e)) != SYNC_OK)
+        goto out;
+    rc = msg_send(&c->io, MSG_WELCOME, &b, e);
+out:
+    buf_free(&b);
+    frame_free(f);
+    return rc;
+}
+
+static int handle_push(struct conn *c, const struct frame *f, struct errctx *e)
+{
+    struct msg_push m;
+    struct msg_push_ok ok;
+    struct buf raw = {0}, b = {0};
+    int rc;
+
+    if ((rc = msg_push_decode(&m, f, e)) != SYNC_OK)
+        goto refuse;
+    if (m.raw_len == 0) {
+        rc = errctx_set(e, SYNC_EPROTO, "empty push");
+        goto refuse;
+    }
+    if ((rc = zcodec_decompress(&raw, m.z, m.zlen, m.raw_len, e)) != SYNC_OK)
+        goto refuse;
+    if (raw.len != m.raw_len) {
+        rc = errctx_set(e, SYNC_EPROTO, "push decompressed to %zu bytes, not the %u announced",
+                        raw.len, m.raw_len);
+        goto refuse;
+    }
+    if ((rc = hub_push(c->srv->hub, c->site, m.push_id, m.base, raw.data, raw.len, &ok, e)) !=
+        SYNC_OK)
+        goto refuse;
+    if (ok.duplicate)
+        logf_("site %s: push repeated (already applied as version %llu)", c->site,
+              (unsigned long long)ok.version);
+    else if (ok.version)
+        logf_("site %s: push accepted as version %llu (%u applied, %u overridden)", c->site,
+              (unsigned long long)ok.version, ok.applied, ok.overridden);
+    else
+        logf_("site %s: push changed nothing (%u overridden)", c->site, ok.overridden);
+    if ((rc = msg_push_ok_encode(&b, &ok, e)) == SYNC_OK)
+        rc = msg_send(&c->io, MSG_PUSH_OK, &b, e);
+    goto out;
+refuse:
+    logf_("site %s: push refused: %s", c->site, e->msg);
+    msg_send_error(&c->io, wire_code(rc), e->msg);
+out:
+    buf_free(&raw);
+    buf_free(&b);
+    return rc;
+}
+
+struct pull_ctx {
+    struct conn *c;
+    struct errctx *e;
+    uint64_t count;
+};
+
+static int send_version(void *arg, const struct hub_version *v)
+{
+    struct pull_ctx *p = arg;
+    struct msg_version m;
+    struct buf z = {0}, b = {0};
+    int rc;
+
+    memset(&m, 0, sizeof(m));
+    m.seq = v->seq;
+    memcpy(m.commit, v->commit, 20);
+    memcpy(m.tree, v->tree, 20);
+    m.time = (uint64_t)v->time;
+    snprintf(m.author, sizeof(m.author), "%s", v->site);
+    m.raw_len = (uint32_t)v->ncs;
+    if ((rc = zcodec_compress(&z, v->cs, v->ncs, p->e)) == SYNC_OK) {
+        m.z = z.data;
+        m.zlen = (uint32_t)z.len;
+        if ((rc = msg_version_encode(&b, &m, p->e)) == SYNC_OK)
+            rc = msg_send(&p->c->io, MSG_VERSION, &b, p->e);
+    }
+    p->count++;
+    buf_free(&z);
+    buf_free(&b);
+    return rc;
+}
+
+static int handle_pull(struct conn *c, const struct frame *f, struct errctx *e)
+{
+    struct pull_ctx p = {c, e, 0};
+    struct msg_pull_end end;
+    struct buf b = {0};
+    uint64_t since;
+    int more, rc;
+
+    if ((rc = msg_pull_decode(&since, f, e)) != SYNC_OK) {
+        msg_send_error(&c->io, WERR_BAD_FRAME, e->msg);
+        return rc;
+    }
+    memset(&end, 0, sizeof(end));
+    if ((rc = hub_versions(c->rdb, since, send_version, &p, &end.head, end.tree, &more, e)) !=
+        SYNC_OK) {
+        if (rc == SYNC_EREFUSED)
+            msg_send_error(&c->io, WERR_BASE_AHEAD, e->msg);
+        else if (rc != SYNC_ENET)
+            msg_send_error(&c->io, WERR_INTERNAL, "the hub could not read its versions");
+        return rc;
+    }
+    end.more = (uint8_t)more;
+    if ((rc = msg_pull_end_encode(&b, &end, e)) == SYNC_OK)
+        rc = msg_send(&c->io, MSG_PULL_END, &b, e);
+    buf_free(&b);
+    if (rc == SYNC_OK && p.count > 0)
+        logf_("site %s: sent %llu versions (%llu..%llu)", c->site, (unsigned long long)p.count,
+              (unsigned long long)since + 1, (unsigned long long)end.head);
+    return rc;
+}
+
+static void session(struct conn *c)
+{
+    struct errctx e = {0, ""};
+    struct frame *f = NULL;
+    int rc;
+
+    if ((rc = tls_accept(&c->tls, c->srv->tls, c->fd, &e)) != SYNC_OK) {
+        c->fd = -1; /* tls_accept closed it */
+        logf_("connection from %s refused: %s", c->peer, e.msg);
+        return;
+    }
+    c->fd = -1;
+    snprintf(c->site, sizeof(c->site), "%s", tls_conn_peer_id(c->tls));
+    c->io = tls_conn_io(c->tls);
+    tls_conn_set_timeout(c->tls, IDLE_TIMEOUT_MS);
+    if ((rc = hub_reader_open(&c->rdb, c->srv->dir, &e)) != SYNC_OK) {
+        msg_send_error(&c->io, WERR_INTERNAL, "the hub cannot open its database; retry later");
+        logf_("site %s: %s", c->site, e.msg);
+        return;
+    }
+    if ((rc = handle_hello(c, &e)) != SYNC_OK) {
+        logf_("site %s (from %s): refused at hello: %s", c->site, c->peer, e.msg);
+        return;
+    }
+    for (;;) {
+        frame_free(f);
+        f = NULL;
+        if ((rc = frame_read(&f, &c->io, FRAME_MAX, &e)) != SYNC_OK) {
+            if (rc == SYNC_ELIMIT)
+                msg_send_error(&c->io, WERR_TOO_LARGE, e.msg);
+            logf_("site %s: connection ended: %s", c->site, e.msg);
+            break;
+        }
+        if (f->type == MSG_BYE)
+            break;
+        if (f->type == MSG_PUSH)
+            rc = handle_push(c, f, &e);
+        else if (f->type == MSG_PULL)
+            rc = handle_pull(c, f, &e);
+        else {
+            rc = errctx_set(&e, SYNC_EPROTO, "unexpected %s message", msg_type_name(f->type));
+            msg_send_error(&c->io, WERR_BAD_FRAME, e.msg);
+        }
+        if (rc != SYNC_OK) {
+            if (f->type != MSG_PUSH)
+                logf_("site %s: %s", c->site, e.msg);
+            break;
+        }
+    }
+    frame_free(f);
+}
+
+static void *conn_main(void *arg)
+{
+    struct conn *c = arg;
+    struct server *srv = c->srv;
+
+    session(c);
+    tls_conn_close(c->tls);
+    if (c->fd >= 0)
+        close(c->fd);
+    sqlite3_close(c->rdb);
+    pthread_mutex_lock(&srv->lock);
+    srv->fds[c->slot] = -1;
+    if (--srv->nlive == 0)
+        pthread_cond_broadcast(&srv->idle);
+    pthread_mutex_unlock(&srv->lock);
+    free(c);
+    return NULL;
+}
+
+/* Binds and listens on addr; *out is the socket, shown the bound address. */
+static int listen_on(int *out, const char *addr, char *shown, size_t shownsz, struct errctx *e)
+{
+    char host[HUB_ADDRESS_MAX + 1], port[16], nhost[NI_MAXHOST], nport[NI_MAXSERV];
+    struct addrinfo hints, *ai = NULL;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    int fd = -1, one = 1, rc;
+
+    if ((rc = address_split(addr, host, sizeof(host), port, sizeof(port), e)) != SYNC_OK)
+        return rc;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    if ((rc = getaddrinfo(host, port, &hints, &ai)) != 0)
+        return errctx_set(e, SYNC_EUSAGE, "cannot listen on %s: %s", addr, gai_strerror(rc));
+    if ((fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 128) != 0 ||
+        getsockname(fd, (struct sockaddr *)&ss, &sl) != 0 ||
+        getnameinfo((struct sockaddr *)&ss, sl, nhost, sizeof(nhost), nport, sizeof(nport),
+                    NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+        rc = errctx_set(e, SYNC_EIO, "cannot listen on %s: %s", addr, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(ai);
+        return rc;
+    }
+    freeaddrinfo(ai);
+    snprintf(shown, shownsz, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", nhost, nport);
+    *out = fd;
+    return SYNC_OK;
+}
+
+/* Hands an accepted socket to a new thread, or refuses it when full. */
+static void conn_start(struct server *srv, int fd, const struct sockaddr_storage *ss, socklen_t sl)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    char host[NI_MAXHOST] = "?", port[NI_MAXSERV] = "?";
+    pthread_attr_t attr;
+    pthread_t tid;
+    int slot = -1;
+
+    (void)getnameinfo((const struct sockaddr *)ss, sl, host, sizeof(host), port, sizeof(port),
+                      NI_NUMERICHOST | NI_NUMERICSERV);
+    pthread_mutex_lock(&srv->lock);
+    for (int i = 0; i < HUB_MAX_CONNS && c != NULL; i++) {
+        if (srv->fds[i] < 0) {
+            slot = i;
+            srv->fds[i] = fd;
+            srv->nlive++;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&srv->lock);
+    if (c == NULL || slot < 0) {
+        logf_("connection from %s:%s refused: %d connections already open", host, port,
+              HUB_MAX_CONNS);
+        close(fd);
+        free(c);
+        return;
+    }
+    c->srv = srv;
+    c->fd = fd;
+    c->slot = slot;
+    snprintf(c->peer, sizeof(c->peer), "%s:%s", host, port);
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&tid, &attr, conn_main, c) != 0) {
+        logf_("connection from %s refused: cannot start a thread", c->peer);
+        close(fd);
+        free(c);
+        pthread_mutex_lock(&srv->lock);
+        srv->fds[slot] = -1;
+        if (--srv->nlive == 0)
+            pthread_cond_broadcast(&srv->idle);
+        pthread_mutex_unlock(&srv->lock);
+    }
+    pthread_attr_destroy(&attr);
+}
+
+/* Wakes every live connection and waits until their threads are gone. */
+static void drain(struct server *srv)
+{
+    pthread_mutex_lock(&srv->lock);
+    for (int i = 0; i < HUB_MAX_CONNS; i++) {
+        if (srv->fds[i] >= 0)
+            shutdown(srv->fds[i], SHUT_RDWR);
+    }
+    while (srv->nlive > 0)
+        pthread_cond_wait(&srv->idle, &srv->lock);
+    pthread_mutex_unlock(&srv->lock);
+}
+
+static int read_text(char **out, const char *dir, const char *name, struct errctx *e)
+{
+    char path[4096];
+    FILE *fp;
+    long n;
+
+    *out = NULL;
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if ((fp = fopen(path, "re")) == NULL)
+        return errctx_set(e, SYNC_EIO, "cannot open %s: %s", path, strerror(errno));
+    if (fseek(fp, 0, SEEK_END) != 0 || (n = ftell(fp)) < 0 || n > PEM_MAX ||
+        fseek(fp, 0, SEEK_SET) != 0 || (*out = calloc(1, (size_t)n + 1)) == NULL ||
+        fread(*out, 1, (size_t)n, fp) != (size_t)n) {
+        fclose(fp);
+        free(*out);
+        *out = NULL;
+        return errctx_set(e, SYNC_EIO, "cannot read %s (or it is over %d bytes)", path, PEM_MAX);
+    }
+    fclose(fp);
+    return SYNC_OK;
+}
+
+static void text_free(char *s)
+{
+    if (s != NULL) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
+static int tls_load(struct tls_ctx **out, const char *dir, struct errctx *e)
+{
+    char *cert = NULL, *key = NULL, *ca = NULL;
+    int rc;
+
+    if ((rc = read_text(&cert, dir, HUB_CERT, e)) == SYNC_OK &&
+        (rc = read_text(&key, dir, HUB_KEY, e)) == SYNC_OK &&
+        (rc = read_text(&ca, dir, HUB_CA_CERT, e)) == SYNC_OK)
+        rc = tls_ctx_new_server(out, cert, key, ca, e);
+    text_free(cert);
+    text_free(key);
+    text_free(ca);
+    return rc;
+}
+
+int serve_run(const char *dir, const char *listen_addr, const struct schema *s,
+              volatile sig_atomic_t *stop, struct errctx *e)
+{
+    struct server srv;
+    char shown[HUB_ADDRESS_MAX + 16];
+    int lfd = -1, rc;
+
+    memset(&srv, 0, sizeof(srv));
+    srv.dir = dir;
+    srv.schema = s;
+    pthread_mutex_init(&srv.lock, NULL);
+    pthread_cond_init(&srv.idle, NULL);
+    for (int i = 0; i < HUB_MAX_CONNS; i++)
+        srv.fds[i] = -1;
+    if ((rc = hub_open(&srv.hub, dir, s, e)) != SYNC_OK || (rc = tls_load(&srv.tls, dir, e)) ||
+        (rc = listen_on(&lfd, listen_addr, shown, sizeof(shown), e)) != SYNC_OK)
+        goto out;
+    printf("listening on %s\n", shown);
+    fflush(stdout);
+    logf_("serving %s on %s (schema %.12s)", dir, shown, s->fingerprint_hex);
+    while (!*stop) {
+        struct pollfd pfd = {lfd, POLLIN, 0};
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        int fd;
+
+        if (poll(&pfd, 1, 200) <= 0)
+            continue;
+        if ((fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC)) < 0) {
+            if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED)
+                logf_("accept failed: %s", strerror(errno));
+            continue;
+        }
+        conn_start(&srv, fd, &ss, sl);
+    }
+    logf_("stopping: waiting for %d open connections", srv.nlive);
+    drain(&srv);
+    logf_("stopped");
+out:
+    if (lfd >= 0)
+        close(lfd);
+    tls_ctx_free(srv.tls);
+    hub_close(srv.hub);
+    pthread_cond_destroy(&srv.idle);
+    pthread_mutex_destroy(&srv.lock);
+    return rc;
+}
