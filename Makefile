@@ -20,7 +20,7 @@ PKGS := sqlite3 libgit2 libzstd openssl libcjson libbsd
 
 CFLAGS_WARN := -std=c17 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wvla
 CPPFLAGS_ALL = -D_GNU_SOURCE -DSQLITE_ENABLE_SESSION -DSQLITE_ENABLE_PREUPDATE_HOOK \
-               -Icommon -Iserver -Iclient -I$(BUILD) $(shell pkg-config --cflags $(PKGS))
+               -iquote common -iquote server -iquote client -I$(BUILD) $(shell pkg-config --cflags $(PKGS))
 OPT ?= -O2
 SANFLAGS := -fsanitize=address -fsanitize=undefined -fno-sanitize-recover=all \
             -fno-omit-frame-pointer

@@ -111,8 +111,8 @@ int buf_put_str(struct buf *b, const char *s, struct errctx *e)
 
     if (n > UINT16_MAX)
         return errctx_set(e, SYNC_ELIMIT,
-                          "a string of %zu bytes is longer than the %u a message field can hold",
-                          n, (unsigned)UINT16_MAX);
+                          "a string of %zu bytes is longer than the %u a message field can hold", n,
+                          (unsigned)UINT16_MAX);
     /* Reserve both parts first so a failure leaves b unchanged. */
     if ((rc = buf_reserve(b, 2 + n, e)) != SYNC_OK ||
         (rc = buf_put_u16(b, (uint16_t)n, e)) != SYNC_OK)
@@ -232,7 +232,7 @@ int buf_get_str(struct buf_reader *r, char *out, size_t max, struct errctx *e)
 int buf_reader_done(const struct buf_reader *r, struct errctx *e)
 {
     if (r->left != 0)
-        return errctx_set(e, SYNC_EPROTO,
-                          "message has %zu unexpected bytes after its last field", r->left);
+        return errctx_set(e, SYNC_EPROTO, "message has %zu unexpected bytes after its last field",
+                          r->left);
     return SYNC_OK;
 }

@@ -53,23 +53,21 @@ void frame_header_write(uint8_t hdr[FRAME_HEADER_LEN], uint8_t type, uint32_t le
     hdr[4] = type;
 }
 
-/* A frame with room for len payload bytes and the trailing NUL already set. */
-static int frame_alloc(struct frame **out, uint8_t type, uint32_t len, struct errctx *e)
+/* A frame with room for len payload bytes and the trailing NUL already set,
+ * or NULL after writing the error into e. */
+static struct frame *frame_alloc(uint8_t type, uint32_t len, struct errctx *e)
 {
-    struct frame *f = NULL;
+    struct frame *f = calloc(1, sizeof(*f));
 
-    *out = NULL;
-    if ((f = calloc(1, sizeof(*f))) == NULL ||
-        (f->payload = malloc((size_t)len + 1)) == NULL) {
+    if (f == NULL || (f->payload = malloc((size_t)len + 1)) == NULL) {
         free(f);
-        return errctx_set(e, SYNC_ENOMEM, "out of memory for a frame of %lu bytes",
-                          (unsigned long)len);
+        errctx_set(e, SYNC_ENOMEM, "out of memory for a frame of %lu bytes", (unsigned long)len);
+        return NULL;
     }
     f->type = type;
     f->len = len;
     f->payload[len] = '\0';
-    *out = f;
-    return SYNC_OK;
+    return f;
 }
 
 void frame_free(struct frame *f)
@@ -82,10 +80,10 @@ void frame_free(struct frame *f)
 
 int frame_read(struct frame **out, struct frame_io *io, uint32_t max_len, struct errctx *e)
 {
-    uint8_t hdr[FRAME_HEADER_LEN];
+    uint8_t hdr[FRAME_HEADER_LEN] = {0};
     struct frame *f = NULL;
-    uint32_t len;
-    uint8_t type;
+    uint32_t len = 0;
+    uint8_t type = 0;
     int rc;
 
     *out = NULL;
@@ -93,8 +91,10 @@ int frame_read(struct frame **out, struct frame_io *io, uint32_t max_len, struct
         goto out;
     if ((rc = frame_header_parse(hdr, max_len, &type, &len, e)) != SYNC_OK)
         goto out;
-    if ((rc = frame_alloc(&f, type, len, e)) != SYNC_OK)
+    if ((f = frame_alloc(type, len, e)) == NULL) {
+        rc = SYNC_ENOMEM;
         goto out;
+    }
     if (len > 0 && (rc = io->read(io->ctx, f->payload, len, e)) != SYNC_OK)
         goto out;
     *out = f;
@@ -110,7 +110,7 @@ int frame_write(struct frame_io *io, uint8_t type, const void *payload, size_t l
     uint8_t hdr[FRAME_HEADER_LEN];
     int rc;
 
-    if (len > FRAME_MAX)
+    if (len > (size_t)FRAME_MAX)
         return errctx_set(e, SYNC_ELIMIT,
                           "cannot send a frame of %zu bytes: the limit is %lu bytes", len,
                           (unsigned long)FRAME_MAX);
@@ -123,12 +123,12 @@ int frame_write(struct frame_io *io, uint8_t type, const void *payload, size_t l
     return SYNC_OK;
 }
 
-int frame_decode(struct frame **out, size_t *consumed, const uint8_t *p, size_t n,
-                 uint32_t max_len, struct errctx *e)
+int frame_decode(struct frame **out, size_t *consumed, const uint8_t *p, size_t n, uint32_t max_len,
+                 struct errctx *e)
 {
-    struct frame *f = NULL;
-    uint32_t len;
-    uint8_t type;
+    struct frame *f;
+    uint32_t len = 0;
+    uint8_t type = 0;
     int rc;
 
     *out = NULL;
@@ -143,8 +143,8 @@ int frame_decode(struct frame **out, size_t *consumed, const uint8_t *p, size_t 
         return errctx_set(e, SYNC_EPROTO,
                           "input ends inside a frame: payload of %lu bytes but only %zu present",
                           (unsigned long)len, n - FRAME_HEADER_LEN);
-    if ((rc = frame_alloc(&f, type, len, e)) != SYNC_OK)
-        return rc;
+    if ((f = frame_alloc(type, len, e)) == NULL)
+        return SYNC_ENOMEM;
     if (len > 0)
         memcpy(f->payload, p + FRAME_HEADER_LEN, len);
     *consumed = FRAME_HEADER_LEN + (size_t)len;

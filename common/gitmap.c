@@ -334,7 +334,8 @@ out:
         edits_free(ed, n);
         return rc;
     }
-    qsort(ed, n, sizeof(*ed), edit_cmp);
+    if (n > 1)
+        qsort(ed, n, sizeof(*ed), edit_cmp);
     *out = ed;
     *nout = n;
     return SYNC_OK;

@@ -54,17 +54,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/*
- * Under -Icommon our "limits.h" also answers #include <limits.h>, so the C
- * library's INT_MAX (which OpenSSL's err.h uses) may be missing.  Including
- * <limits.h> first and falling back to the compiler's value works whether or
- * not the shadowing is in effect.
- */
-#include <limits.h>
-#ifndef INT_MAX
-#define INT_MAX __INT_MAX__
-#endif
-
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -100,7 +89,7 @@ struct tls_conn {
     char peer_id[SITE_ID_MAX + 1];
     char fingerprint[65];
     char peer_cn[CN_SHOWN_MAX + 1]; /* leaf CN seen during the handshake, for messages */
-    char addr[CONN_ADDR_MAX];                   /* "host:port", host as given or numeric */
+    char addr[CONN_ADDR_MAX];       /* "host:port", host as given or numeric */
     char where[CONN_ADDR_MAX + SITE_ID_MAX + 16]; /* "hub at ADDR", "site ID at ADDR", ... */
 };
 
@@ -153,7 +142,7 @@ static int pem_check(const char *pem, const char *what, struct errctx *e)
 {
     if (pem == NULL || pem[0] == '\0')
         return errctx_set(e, SYNC_EUSAGE, "no %s was given", what);
-    if (strnlen(pem, PEM_MAX + 1) > PEM_MAX)
+    if (strnlen(pem, (size_t)PEM_MAX + 1) > PEM_MAX)
         return errctx_set(e, SYNC_ELIMIT, "the %s is longer than the limit of %d bytes", what,
                           PEM_MAX);
     return SYNC_OK;
@@ -186,8 +175,12 @@ static void copy_printable(char *out, size_t outsz, const char *s)
 {
     size_t i;
 
-    for (i = 0; i + 1 < outsz && s[i] != '\0'; i++)
-        out[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+    for (i = 0; i + 1 < outsz && s[i] != '\0'; i++) {
+        if (s[i] >= 0x20 && s[i] < 0x7f)
+            out[i] = s[i];
+        else
+            out[i] = '?';
+    }
     out[i] = '\0';
 }
 
@@ -217,8 +210,8 @@ static int cert_cn(const X509 *x, char *out, size_t outsz, struct errctx *e)
         rc = errctx_set(e, SYNC_ETLS, "the certificate's subject CN contains a NUL byte");
     } else if ((size_t)len >= outsz) {
         rc = errctx_set(e, SYNC_ELIMIT,
-                        "the certificate's subject CN is %d bytes, more than the %zu allowed",
-                        len, outsz > 0 ? outsz - 1 : 0);
+                        "the certificate's subject CN is %d bytes, more than the %zu allowed", len,
+                        outsz > 0 ? outsz - 1 : 0);
     } else {
         memcpy(out, utf8, (size_t)len + 1);
         rc = SYNC_OK;
@@ -236,7 +229,7 @@ static int cert_fingerprint(const X509 *x, char out[65], struct errctx *e)
 
     if (X509_digest(x, EVP_sha256(), md, &mdlen) != 1 || mdlen != 32)
         return errctx_set(e, SYNC_ETLS, "cannot hash the certificate: %s", ssl_reason());
-    for (unsigned int i = 0; i < mdlen; i++) {
+    for (size_t i = 0; i < mdlen; i++) {
         out[2 * i] = hex[md[i] >> 4];
         out[2 * i + 1] = hex[md[i] & 0x0f];
     }
@@ -276,14 +269,17 @@ static int bio_nosig_write(BIO *b, const char *buf, int len)
     return (int)n;
 }
 
-/* BIO_s_socket() with its write replaced; the rest is OpenSSL's own. */
+/*
+ * BIO_s_socket() with its write replaced; the rest is OpenSSL's own, so the
+ * BIO keeps the socket BIO's type and layout (and SSL_get_fd works).  Not a
+ * BIO_get_new_index() type: OpenSSL 3.0 has only 127 of those per process,
+ * and a hub may create contexts again and again.
+ */
 static BIO_METHOD *bio_nosig_method_new(void)
 {
     const BIO_METHOD *sock = BIO_s_socket();
-    BIO_METHOD *m;
+    BIO_METHOD *m = BIO_meth_new(BIO_TYPE_SOCKET, "empact socket");
 
-    m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR,
-                     "empact socket");
     if (m == NULL)
         return NULL;
     if (BIO_meth_set_write(m, bio_nosig_write) != 1 ||
@@ -395,8 +391,7 @@ static int ctx_set_verify(SSL_CTX *sctx, enum tls_side side, struct errctx *e)
     if (side == TLS_SIDE_HUB) {
         SSL_CTX_set_verify(sctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, verify_cb);
         if (SSL_CTX_set_purpose(sctx, X509_PURPOSE_SSL_CLIENT) != 1)
-            return errctx_set(e, SYNC_ETLS, "cannot require client certificates: %s",
-                              ssl_reason());
+            return errctx_set(e, SYNC_ETLS, "cannot require client certificates: %s", ssl_reason());
         SSL_CTX_set_num_tickets(sctx, 0);
         SSL_CTX_set_session_cache_mode(sctx, SSL_SESS_CACHE_OFF);
         return SYNC_OK;
@@ -406,7 +401,10 @@ static int ctx_set_verify(SSL_CTX *sctx, enum tls_side side, struct errctx *e)
         X509_VERIFY_PARAM_set1_host(SSL_CTX_get0_param(sctx), TLS_HUB_NAME, 0) != 1)
         return errctx_set(e, SYNC_ETLS, "cannot require the hub's name %s: %s", TLS_HUB_NAME,
                           ssl_reason());
-    X509_VERIFY_PARAM_set_hostflags(SSL_CTX_get0_param(sctx), X509_CHECK_FLAG_NO_WILDCARDS);
+    /* The name must be in subjectAltName: no CN fallback, no wildcards. */
+    X509_VERIFY_PARAM_set_hostflags(SSL_CTX_get0_param(sctx),
+                                    X509_CHECK_FLAG_NO_WILDCARDS |
+                                        X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
     SSL_CTX_set_session_cache_mode(sctx, SSL_SESS_CACHE_OFF);
     return SYNC_OK;
 }
@@ -461,13 +459,6 @@ int tls_ctx_new_client(struct tls_ctx **out, const char *cert_pem, const char *k
 {
     return ctx_new(out, TLS_SIDE_SITE, cert_pem, key_pem, ca_pem, e);
 }
-
-/*
- * Not in tls.h: bounds the TCP connect and TLS handshake of connections made
- * from ctx later to timeout_ms (> 0) instead of TLS_HANDSHAKE_TIMEOUT_MS.
- * For tests, which cannot wait ten seconds for a silent peer.
- */
-void tls_ctx_set_handshake_timeout(struct tls_ctx *ctx, int timeout_ms);
 
 void tls_ctx_set_handshake_timeout(struct tls_ctx *ctx, int timeout_ms)
 {
@@ -579,7 +570,7 @@ static int conn_fail(struct tls_conn *c, int ret, const char *doing, struct errc
          ERR_GET_REASON(err) == SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
         snprintf(what, sizeof(what), "was lost %s: %s", doing,
                  (ssl_err == SSL_ERROR_SYSCALL && sys != 0) ? strerror(sys)
-                                                             : "unexpected end of stream");
+                                                            : "unexpected end of stream");
         return conn_fail_net(c, what, e);
     }
     c->failed = 1;
@@ -597,13 +588,11 @@ static int conn_fail(struct tls_conn *c, int ret, const char *doing, struct errc
     if (alert >= 0)
         return errctx_set(e, SYNC_ETLS, "%s ended the connection %s: TLS alert '%s'", c->where,
                           doing, alert_text(alert, err));
-    if (ERR_GET_LIB(err) == ERR_LIB_SSL &&
-        ERR_GET_REASON(err) == SSL_R_CERTIFICATE_VERIFY_FAILED)
+    if (ERR_GET_LIB(err) == ERR_LIB_SSL && ERR_GET_REASON(err) == SSL_R_CERTIFICATE_VERIFY_FAILED)
         return conn_fail_verify(c, e);
-    return errctx_set(e, SYNC_ETLS, "TLS failure with %s %s: %s%s", c->where, doing, ssl_reason(),
-                      ERR_GET_REASON(err) == SSL_R_UNSUPPORTED_PROTOCOL
-                          ? " (only TLS 1.3 is accepted)"
-                          : "");
+    return errctx_set(
+        e, SYNC_ETLS, "TLS failure with %s %s: %s%s", c->where, doing, ssl_reason(),
+        ERR_GET_REASON(err) == SSL_R_UNSUPPORTED_PROTOCOL ? " (only TLS 1.3 is accepted)" : "");
 }
 
 /* ---- connections -------------------------------------------------------- */
@@ -623,7 +612,8 @@ static int conn_new(struct tls_conn **out, struct tls_ctx *ctx, int fd, struct e
             SSL_free(c->ssl);
         free(c);
         ERR_clear_error();
-        return errctx_set(e, SYNC_ENOMEM, "out of memory for a TLS connection");
+        errctx_set(e, SYNC_ENOMEM, "out of memory for a TLS connection");
+        return SYNC_ENOMEM;
     }
     BIO_set_fd(bio, fd, BIO_NOCLOSE);
     SSL_set_bio(c->ssl, bio, bio);
@@ -647,8 +637,7 @@ static void conn_free(struct tls_conn *c)
 }
 
 /* Runs the handshake step (SSL_accept or SSL_connect) until done or deadline. */
-static int conn_handshake(struct tls_conn *c, int (*step)(SSL *), int timeout_ms,
-                          struct errctx *e)
+static int conn_handshake(struct tls_conn *c, int (*step)(SSL *), int timeout_ms, struct errctx *e)
 {
     int64_t deadline = now_ms() + timeout_ms;
 
@@ -858,8 +847,8 @@ static int conn_wait(struct tls_conn *c, int ssl_err, const char *doing, struct 
     if (w < 0)
         snprintf(what, sizeof(what), "could not be polled %s: %s", doing, strerror(errno));
     else
-        snprintf(what, sizeof(what), "timed out after %d ms without progress %s",
-                 c->timeout_ms, doing);
+        snprintf(what, sizeof(what), "timed out after %d ms without progress %s", c->timeout_ms,
+                 doing);
     return conn_fail_net(c, what, e);
 }
 

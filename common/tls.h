@@ -5,7 +5,9 @@
  * certificate carries extendedKeyUsage serverAuth and the DNS name
  * TLS_HUB_NAME; a site certificate carries clientAuth and its site id as the
  * subject CN.  The site id of a connection comes from the verified peer
- * certificate only.  TLS 1.2 and below are refused on both sides.
+ * certificate only.  TLS 1.2 and below are refused on both sides.  Sockets
+ * are non-blocking underneath, bounded with poll(); writes never raise
+ * SIGPIPE.  A tls_ctx may be shared by threads; a tls_conn belongs to one.
  */
 #ifndef EMPACT_TLS_H
 #define EMPACT_TLS_H
@@ -33,6 +35,10 @@ int tls_ctx_new_client(struct tls_ctx **out, const char *cert_pem, const char *k
 /* Safe to call with NULL; wipes key material. */
 void tls_ctx_free(struct tls_ctx *ctx);
 
+/* Bounds the TCP connect and TLS handshake of later connections made from ctx
+ * to timeout_ms (> 0) instead of TLS_HANDSHAKE_TIMEOUT_MS (tests use it). */
+void tls_ctx_set_handshake_timeout(struct tls_ctx *ctx, int timeout_ms);
+
 /* Hub side: runs the handshake on an accepted socket (takes ownership of fd,
  * closes it on failure) within TLS_HANDSHAKE_TIMEOUT_MS.  The peer must present
  * a certificate signed by the CA with a valid site id as CN. */
@@ -50,7 +56,7 @@ const char *tls_conn_peer_id(const struct tls_conn *c);
 /* Lowercase hex SHA-256 of the peer certificate's DER (64 chars + NUL); borrowed. */
 const char *tls_conn_peer_fingerprint(const struct tls_conn *c);
 
-/* Sets the receive/send timeout for later reads and writes. */
+/* Sets the inactivity timeout for later reads and writes (0: none). */
 void tls_conn_set_timeout(struct tls_conn *c, int timeout_ms);
 
 /* Reads exactly n bytes / writes all n bytes.  A timeout, reset or EOF is SYNC_ENET. */

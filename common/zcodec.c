@@ -115,7 +115,8 @@ static int decode(ZSTD_DCtx *dctx, struct buf *out, const uint8_t *p, size_t n, 
 
         if (zrc == 0 && in.pos == in.size)
             return SYNC_OK;
-        if (zrc == 0 && (rc = claim_check(p + in.pos, n - in.pos, max_out - produced, e)) != SYNC_OK)
+        if (zrc == 0 &&
+            (rc = claim_check(p + in.pos, n - in.pos, max_out - produced, e)) != SYNC_OK)
             return rc;
         if (produced < max_out) {
             if ((rc = make_room(out, produced, max_out, &room, e)) != SYNC_OK)
@@ -145,17 +146,16 @@ static int decode(ZSTD_DCtx *dctx, struct buf *out, const uint8_t *p, size_t n, 
     }
 }
 
-int zcodec_decompress(struct buf *out, const void *p, size_t n, size_t max_out,
-                      struct errctx *e)
+int zcodec_decompress(struct buf *out, const void *p, size_t n, size_t max_out, struct errctx *e)
 {
     ZSTD_DCtx *dctx = NULL;
     size_t len0 = out->len;
     size_t zrc;
     int rc;
 
-    assert(max_out <= CHANGESET_MAX);
-    if (max_out > CHANGESET_MAX)
-        max_out = CHANGESET_MAX;
+    assert(max_out <= (size_t)CHANGESET_MAX);
+    if (max_out > (size_t)CHANGESET_MAX)
+        max_out = (size_t)CHANGESET_MAX;
     if (n == 0)
         return errctx_set(e, SYNC_EPROTO, "compressed payload is empty");
     if ((rc = claim_check(p, n, max_out, e)) != SYNC_OK)

@@ -30,17 +30,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/*
- * Under -Icommon our "limits.h" also answers #include <limits.h>, so the C
- * library's INT_MAX (which OpenSSL's err.h uses) may be missing.  Including
- * <limits.h> first and falling back to the compiler's value works whether or
- * not the shadowing is in effect.
- */
-#include <limits.h>
-#ifndef INT_MAX
-#define INT_MAX __INT_MAX__
-#endif
-
 #include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -83,8 +72,7 @@ static int check_cn(const char *cn, enum pki_role role, const char *what, struct
                           PKI_CN_MAX);
     for (size_t i = 0; i < len; i++) {
         if ((unsigned char)cn[i] < 0x20 || cn[i] == 0x7f)
-            return errctx_set(e, SYNC_EUSAGE, "the %s name contains a control character",
-                              what);
+            return errctx_set(e, SYNC_EUSAGE, "the %s name contains a control character", what);
     }
     return SYNC_OK;
 }
@@ -141,8 +129,8 @@ static int cert_new(X509 **out, EVP_PKEY *key, const char *cn, const X509 *issue
         goto out;
     }
     if (X509_set_version(x, X509_VERSION_3) != 1 || !set_serial(x) || !set_validity(x, days) ||
-        X509_NAME_add_entry_by_NID(name, NID_commonName, MBSTRING_UTF8,
-                                   (const unsigned char *)cn, -1, -1, 0) != 1 ||
+        X509_NAME_add_entry_by_NID(name, NID_commonName, MBSTRING_UTF8, (const unsigned char *)cn,
+                                   -1, -1, 0) != 1 ||
         X509_set_subject_name(x, name) != 1 ||
         X509_set_issuer_name(x, issuer != NULL ? X509_get_subject_name(issuer) : name) != 1 ||
         X509_set_pubkey(x, key) != 1) {
@@ -170,8 +158,8 @@ static int add_ext(X509 *x, X509 *issuer, int nid, const char *value, struct err
     ok = ext != NULL && X509_add_ext(x, ext, -1) == 1;
     X509_EXTENSION_free(ext);
     if (!ok)
-        return errctx_set(e, SYNC_ETLS, "cannot add %s = %s to a certificate: %s",
-                          OBJ_nid2sn(nid), value, ssl_reason());
+        return errctx_set(e, SYNC_ETLS, "cannot add %s = %s to a certificate: %s", OBJ_nid2sn(nid),
+                          value, ssl_reason());
     return SYNC_OK;
 }
 
@@ -182,8 +170,8 @@ static int add_leaf_exts(X509 *x, X509 *ca, enum pki_role role, struct errctx *e
 
     if ((rc = add_ext(x, ca, NID_basic_constraints, "critical,CA:FALSE", e)) != SYNC_OK ||
         (rc = add_ext(x, ca, NID_key_usage, "critical,digitalSignature", e)) != SYNC_OK ||
-        (rc = add_ext(x, ca, NID_ext_key_usage,
-                      role == PKI_ROLE_HUB ? "serverAuth" : "clientAuth", e)) != SYNC_OK ||
+        (rc = add_ext(x, ca, NID_ext_key_usage, role == PKI_ROLE_HUB ? "serverAuth" : "clientAuth",
+                      e)) != SYNC_OK ||
         (rc = add_ext(x, ca, NID_authority_key_identifier, "keyid:always", e)) != SYNC_OK)
         return rc;
     if (role == PKI_ROLE_HUB)
@@ -292,10 +280,10 @@ static int ca_load(X509 **cert, EVP_PKEY **key, const char *cert_pem, const char
 
     *cert = NULL;
     *key = NULL;
-    if (cert_pem == NULL || key_pem == NULL || strnlen(cert_pem, PEM_MAX + 1) > PEM_MAX ||
-        strnlen(key_pem, PEM_MAX + 1) > PEM_MAX)
-        return errctx_set(e, SYNC_EUSAGE, "the CA certificate and key must be PEM text of at "
-                                          "most %d bytes each",
+    if (cert_pem == NULL || key_pem == NULL || strnlen(cert_pem, (size_t)PEM_MAX + 1) > PEM_MAX ||
+        strnlen(key_pem, (size_t)PEM_MAX + 1) > PEM_MAX)
+        return errctx_set(e, SYNC_EUSAGE,
+                          "the CA certificate and key must be PEM text of at most %d bytes each",
                           PEM_MAX);
     if ((bio = BIO_new_mem_buf(cert_pem, -1)) == NULL ||
         (*cert = PEM_read_bio_X509(bio, NULL, NULL, NULL)) == NULL) {
@@ -344,8 +332,10 @@ int pki_issue(char **cert_pem, char **key_pem, const char *ca_cert_pem, const ch
                        e)) != SYNC_OK ||
         (rc = check_days(days, e)) != SYNC_OK ||
         (rc = ca_load(&ca, &ca_key, ca_cert_pem, ca_key_pem, e)) != SYNC_OK ||
-        (rc = key_new(&key, e)) != SYNC_OK || (rc = cert_new(&x, key, cn, ca, days, e)) != SYNC_OK ||
-        (rc = add_leaf_exts(x, ca, role, e)) != SYNC_OK || (rc = cert_sign(x, ca_key, e)) != SYNC_OK)
+        (rc = key_new(&key, e)) != SYNC_OK ||
+        (rc = cert_new(&x, key, cn, ca, days, e)) != SYNC_OK ||
+        (rc = add_leaf_exts(x, ca, role, e)) != SYNC_OK ||
+        (rc = cert_sign(x, ca_key, e)) != SYNC_OK)
         goto out;
     rc = write_pair(cert_pem, key_pem, x, key, e);
 out:

@@ -53,7 +53,7 @@ struct conn {
     struct frame_io io;
     sqlite3 *rdb;
     char site[SITE_ID_MAX + 1];
-    char peer[64];
+    char peer[NI_MAXHOST + NI_MAXSERV + 2];
 };
 
 static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -1,0 +1,431 @@
+/*
+ * test_zcodec.c - zstd with a bound: round trips, decompression bombs with
+ * and without a content size in the frame header, headers that lie, garbage,
+ * every truncation of a frame, and concatenated frames.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <zstd.h>
+
+#include "buf.h"
+#include "zcodec.h"
+
+#define MiB ((size_t)1024 * 1024)
+
+/* Deterministic noise that zstd cannot compress. */
+static void fill_random(uint8_t *p, size_t n, uint64_t seed)
+{
+    uint64_t x = seed | 1;
+
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        p[i] = (uint8_t)(x >> 24);
+    }
+}
+
+/* Text-like data that compresses well. */
+static void fill_text(uint8_t *p, size_t n)
+{
+    static const char line[] =
+        "INSERT INTO metric_value VALUES ('site-%d', 'wait_days', '2026-Q3', ";
+
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)line[(i + i / 997) % (sizeof(line) - 1)];
+}
+
+/* Compresses repeat copies of p[0..n) with the streaming API so that the
+ * frame header carries no content size, as a hostile peer could send it.
+ * window_log 0 keeps zstd's choice for the level. */
+static void compress_unknown_size(struct buf *out, const void *p, size_t n, size_t repeat,
+                                  int window_log)
+{
+    ZSTD_CCtx *cctx = ZSTD_createCCtx();
+    struct errctx e = {0};
+    size_t step = ZSTD_CStreamOutSize();
+    size_t rem;
+
+    assert_non_null(cctx);
+    assert_false(ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, ZSTD_LEVEL)));
+    assert_false(ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 0)));
+    if (window_log > 0)
+        assert_false(ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_windowLog, window_log)));
+    for (size_t r = 0; r < repeat; r++) {
+        ZSTD_inBuffer in = {p, n, 0};
+        while (in.pos < in.size) {
+            assert_int_equal(buf_reserve(out, step, &e), SYNC_OK);
+            ZSTD_outBuffer ob = {out->data + out->len, out->cap - out->len, 0};
+            assert_false(ZSTD_isError(ZSTD_compressStream2(cctx, &ob, &in, ZSTD_e_continue)));
+            out->len += ob.pos;
+        }
+    }
+    do {
+        ZSTD_inBuffer in = {NULL, 0, 0};
+        assert_int_equal(buf_reserve(out, step, &e), SYNC_OK);
+        ZSTD_outBuffer ob = {out->data + out->len, out->cap - out->len, 0};
+        rem = ZSTD_compressStream2(cctx, &ob, &in, ZSTD_e_end);
+        assert_false(ZSTD_isError(rem));
+        out->len += ob.pos;
+    } while (rem != 0);
+    ZSTD_freeCCtx(cctx);
+}
+
+static void round_trip(const uint8_t *p, size_t n)
+{
+    struct buf z = {0}, back = {0};
+    struct errctx e = {0};
+
+    assert_int_equal(zcodec_compress(&z, p, n, &e), SYNC_OK);
+    assert_int_equal(ZSTD_getFrameContentSize(z.data, z.len), n);
+    assert_int_equal(zcodec_decompress(&back, z.data, z.len, n, &e), SYNC_OK);
+    assert_int_equal(back.len, n);
+    if (n > 0)
+        assert_memory_equal(back.data, p, n);
+    /* Output grows with what is produced, not to max_out. */
+    assert_int_equal(zcodec_decompress(&back, z.data, z.len, (size_t)CHANGESET_MAX, &e), SYNC_OK);
+    assert_int_equal(back.len, 2 * n);
+    assert_true(back.cap <= 4 * n + 2 * ZSTD_DStreamOutSize());
+    buf_free(&z);
+    buf_free(&back);
+}
+
+static void test_round_trip(void **state)
+{
+    const size_t n = 4 * MiB;
+    uint8_t *p = malloc(n);
+
+    (void)state;
+    assert_non_null(p);
+    fill_random(p, n, 42);
+    round_trip(p, 1);
+    round_trip(p, 1000);
+    round_trip(p, n);
+    fill_text(p, n);
+    round_trip(p, n);
+    round_trip(p, 0);
+    round_trip(NULL, 0);
+    free(p);
+}
+
+/* Larger than our window limit of 8 MiB: content over the window must still
+ * decode, since level 3 keeps a 2 MiB window whatever the size. */
+static void test_large(void **state)
+{
+    const size_t n = 24 * MiB;
+    uint8_t *p = malloc(n);
+
+    (void)state;
+    assert_non_null(p);
+    fill_text(p, n);
+    fill_random(p + n / 2, MiB, 7);
+    round_trip(p, n);
+    free(p);
+}
+
+/* Appends to what is there; a failure leaves the earlier bytes alone. */
+static void test_append(void **state)
+{
+    struct buf z = {0}, out = {0};
+    struct errctx e = {0};
+
+    (void)state;
+    assert_int_equal(buf_put(&out, "prefix", 6, &e), SYNC_OK);
+    assert_int_equal(zcodec_compress(&z, "payload", 7, &e), SYNC_OK);
+    assert_int_equal(zcodec_decompress(&out, z.data, z.len, 7, &e), SYNC_OK);
+    assert_int_equal(out.len, 13);
+    assert_memory_equal(out.data, "prefixpayload", 13);
+    assert_int_equal(zcodec_decompress(&out, z.data, z.len, 6, &e), SYNC_ELIMIT);
+    assert_int_equal(out.len, 13);
+    assert_int_equal(zcodec_decompress(&out, z.data, z.len - 1, 7, &e), SYNC_EPROTO);
+    assert_int_equal(out.len, 13);
+    assert_memory_equal(out.data, "prefixpayload", 13);
+    buf_free(&z);
+    buf_free(&out);
+}
+
+/* 64 MiB of zeros that say so in the header: refused before any output. */
+static void test_bomb_with_size(void **state)
+{
+    const size_t n = 64 * MiB;
+    uint8_t *zeros = calloc(n, 1);
+    struct buf z = {0}, out = {0};
+    struct errctx e = {0};
+
+    (void)state;
+    assert_non_null(zeros);
+    assert_int_equal(zcodec_compress(&z, zeros, n, &e), SYNC_OK);
+    free(zeros);
+    assert_true(z.len < (size_t)64 * 1024);
+    assert_int_equal(ZSTD_getFrameContentSize(z.data, z.len), n);
+    assert_int_equal(zcodec_decompress(&out, z.data, z.len, MiB, &e), SYNC_ELIMIT);
+    assert_int_equal(e.code, SYNC_ELIMIT);
+    assert_string_equal(e.msg,
+                        "compressed payload claims 67108864 bytes, more than the 1048576 bytes "
+                        "allowed");
+    assert_int_equal(out.len, 0);
+    assert_int_equal(out.cap, 0); /* nothing allocated */
+    buf_free(&z);
+}
+
+/* The same bomb with no size in the header: caught while decoding, with the
+ * output never past max_out. */
+static void test_bomb_without_size(void **state)
+{
+    uint8_t *zeros = calloc(MiB, 1);
+    struct buf z = {0}, out = {0};
+    struct errctx e = {0};
+
+    (void)state;
+    assert_non_null(zeros);
+    compress_unknown_size(&z, zeros, MiB, 64, 0);
+    free(zeros);
+    assert_true(z.len < (size_t)64 * 1024);
+    assert_true(ZSTD_getFrameContentSize(z.data, z.len) == ZSTD_CONTENTSIZE_UNKNOWN);
+    assert_int_equal(zcodec_decompress(&out, z.data, z.len, MiB, &e), SYNC_ELIMIT);
+    assert_string_equal(e.msg, "compressed payload expands to more than the 1048576 bytes allowed");
+    assert_int_equal(out.len, 0);
+    assert_true(out.cap <= 2 * MiB);
+    buf_free(&out);
+    buf_free(&z);
+}
+
+/* Exactly max_out is fine, one byte less is not, with and without a size. */
+static void test_bound_exact(void **state)
+{
+    const size_t n = 300000;
+    uint8_t *p = malloc(n);
+    struct buf known = {0}, unknown = {0}, out = {0};
+    struct errctx e = {0};
+
+    (void)state;
+    assert_non_null(p);
+    fill_text(p, n);
+    assert_int_equal(zcodec_compress(&known, p, n, &e), SYNC_OK);
+    compress_unknown_size(&unknown, p, n, 1, 0);
+    assert_true(ZSTD_getFrameContentSize(unknown.data, unknown.len) == ZSTD_CONTENTSIZE_UNKNOWN);
+
+    assert_int_equal(zcodec_decompress(&out, known.data, known.len, n, &e), SYNC_OK);
+    assert_int_equal(out.len, n);
+    assert_memory_equal(out.data, p, n);
+    out.len = 0;
+    assert_int_equal(zcodec_decompress(&out, unknown.data, unknown.len, n, &e), SYNC_OK);
+    assert_int_equal(out.len, n);
+    assert_memory_equal(out.data, p, n);
+    out.len = 0;
+    assert_int_equal(zcodec_decompress(&out, known.data, known.len, n - 1, &e), SYNC_ELIMIT);
+    assert_int_equal(zcodec_decompress(&out, unknown.data, unknown.len, n - 1, &e), SYNC_ELIMIT);
+    assert_int_equal(zcodec_decompress(&out, unknown.data, unknown.len, 0, &e), SYNC_ELIMIT);
+    assert_int_equal(out.len, 0);
+    free(p);
+    buf_free(&known);
+    buf_free(&unknown);
+    buf_free(&out);
+}
+
+/* A frame with nothing in it decodes to nothing, even with max_out 0. */
+static void test_empty_content(void **state)
+{
+    struct buf z = {0}, out = {0};
+    struct errctx e = {0};
+
+    (void)state;
+    assert_int_equal(zcodec_compress(&z, NULL, 0, &e), SYNC_OK);
+    assert_true(z.len > 0);
+    assert_int_equal(zcodec_decompress(&out, z.data, z.len, 0, &e), SYNC_OK);
+    assert_int_equal(out.len, 0);
+    z.len = 0;
+    compress_unknown_size(&z, "", 0, 1, 0);
+    assert_int_equal(zcodec_decompress(&out, z.data, z.len, 0, &e), SYNC_OK);
+    assert_int_equal(out.len, 0);
+    buf_free(&z);
+    buf_free(&out);
+}
+
+/* Byte offset and width of the frame content size field (RFC 8878 3.1.1.1). */
+static void fcs_field(const uint8_t *frame, size_t *off, size_t *width)
+{
+    uint8_t fhd = frame[4];
+    int single = (fhd >> 5) & 1;
+    static const size_t dict_width[] = {0, 1, 2, 4};
+    static const size_t fcs_width[] = {0, 2, 4, 8};
+
+    *off = 5 + (single ? 0 : 1) + dict_width[fhd & 3];
+    *width = (fhd >> 6) == 0 ? (size_t)single : fcs_width[fhd >> 6];
+}
+
+/* A header whose size is smaller or larger than the real content: refused,
+ * output within the bound. */
+static void test_lying_header(void **state)
+{
+    const size_t n = 100000;
+    uint8_t *p = malloc(n);
+    struct buf z = {0}, out = {0};
+    struct errctx e = {0};
+    size_t off, width;
+
+    (void)state;
+    assert_non_null(p);
+    fill_text(p, n);
+    assert_int_equal(zcodec_compress(&z, p, n, &e), SYNC_OK);
+    fcs_field(z.data, &off, &width);
+    assert_int_equal(width, 4); /* 100000 needs the 4-byte field */
+
+    z.data[off] = 1; /* little-endian: claim 1 byte */
+    memset(z.data + off + 1, 0, 3);
+    assert_int_equal(ZSTD_getFrameContentSize(z.data, z.len), 1);
+    assert_int_equal(zcodec_decompress(&out, z.data, z.len, n, &e), SYNC_EPROTO);
+    assert_int_equal(out.len, 0);
+
+    z.data[off] = 0x00; /* claim 0x00030000 = 196608 bytes */
+    z.data[off + 2] = 0x03;
+    assert_int_equal(zcodec_decompress(&out, z.data, z.len, 4 * n, &e), SYNC_EPROTO);
+    assert_non_null(strstr(e.msg, "not valid zstd"));
+    assert_int_equal(out.len, 0);
+    free(p);
+    buf_free(&z);
+    buf_free(&out);
+}
+
+/* A frame that asks for a 16 MiB window is refused as over our limit. */
+static void test_window_too_large(void **state)
+{
+    struct buf z = {0}, out = {0};
+    struct errctx e = {0};
+
+    (void)state;
+    compress_unknown_size(&z, "some data some data some data", 29, 1, 24);
+    assert_int_equal(zcodec_decompress(&out, z.data, z.len, MiB, &e), SYNC_ELIMIT);
+    assert_non_null(strstr(e.msg, "window"));
+    buf_free(&z);
+    buf_free(&out);
+}
+
+static void test_garbage(void **state)
+{
+    uint8_t junk[512];
+    struct buf out = {0};
+    struct errctx e = {0};
+
+    (void)state;
+    fill_random(junk, sizeof(junk), 3);
+    assert_int_equal(zcodec_decompress(&out, junk, sizeof(junk), MiB, &e), SYNC_EPROTO);
+    assert_non_null(strstr(e.msg, "not valid zstd"));
+    /* The zstd magic (0xFD2FB528, little-endian) followed by noise. */
+    junk[0] = 0x28;
+    junk[1] = 0xb5;
+    junk[2] = 0x2f;
+    junk[3] = 0xfd;
+    assert_int_equal(zcodec_decompress(&out, junk, sizeof(junk), MiB, &e), SYNC_EPROTO);
+    assert_int_equal(zcodec_decompress(&out, junk, 3, MiB, &e), SYNC_EPROTO);
+    assert_int_equal(zcodec_decompress(&out, junk, 0, MiB, &e), SYNC_EPROTO);
+    assert_string_equal(e.msg, "compressed payload is empty");
+    assert_int_equal(out.len, 0);
+    buf_free(&out);
+}
+
+/* Every proper prefix of a frame, with and without a content size, is refused. */
+static void test_truncated(void **state)
+{
+    const size_t n = 20000;
+    uint8_t *p = malloc(n);
+    struct buf frames[2] = {{0}, {0}}, out = {0};
+    struct errctx e = {0};
+
+    (void)state;
+    assert_non_null(p);
+    fill_text(p, n / 2);
+    fill_random(p + n / 2, n / 2, 5);
+    assert_int_equal(zcodec_compress(&frames[0], p, n, &e), SYNC_OK);
+    compress_unknown_size(&frames[1], p, n, 1, 0);
+    for (int i = 0; i < 2; i++) {
+        for (size_t k = 1; k < frames[i].len; k++) {
+            uint8_t *copy = malloc(k); /* exact size, so ASan sees over-reads */
+            assert_non_null(copy);
+            memcpy(copy, frames[i].data, k);
+            int rc = zcodec_decompress(&out, copy, k, n, &e);
+            if (rc != SYNC_EPROTO)
+                fail_msg("frame %d cut at %zu of %zu: rc %d (%s)", i, k, frames[i].len, rc, e.msg);
+            assert_int_equal(out.len, 0);
+            free(copy);
+        }
+        assert_int_equal(zcodec_decompress(&out, frames[i].data, frames[i].len, n, &e), SYNC_OK);
+        assert_int_equal(out.len, n);
+        out.len = 0;
+    }
+    free(p);
+    buf_free(&frames[0]);
+    buf_free(&frames[1]);
+    buf_free(&out);
+}
+
+/* Frames back to back decode to their contents back to back; skippable frames
+ * add nothing; the bound applies to the total. */
+static void test_concatenated(void **state)
+{
+    static const uint8_t skippable[] = {0x50, 0x2a, 0x4d, 0x18, 3, 0, 0, 0, 'x', 'y', 'z'};
+    const size_t n = (size_t)600 * 1024;
+    uint8_t *p = malloc(n);
+    struct buf z = {0}, out = {0};
+    struct errctx e = {0};
+
+    (void)state;
+    assert_non_null(p);
+    fill_text(p, n);
+    assert_int_equal(zcodec_compress(&z, "first,", 6, &e), SYNC_OK);
+    assert_int_equal(buf_put(&z, skippable, sizeof(skippable), &e), SYNC_OK);
+    compress_unknown_size(&z, "second,", 7, 1, 0);
+    assert_int_equal(zcodec_compress(&z, "third", 5, &e), SYNC_OK);
+    assert_int_equal(zcodec_decompress(&out, z.data, z.len, MiB, &e), SYNC_OK);
+    assert_int_equal(out.len, 18);
+    assert_memory_equal(out.data, "first,second,third", 18);
+    assert_int_equal(zcodec_decompress(&out, z.data, z.len, 17, &e), SYNC_ELIMIT);
+    assert_int_equal(out.len, 18);
+
+    /* Trailing bytes that are not a frame. */
+    assert_int_equal(buf_put(&z, "\x01\x02", 2, &e), SYNC_OK);
+    assert_int_equal(zcodec_decompress(&out, z.data, z.len, MiB, &e), SYNC_EPROTO);
+    assert_int_equal(out.len, 18);
+
+    /* Two frames each within the bound, together over it: the second frame's
+     * claim is checked against what is left. */
+    z.len = 0;
+    out.len = 0;
+    assert_int_equal(zcodec_compress(&z, p, n, &e), SYNC_OK);
+    assert_int_equal(zcodec_compress(&z, p, n, &e), SYNC_OK);
+    assert_int_equal(zcodec_decompress(&out, z.data, z.len, 2 * n, &e), SYNC_OK);
+    assert_int_equal(out.len, 2 * n);
+    out.len = 0;
+    assert_int_equal(zcodec_decompress(&out, z.data, z.len, MiB, &e), SYNC_ELIMIT);
+    assert_non_null(strstr(e.msg, "claims 614400 bytes, more than the 434176 bytes allowed"));
+    assert_int_equal(out.len, 0);
+    free(p);
+    buf_free(&z);
+    buf_free(&out);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_large),
+        cmocka_unit_test(test_append),
+        cmocka_unit_test(test_bomb_with_size),
+        cmocka_unit_test(test_bomb_without_size),
+        cmocka_unit_test(test_bound_exact),
+        cmocka_unit_test(test_empty_content),
+        cmocka_unit_test(test_lying_header),
+        cmocka_unit_test(test_window_too_large),
+        cmocka_unit_test(test_garbage),
+        cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_concatenated),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
