@@ -21,10 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Largest buffer: the biggest thing we build is a decompressed changeset
- * (CHANGESET_MAX), which is FRAME_MAX * 8. */
-#define BUF_MAX ((size_t)FRAME_MAX * 8)
-
 /* First allocation, so that small messages do not realloc byte by byte. */
 #define BUF_MIN_CAP 64
 

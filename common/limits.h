@@ -19,6 +19,15 @@
  * allocation; a "bomb" that claims or produces more is refused. */
 #define CHANGESET_MAX (256u * 1024u * 1024u)
 
+/* Largest struct buf: the biggest thing we build is a decompressed changeset. */
+#define BUF_MAX ((size_t)CHANGESET_MAX)
+
+/* Largest zstd window accepted when decompressing, as a power of two: 8 MiB
+ * covers every level up to 19, far above ZSTD_LEVEL; larger windows come only
+ * from --long or --ultra settings we never use, so a frame asking for one is
+ * refused instead of costing that much memory. */
+#define ZCODEC_WINDOW_LOG_MAX 23
+
 /* Error frame sentence length on the wire. */
 #define WIRE_MSG_MAX 400
 

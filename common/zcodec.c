@@ -26,12 +26,6 @@
 #include <zstd.h>
 #include <zstd_errors.h>
 
-/* Largest zstd window accepted when decompressing, as a power of two: 8 MiB
- * covers every level up to 19, far above ZSTD_LEVEL; larger windows come only
- * from --long or --ultra settings we never use, so a frame asking for one is
- * refused instead of costing that much memory. */
-#define ZCODEC_WINDOW_LOG_MAX 23
-
 int zcodec_compress(struct buf *out, const void *p, size_t n, struct errctx *e)
 {
     size_t bound = ZSTD_compressBound(n);
