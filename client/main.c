@@ -101,8 +101,8 @@ static void remove_replica_files(const char *path)
 
 /* Builds the replica under a temporary name, syncs it, then links it into
  * place: a failed join leaves nothing behind. */
-static int join(const char *path, const char *bundle_path, const char *hub,
-                const struct schema *s, struct sync_result *r, struct errctx *e)
+static int join(const char *path, const char *bundle_path, const char *hub, const struct schema *s,
+                struct sync_result *r, struct errctx *e)
 {
     struct bundle *b = NULL;
     sqlite3 *db = NULL;
@@ -156,9 +156,14 @@ static int cmd_join(int argc, char **argv, const struct schema *s)
     optind = 1;
     while ((c = getopt_long(argc, argv, "hH:", opts, NULL)) != -1) {
         switch (c) {
-        case 'h': fputs(usage_join, stdout); return EXIT_OK;
-        case 'H': hub = optarg; break;
-        default: return usage_error(usage_join, "unknown option");
+        case 'h':
+            fputs(usage_join, stdout);
+            return EXIT_OK;
+        case 'H':
+            hub = optarg;
+            break;
+        default:
+            return usage_error(usage_join, "unknown option");
         }
     }
     if (argc - optind != 2)
@@ -235,9 +240,8 @@ static void print_status_json(const struct replica_status *st)
 
 static int cmd_status(int argc, char **argv, const struct schema *s)
 {
-    static const struct option opts[] = {{"help", no_argument, NULL, 'h'},
-                                         {"json", no_argument, NULL, 'j'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"help", no_argument, NULL, 'h'}, {"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
     struct errctx e = {0, ""};
     struct replica_status st;
     sqlite3 *db = NULL;
@@ -246,9 +250,14 @@ static int cmd_status(int argc, char **argv, const struct schema *s)
     optind = 1;
     while ((c = getopt_long(argc, argv, "hj", opts, NULL)) != -1) {
         switch (c) {
-        case 'h': fputs(usage_status, stdout); return EXIT_OK;
-        case 'j': json = 1; break;
-        default: return usage_error(usage_status, "unknown option");
+        case 'h':
+            fputs(usage_status, stdout);
+            return EXIT_OK;
+        case 'j':
+            json = 1;
+            break;
+        default:
+            return usage_error(usage_status, "unknown option");
         }
     }
     if (argc - optind != 1)
@@ -265,8 +274,8 @@ static int cmd_status(int argc, char **argv, const struct schema *s)
     }
     printf("site: %s\nhub: %s\nsynced version: %llu\ndataset: %s\npending changes: %lld\n"
            "last sync: %s\n",
-           st.site, st.hub, (unsigned long long)st.version, st.tree[0] ? st.tree : "-",
-           st.pending, st.last_sync[0] ? st.last_sync : "never");
+           st.site, st.hub, (unsigned long long)st.version, st.tree[0] ? st.tree : "-", st.pending,
+           st.last_sync[0] ? st.last_sync : "never");
     if (st.last_error[0])
         printf("last failure: %s (%s)\n", st.last_error, st.last_error_at);
     return EXIT_OK;

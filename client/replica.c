@@ -63,20 +63,19 @@ static int dirty_triggers(sqlite3 *db, const struct schema_table *t, struct errc
     }
     rc = exec_owned(
         db,
-        sqlite3_mprintf(
-            "CREATE TABLE \"" DIRTY_PREFIX "%w\" (%s, PRIMARY KEY (%s)) WITHOUT ROWID;"
-            "CREATE TRIGGER \"_empact_%w_ins\" AFTER INSERT ON \"%w\" "
-            " WHEN NOT EXISTS (SELECT 1 FROM _empact_syncing) BEGIN"
-            " INSERT OR IGNORE INTO \"" DIRTY_PREFIX "%w\" VALUES (%s); END;"
-            "CREATE TRIGGER \"_empact_%w_upd\" AFTER UPDATE ON \"%w\" "
-            " WHEN NOT EXISTS (SELECT 1 FROM _empact_syncing) BEGIN"
-            " INSERT OR IGNORE INTO \"" DIRTY_PREFIX "%w\" VALUES (%s);"
-            " INSERT OR IGNORE INTO \"" DIRTY_PREFIX "%w\" VALUES (%s); END;"
-            "CREATE TRIGGER \"_empact_%w_del\" AFTER DELETE ON \"%w\" "
-            " WHEN NOT EXISTS (SELECT 1 FROM _empact_syncing) BEGIN"
-            " INSERT OR IGNORE INTO \"" DIRTY_PREFIX "%w\" VALUES (%s); END;",
-            t->name, keys, keys, t->name, t->name, t->name, nk, t->name, t->name, t->name, ok,
-            t->name, nk, t->name, t->name, t->name, ok),
+        sqlite3_mprintf("CREATE TABLE \"" DIRTY_PREFIX "%w\" (%s, PRIMARY KEY (%s)) WITHOUT ROWID;"
+                        "CREATE TRIGGER \"_empact_%w_ins\" AFTER INSERT ON \"%w\" "
+                        " WHEN NOT EXISTS (SELECT 1 FROM _empact_syncing) BEGIN"
+                        " INSERT OR IGNORE INTO \"" DIRTY_PREFIX "%w\" VALUES (%s); END;"
+                        "CREATE TRIGGER \"_empact_%w_upd\" AFTER UPDATE ON \"%w\" "
+                        " WHEN NOT EXISTS (SELECT 1 FROM _empact_syncing) BEGIN"
+                        " INSERT OR IGNORE INTO \"" DIRTY_PREFIX "%w\" VALUES (%s);"
+                        " INSERT OR IGNORE INTO \"" DIRTY_PREFIX "%w\" VALUES (%s); END;"
+                        "CREATE TRIGGER \"_empact_%w_del\" AFTER DELETE ON \"%w\" "
+                        " WHEN NOT EXISTS (SELECT 1 FROM _empact_syncing) BEGIN"
+                        " INSERT OR IGNORE INTO \"" DIRTY_PREFIX "%w\" VALUES (%s); END;",
+                        t->name, keys, keys, t->name, t->name, t->name, nk, t->name, t->name,
+                        t->name, ok, t->name, nk, t->name, t->name, t->name, ok),
         e);
 out:
     sqlite3_free(keys);
@@ -108,8 +107,8 @@ static int owner_triggers(sqlite3 *db, const struct schema_table *t, struct errc
             " (SELECT value FROM _empact_meta WHERE key = 'site_id') BEGIN"
             " SELECT RAISE(ABORT, 'rows of %q belong to the site named in %q; this replica may "
             "delete only its own site''s rows'); END;",
-            t->name, t->name, col, t->name, col, t->name, t->name, col, col, t->name, col,
-            t->name, t->name, col, t->name, col),
+            t->name, t->name, col, t->name, col, t->name, t->name, col, col, t->name, col, t->name,
+            t->name, col, t->name, col),
         e);
 }
 
@@ -207,8 +206,8 @@ void replica_close(sqlite3 *db)
     sqlite3_close(db);
 }
 
-int replica_create(sqlite3 **out, const char *path, const struct schema *s,
-                   const struct bundle *b, const char *hub_address, struct errctx *e)
+int replica_create(sqlite3 **out, const char *path, const struct schema *s, const struct bundle *b,
+                   const char *hub_address, struct errctx *e)
 {
     sqlite3 *db = NULL;
     int fd, rc;
@@ -217,8 +216,8 @@ int replica_create(sqlite3 **out, const char *path, const struct schema *s,
     /* Create the file ourselves so it is 0600 from the first byte: it will
      * hold confidential tables and the site's private key. */
     if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0)
-        return errctx_set(e, errno == EEXIST ? SYNC_EUSAGE : SYNC_EIO, "cannot create %s: %s",
-                          path, strerror(errno));
+        return errctx_set(e, errno == EEXIST ? SYNC_EUSAGE : SYNC_EIO, "cannot create %s: %s", path,
+                          strerror(errno));
     close(fd);
     if ((rc = db_open(&db, path, SQLITE_OPEN_READWRITE, e)) != SYNC_OK)
         return rc;
@@ -226,8 +225,8 @@ int replica_create(sqlite3 **out, const char *path, const struct schema *s,
         (rc = schema_install(db, s, e)) != SYNC_OK ||
         (rc = replica_meta_set(db, "schema", s->fingerprint_hex, e)) != SYNC_OK ||
         (rc = replica_meta_set(db, "site_id", b->site_id, e)) != SYNC_OK ||
-        (rc = replica_meta_set(db, "hub_address", hub_address ? hub_address : b->hub_address,
-                               e)) != SYNC_OK ||
+        (rc = replica_meta_set(db, "hub_address", hub_address ? hub_address : b->hub_address, e)) !=
+            SYNC_OK ||
         (rc = replica_meta_set(db, "base_version", "0", e)) != SYNC_OK ||
         (rc = replica_meta_set(db, "base_tree", "", e)) != SYNC_OK ||
         (rc = replica_meta_set(db, "ca_cert", b->ca_cert, e)) != SYNC_OK ||
@@ -249,8 +248,8 @@ int replica_open(sqlite3 **out, const char *path, const struct schema *s, struct
 
     *out = NULL;
     if (access(path, F_OK) != 0)
-        return errctx_set(e, SYNC_EIO, "no replica at %s: %s (create one with 'empact join')",
-                          path, strerror(errno));
+        return errctx_set(e, SYNC_EIO, "no replica at %s: %s (create one with 'empact join')", path,
+                          strerror(errno));
     if ((rc = db_open(&db, path, SQLITE_OPEN_READWRITE, e)) != SYNC_OK)
         return rc;
     if ((rc = replica_meta_get(&fp, db, "schema", e)) != SYNC_OK) {
@@ -285,8 +284,7 @@ static void meta_copy(char *dst, size_t n, sqlite3 *db, const char *key)
     sqlite3_free(v);
 }
 
-int replica_status(struct replica_status *st, sqlite3 *db, const struct schema *s,
-                   struct errctx *e)
+int replica_status(struct replica_status *st, sqlite3 *db, const struct schema *s, struct errctx *e)
 {
     char version[32];
     int rc = SYNC_OK;

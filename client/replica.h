@@ -23,8 +23,8 @@
 /* Creates a new replica at path (mode 0600; refuses an existing file) for
  * the site in bundle b; hub_address overrides the bundle's when non-NULL.
  * On success *out is the open database (caller closes with replica_close). */
-int replica_create(sqlite3 **out, const char *path, const struct schema *s,
-                   const struct bundle *b, const char *hub_address, struct errctx *e) SYNC_WUR;
+int replica_create(sqlite3 **out, const char *path, const struct schema *s, const struct bundle *b,
+                   const char *hub_address, struct errctx *e) SYNC_WUR;
 
 /* Opens an existing replica and checks it was made for schema s. */
 int replica_open(sqlite3 **out, const char *path, const struct schema *s,
@@ -46,7 +46,7 @@ struct replica_status {
     uint64_t version;
     char tree[41];
     long long pending;
-    char last_sync[32];  /* ISO-8601 UTC, or "" for never */
+    char last_sync[32];   /* ISO-8601 UTC, or "" for never */
     char last_error[256]; /* "" when the last attempt succeeded */
     char last_error_at[32];
 };

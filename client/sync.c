@@ -53,11 +53,19 @@ static int hub_error(const struct frame *f, struct errctx *e)
     if ((rc = msg_error_decode(&m, f, e)) != SYNC_OK)
         return rc;
     switch (m.code) {
-    case WERR_INTERNAL: rc = SYNC_ENET; break;
-    case WERR_SCHEMA: rc = SYNC_ESCHEMA; break;
+    case WERR_INTERNAL:
+        rc = SYNC_ENET;
+        break;
+    case WERR_SCHEMA:
+        rc = SYNC_ESCHEMA;
+        break;
     case WERR_BAD_FRAME:
-    case WERR_TOO_LARGE: rc = SYNC_EPROTO; break;
-    default: rc = SYNC_EREFUSED; break;
+    case WERR_TOO_LARGE:
+        rc = SYNC_EPROTO;
+        break;
+    default:
+        rc = SYNC_EREFUSED;
+        break;
     }
     return errctx_set(e, rc, "hub refused: %s", m.msg);
 }
@@ -115,8 +123,9 @@ static int hello(struct sync *y, struct errctx *e)
 
     h.proto = PROTO_VERSION;
     memcpy(h.schema, y->s->fingerprint, 32);
-    if ((rc = msg_hello_encode(&b, &h, e)) != SYNC_OK || (rc = msg_send(&y->io, MSG_HELLO, &b, e)) ||
-        (rc = expect_frame(&f, y, e)) != SYNC_OK || (rc = msg_welcome_decode(&w, f, e)) != SYNC_OK)
+    if ((rc = msg_hello_encode(&b, &h, e)) != SYNC_OK ||
+        (rc = msg_send(&y->io, MSG_HELLO, &b, e)) || (rc = expect_frame(&f, y, e)) != SYNC_OK ||
+        (rc = msg_welcome_decode(&w, f, e)) != SYNC_OK)
         goto out;
     if (w.proto != PROTO_VERSION)
         rc = errctx_set(e, SYNC_EREFUSED, "hub speaks protocol %u, this client %d", w.proto,
@@ -147,8 +156,10 @@ static int push(struct sync *y, const struct buf *local, struct errctx *e)
         goto out;
     }
     if (local->len > CHANGESET_MAX) {
-        rc = errctx_set(e, SYNC_ELIMIT, "local changes make a changeset of %zu bytes, over the "
-                        "limit of %u; sync more often", local->len, CHANGESET_MAX);
+        rc = errctx_set(e, SYNC_ELIMIT,
+                        "local changes make a changeset of %zu bytes, over the "
+                        "limit of %u; sync more often",
+                        local->len, CHANGESET_MAX);
         goto out;
     }
     m.base = y->base;
@@ -238,7 +249,8 @@ static int pull(struct sync *y, uint8_t end_tree[20], struct errctx *e)
         if (rc != SYNC_OK)
             return rc;
         if (end.head != y->base)
-            return errctx_set(e, SYNC_EPROTO, "hub ended a pull at version %llu, but sent up to %llu",
+            return errctx_set(e, SYNC_EPROTO,
+                              "hub ended a pull at version %llu, but sent up to %llu",
                               (unsigned long long)end.head, (unsigned long long)y->base);
     } while (end.more);
     memcpy(end_tree, end.tree, 20);

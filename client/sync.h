@@ -26,7 +26,6 @@ struct sync_result {
  * and check the base's dataset hash against the hub's.  Any failure rolls
  * everything back: local edits stay pending.  The outcome (success time or
  * failure sentence) is recorded in _empact_meta after the transaction. */
-int sync_run(sqlite3 *db, const struct schema *s, struct sync_result *r,
-             struct errctx *e) SYNC_WUR;
+int sync_run(sqlite3 *db, const struct schema *s, struct sync_result *r, struct errctx *e) SYNC_WUR;
 
 #endif

@@ -52,8 +52,7 @@ static int get_pem(const cJSON *root, const char *name, const char *marker, char
     if (rc != SYNC_OK)
         return rc;
     if (strstr(s, "-----BEGIN ") == NULL || strstr(s, marker) == NULL)
-        return errctx_set(e, SYNC_EDATA, "join bundle: field \"%s\" is not a PEM %s", name,
-                          marker);
+        return errctx_set(e, SYNC_EDATA, "join bundle: field \"%s\" is not a PEM %s", name, marker);
     if ((*out = strdup(s)) == NULL)
         return errctx_set(e, SYNC_ENOMEM, "out of memory");
     return SYNC_OK;
@@ -80,8 +79,9 @@ int bundle_parse(struct bundle **out, const char *text, size_t n, struct errctx 
 
     *out = NULL;
     if (n > JOIN_BUNDLE_MAX)
-        return errctx_set(e, SYNC_EDATA, "join bundle is %zu bytes, more than the %d a bundle can be",
-                          n, JOIN_BUNDLE_MAX);
+        return errctx_set(e, SYNC_EDATA,
+                          "join bundle is %zu bytes, more than the %d a bundle can be", n,
+                          JOIN_BUNDLE_MAX);
     if ((root = cJSON_ParseWithLength(text, n)) == NULL || !cJSON_IsObject(root)) {
         rc = errctx_set(e, SYNC_EDATA,
                         "join bundle is not valid JSON (truncated or damaged?); ask the central "
@@ -105,7 +105,8 @@ int bundle_parse(struct bundle **out, const char *text, size_t n, struct errctx 
         goto out;
     }
     if ((rc = copy_field(b->site_id, sizeof(b->site_id), root, "site_id", e)) != SYNC_OK ||
-        (rc = copy_field(b->hub_address, sizeof(b->hub_address), root, "hub_address", e)) != SYNC_OK ||
+        (rc = copy_field(b->hub_address, sizeof(b->hub_address), root, "hub_address", e)) !=
+            SYNC_OK ||
         (rc = copy_field(b->schema, sizeof(b->schema), root, "schema", e)) != SYNC_OK ||
         (rc = get_pem(root, "ca_cert", "CERTIFICATE", &b->ca_cert, e)) != SYNC_OK ||
         (rc = get_pem(root, "site_cert", "CERTIFICATE", &b->site_cert, e)) != SYNC_OK ||
@@ -239,7 +240,9 @@ int address_split(const char *addr, char *host, size_t hostsz, char *port, size_
         hlen = (size_t)(colon - addr);
     }
     if (hlen == 0 || hlen >= hostsz || strlen(colon + 1) == 0 || strlen(colon + 1) >= portsz ||
-        strspn(colon + 1, "0123456789") != strlen(colon + 1) || atoi(colon + 1) > 65535)
+        strspn(colon + 1, "0123456789") != strlen(colon + 1) ||
+        strlen(colon + 1) > 5 /* atoi() on more digits could overflow into range */ ||
+        atoi(colon + 1) > 65535)
         return errctx_set(e, SYNC_EUSAGE, "address \"%s\" is not HOST:PORT", addr);
     memcpy(host, h, hlen);
     host[hlen] = '\0';

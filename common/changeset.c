@@ -156,8 +156,8 @@ static int write_new_rows(sqlite3 *db, sqlite3 *scratch, const struct schema_tab
         set = next;
     }
     for (int i = 0; where != NULL && i < t->npk; i++) {
-        char *next = sqlite3_mprintf("%s%s\"%w\" = ?", where, i ? " AND " : "",
-                                     t->cols[t->pk[i]].name);
+        char *next =
+            sqlite3_mprintf("%s%s\"%w\" = ?", where, i ? " AND " : "", t->cols[t->pk[i]].name);
         sqlite3_free(where);
         where = next;
     }
@@ -359,8 +359,8 @@ static int apply_one(sqlite3 *db, sqlite3_changeset_iter *it, const struct schem
             else if (*set == '\0')
                 sql = sqlite3_mprintf("SELECT 1 FROM \"%w%w\" WHERE %s", prefix, t->name, where);
             else
-                sql = sqlite3_mprintf("UPDATE \"%w%w\" SET %s WHERE %s", prefix, t->name, set,
-                                      where);
+                sql =
+                    sqlite3_mprintf("UPDATE \"%w%w\" SET %s WHERE %s", prefix, t->name, set, where);
         }
     }
     if (sql == NULL) {
@@ -444,8 +444,9 @@ int changeset_apply_strict(sqlite3 *db, const struct schema *s, const void *cs, 
             rc = errctx_set(e, SYNC_EDATA,
                             "the local copy of %s differs from the hub's (a %s found %d rows)",
                             t->name,
-                            op == SQLITE_INSERT ? "insert" : op == SQLITE_DELETE ? "delete"
-                                                                                  : "update",
+                            op == SQLITE_INSERT   ? "insert"
+                            : op == SQLITE_DELETE ? "delete"
+                                                  : "update",
                             op == SQLITE_INSERT ? 1 - hit : hit);
             break;
         }
@@ -489,10 +490,10 @@ static int touched_one(sqlite3 *db, sqlite3_changeset_iter *it, const struct sch
                        int op, struct errctx *e)
 {
     char *ph = placeholders(t->npk);
-    char *sql = ph ? sqlite3_mprintf("INSERT OR IGNORE INTO temp.\"" TOUCHED_PREFIX
-                                     "%w\" VALUES (%s)",
-                                     t->name, ph)
-                   : NULL;
+    char *sql =
+        ph ? sqlite3_mprintf("INSERT OR IGNORE INTO temp.\"" TOUCHED_PREFIX "%w\" VALUES (%s)",
+                             t->name, ph)
+           : NULL;
     sqlite3_stmt *st = NULL;
     int rc = SYNC_OK;
 
@@ -589,8 +590,7 @@ static int check_one(sqlite3_changeset_iter *it, const struct schema *s, const c
                           t->name);
     if (t->cls == CLASS_HUB)
         return errctx_set(e, SYNC_EREFUSED,
-                          "push changes table %s, which only the central team may change",
-                          t->name);
+                          "push changes table %s, which only the central team may change", t->name);
     if ((rc = shape_check(it, t, ncol, e)) != SYNC_OK) {
         if (rc == SYNC_ESCHEMA && e != NULL)
             e->code = rc = SYNC_EREFUSED; /* a push that does not fit the schema is refused */
@@ -601,8 +601,8 @@ static int check_one(sqlite3_changeset_iter *it, const struct schema *s, const c
             (void)sqlite3changeset_old(it, t->site_col, &ov);
         if (op != SQLITE_DELETE)
             (void)sqlite3changeset_new(it, t->site_col, &nv);
-        if ((op != SQLITE_INSERT && ov == NULL) || !owner_ok(ov, site_id) ||
-            !owner_ok(nv, site_id))
+        if ((op != SQLITE_INSERT && ov == NULL) || (op == SQLITE_INSERT && nv == NULL) ||
+            !owner_ok(ov, site_id) || !owner_ok(nv, site_id))
             return errctx_set(e, SYNC_EREFUSED,
                               "push changes a row of %s that belongs to another site; "
                               "a site may change only rows whose site_id is its own",

@@ -56,17 +56,29 @@ void errctx_clear(struct errctx *e)
 const char *errctx_code_name(int code)
 {
     switch (code) {
-    case SYNC_OK: return "ok";
-    case SYNC_EIO: return "io";
-    case SYNC_EPROTO: return "protocol";
-    case SYNC_ELIMIT: return "limit";
-    case SYNC_ENOMEM: return "memory";
-    case SYNC_ETLS: return "tls";
-    case SYNC_ESCHEMA: return "schema";
-    case SYNC_ENET: return "network";
-    case SYNC_EREFUSED: return "refused";
-    case SYNC_EDATA: return "data";
-    case SYNC_EUSAGE: return "usage";
-    default: return "unknown";
+    case SYNC_OK:
+        return "ok";
+    case SYNC_EIO:
+        return "io";
+    case SYNC_EPROTO:
+        return "protocol";
+    case SYNC_ELIMIT:
+        return "limit";
+    case SYNC_ENOMEM:
+        return "memory";
+    case SYNC_ETLS:
+        return "tls";
+    case SYNC_ESCHEMA:
+        return "schema";
+    case SYNC_ENET:
+        return "network";
+    case SYNC_EREFUSED:
+        return "refused";
+    case SYNC_EDATA:
+        return "data";
+    case SYNC_EUSAGE:
+        return "usage";
+    default:
+        return "unknown";
     }
 }

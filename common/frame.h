@@ -39,7 +39,8 @@ void frame_header_write(uint8_t hdr[FRAME_HEADER_LEN], uint8_t type, uint32_t le
 /* Reads one frame from io.  On success *out is a new frame the caller frees
  * with frame_free().  Errors from io are passed up; an over-long length gives
  * SYNC_ELIMIT without reading the payload. */
-int frame_read(struct frame **out, struct frame_io *io, uint32_t max_len, struct errctx *e) SYNC_WUR;
+int frame_read(struct frame **out, struct frame_io *io, uint32_t max_len,
+               struct errctx *e) SYNC_WUR;
 
 /* Writes one frame (header + payload, payload may be NULL when len is 0).
  * SYNC_ELIMIT if len > FRAME_MAX. */
@@ -52,7 +53,7 @@ void frame_free(struct frame *f);
 /* Decodes one frame from memory (fuzzing, tests): on success *consumed is the
  * number of bytes used and *out a new frame.  SYNC_EPROTO if the buffer ends
  * before the frame does. */
-int frame_decode(struct frame **out, size_t *consumed, const uint8_t *p, size_t n,
-                 uint32_t max_len, struct errctx *e) SYNC_WUR;
+int frame_decode(struct frame **out, size_t *consumed, const uint8_t *p, size_t n, uint32_t max_len,
+                 struct errctx *e) SYNC_WUR;
 
 #endif

@@ -66,8 +66,8 @@ int gitmap_init(const char *path, struct errctx *e)
 
     pthread_once(&git_once, git_boot);
     git_repository_init_options_init(&opts, GIT_REPOSITORY_INIT_OPTIONS_VERSION);
-    opts.flags = GIT_REPOSITORY_INIT_BARE | GIT_REPOSITORY_INIT_MKPATH |
-                 GIT_REPOSITORY_INIT_NO_REINIT;
+    opts.flags =
+        GIT_REPOSITORY_INIT_BARE | GIT_REPOSITORY_INIT_MKPATH | GIT_REPOSITORY_INIT_NO_REINIT;
     opts.initial_head = "main";
     if (git_repository_init_ext(&repo, path, &opts) != 0)
         return git_err(e, "creating the history repository");
@@ -101,7 +101,8 @@ int gitmap_new_memory(struct gitmap **out, struct errctx *e)
     if ((g = calloc(1, sizeof(*g))) == NULL)
         return errctx_set(e, SYNC_ENOMEM, "out of memory");
     if (git_odb_new(&odb) != 0 || git_mempack_new(&g->mempack) != 0 ||
-        git_odb_add_backend(odb, g->mempack, 1) != 0 || git_repository_wrap_odb(&g->repo, odb) != 0) {
+        git_odb_add_backend(odb, g->mempack, 1) != 0 ||
+        git_repository_wrap_odb(&g->repo, odb) != 0) {
         int rc = git_err(e, "creating an in-memory object store");
         git_odb_free(odb); /* frees the backend too once it was added */
         free(g);
@@ -350,7 +351,8 @@ static int subtree(git_tree **out, struct gitmap *g, const git_tree *parent, con
     *out = NULL;
     if (parent == NULL || (te = git_tree_entry_byname(parent, name)) == NULL)
         return SYNC_OK;
-    if (git_tree_entry_type(te) != GIT_OBJECT_TREE || git_tree_lookup(out, g->repo, git_tree_entry_id(te)) != 0)
+    if (git_tree_entry_type(te) != GIT_OBJECT_TREE ||
+        git_tree_lookup(out, g->repo, git_tree_entry_id(te)) != 0)
         return git_err(e, "reading the previous dataset tree");
     return SYNC_OK;
 }

@@ -40,11 +40,13 @@ void gitmap_free(struct gitmap *g);
 /* New tree = base_tree (NULL: the empty tree) with every key listed in
  * temp._touched_T rewritten from the current row of prefix||T, or removed
  * when that row no longer exists.  db and s are borrowed. */
-int gitmap_tree_update(uint8_t out[GITMAP_OID_LEN], struct gitmap *g,
-                       const uint8_t *base_tree, sqlite3 *db, const struct schema *s,
-                       const char *prefix, struct errctx *e) SYNC_WUR;
+int gitmap_tree_update(uint8_t out[GITMAP_OID_LEN], struct gitmap *g, const uint8_t *base_tree,
+                       sqlite3 *db, const struct schema *s, const char *prefix,
+                       struct errctx *e) SYNC_WUR;
 
-/* The tree of every row of every replicated table prefix||T. */
+/* The tree of every row of every replicated table prefix||T.  On an
+ * in-memory store the objects are dropped afterwards (only the id is kept),
+ * so that id cannot seed a later gitmap_tree_update() on the same store. */
 int gitmap_tree_full(uint8_t out[GITMAP_OID_LEN], struct gitmap *g, sqlite3 *db,
                      const struct schema *s, const char *prefix, struct errctx *e) SYNC_WUR;
 

@@ -203,6 +203,16 @@ int msg_error_encode(struct buf *out, uint16_t code, const char *msg, struct err
     int rc;
 
     snprintf(cut, sizeof(cut), "%s", msg);
+    if (strlen(msg) >= sizeof(cut)) {
+        /* do not end inside a UTF-8 sequence: drop trailing continuation
+         * bytes and the lead byte they belong to */
+        size_t n = strlen(cut);
+        while (n > 0 && ((unsigned char)cut[n - 1] & 0xc0) == 0x80)
+            n--;
+        if (n > 0 && ((unsigned char)cut[n - 1] & 0x80))
+            n--;
+        cut[n] = '\0';
+    }
     if ((rc = buf_put_u16(out, code, e)) != 0)
         return rc;
     return buf_put_str(out, cut, e);
@@ -244,15 +254,25 @@ void msg_send_error(struct frame_io *io, uint16_t code, const char *msg)
 const char *msg_type_name(uint8_t type)
 {
     switch (type) {
-    case MSG_HELLO: return "HELLO";
-    case MSG_WELCOME: return "WELCOME";
-    case MSG_PUSH: return "PUSH";
-    case MSG_PUSH_OK: return "PUSH_OK";
-    case MSG_PULL: return "PULL";
-    case MSG_VERSION: return "VERSION";
-    case MSG_PULL_END: return "PULL_END";
-    case MSG_BYE: return "BYE";
-    case MSG_ERROR: return "ERROR";
-    default: return "unknown";
+    case MSG_HELLO:
+        return "HELLO";
+    case MSG_WELCOME:
+        return "WELCOME";
+    case MSG_PUSH:
+        return "PUSH";
+    case MSG_PUSH_OK:
+        return "PUSH_OK";
+    case MSG_PULL:
+        return "PULL";
+    case MSG_VERSION:
+        return "VERSION";
+    case MSG_PULL_END:
+        return "PULL_END";
+    case MSG_BYE:
+        return "BYE";
+    case MSG_ERROR:
+        return "ERROR";
+    default:
+        return "unknown";
     }
 }

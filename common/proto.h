@@ -42,14 +42,14 @@ enum msg_type {
 
 /* Error codes carried in ERROR frames. */
 enum wire_err {
-    WERR_PROTO_VERSION = 1, /* protocol versions differ */
-    WERR_SCHEMA = 2,        /* schema fingerprints differ */
+    WERR_PROTO_VERSION = 1,  /* protocol versions differ */
+    WERR_SCHEMA = 2,         /* schema fingerprints differ */
     WERR_NOT_AUTHORISED = 3, /* site unknown, revoked or certificate replaced */
-    WERR_PUSH_REFUSED = 4,  /* the push breaks a table-class rule or the schema */
-    WERR_BAD_FRAME = 5,     /* malformed or unexpected frame */
-    WERR_TOO_LARGE = 6,     /* a length over a limit */
-    WERR_INTERNAL = 7,      /* the hub failed; retry later */
-    WERR_BASE_AHEAD = 8,    /* the site claims a version the hub does not have */
+    WERR_PUSH_REFUSED = 4,   /* the push breaks a table-class rule or the schema */
+    WERR_BAD_FRAME = 5,      /* malformed or unexpected frame */
+    WERR_TOO_LARGE = 6,      /* a length over a limit */
+    WERR_INTERNAL = 7,       /* the hub failed; retry later */
+    WERR_BASE_AHEAD = 8,     /* the site claims a version the hub does not have */
 };
 
 #define OID_RAW_LEN 20
@@ -124,7 +124,8 @@ int msg_pull_end_decode(struct msg_pull_end *m, const struct frame *f, struct er
 int msg_error_decode(struct msg_error *m, const struct frame *f, struct errctx *e) SYNC_WUR;
 
 /* Encodes and sends one message in a frame. */
-int msg_send(struct frame_io *io, uint8_t type, const struct buf *payload, struct errctx *e) SYNC_WUR;
+int msg_send(struct frame_io *io, uint8_t type, const struct buf *payload,
+             struct errctx *e) SYNC_WUR;
 
 /* Sends an ERROR frame (best effort: failures are ignored, the connection is
  * being closed anyway). */

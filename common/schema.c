@@ -88,8 +88,8 @@ static int table_columns(sqlite3 *db, struct schema_table *t, struct errctx *e)
     sqlite3_stmt *st = NULL;
     int rc = SYNC_ESCHEMA, n = 0;
 
-    if (sqlite3_prepare_v2(db, "SELECT name, type, \"notnull\", pk FROM pragma_table_info(?1)",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(db, "SELECT name, type, \"notnull\", pk FROM pragma_table_info(?1)", -1,
+                           &st, NULL) != SQLITE_OK)
         return errctx_set(e, SYNC_ESCHEMA, "schema: %s", sqlite3_errmsg(db));
     sqlite3_bind_text(st, 1, t->name, -1, SQLITE_STATIC);
     while (sqlite3_step(st) == SQLITE_ROW) {
@@ -166,8 +166,7 @@ static int tables_read(sqlite3 *db, struct schema *s, struct errctx *e)
         const char *name = (const char *)sqlite3_column_text(st, 0);
         const char *cls = (const char *)sqlite3_column_text(st, 2);
         struct schema_table *t;
-        struct schema_table *grown =
-            reallocarray(s->tables, (size_t)s->ntable + 1, sizeof(*grown));
+        struct schema_table *grown = reallocarray(s->tables, (size_t)s->ntable + 1, sizeof(*grown));
 
         if (grown == NULL) {
             rc = errctx_set(e, SYNC_ENOMEM, "out of memory reading the schema");
@@ -183,8 +182,8 @@ static int tables_read(sqlite3 *db, struct schema *s, struct errctx *e)
             goto out;
         }
         if (cls == NULL || class_parse(cls, &t->cls) != 0) {
-            rc = errctx_set(e, SYNC_ESCHEMA, "schema: table %s has no valid class (got %s)",
-                            name, cls ? cls : "none");
+            rc = errctx_set(e, SYNC_ESCHEMA, "schema: table %s has no valid class (got %s)", name,
+                            cls ? cls : "none");
             goto out;
         }
         if ((rc = table_columns(db, t, e)) != SYNC_OK)
@@ -239,8 +238,7 @@ static int fingerprint(struct schema *s, struct errctx *e)
 
     if (text == NULL)
         return errctx_set(e, SYNC_ENOMEM, "out of memory hashing the schema");
-    if (EVP_Digest(text, strlen(text), s->fingerprint, &n, EVP_sha256(), NULL) != 1 ||
-        n != 32) {
+    if (EVP_Digest(text, strlen(text), s->fingerprint, &n, EVP_sha256(), NULL) != 1 || n != 32) {
         free(text);
         return errctx_set(e, SYNC_ESCHEMA, "schema: SHA-256 unavailable");
     }
@@ -312,7 +310,8 @@ char *schema_sql_pk_match(const struct schema_table *t, const char *a, const cha
 
     for (int i = 0; out != NULL && i < t->npk; i++) {
         const char *c = t->cols[t->pk[i]].name;
-        char *next = sqlite3_mprintf("%s%s%s.\"%w\" = %s.\"%w\"", out, i ? " AND " : "", a, c, b, c);
+        char *next =
+            sqlite3_mprintf("%s%s%s.\"%w\" = %s.\"%w\"", out, i ? " AND " : "", a, c, b, c);
         sqlite3_free(out);
         out = next;
     }

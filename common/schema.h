@@ -22,8 +22,8 @@ enum table_class {
 
 struct schema_column {
     char *name;
-    char *type;  /* declared type, "" when none */
-    int pk;      /* 1-based position in the primary key, 0 if not part of it */
+    char *type; /* declared type, "" when none */
+    int pk;     /* 1-based position in the primary key, 0 if not part of it */
     int notnull;
 };
 

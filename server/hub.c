@@ -202,9 +202,8 @@ struct apply_stats {
 /* Records the effect changeset eff (from author, for push_id or NULL) as the
  * next version: git tree and commit, version row, branch.  Runs inside the
  * caller's write transaction. */
-static int version_commit(struct hub *h, const char *author, const char *push_hex,
-                          const void *eff, size_t neff, const char *summary, uint64_t *out_seq,
-                          struct errctx *e)
+static int version_commit(struct hub *h, const char *author, const char *push_hex, const void *eff,
+                          size_t neff, const char *summary, uint64_t *out_seq, struct errctx *e)
 {
     uint8_t commit[20], tree[20], new_tree[20], new_commit[20];
     char commit_hex[41], tree_hex[41];
@@ -217,8 +216,8 @@ static int version_commit(struct hub *h, const char *author, const char *push_he
     if ((rc = head_ids(h->db, &seq, commit, tree, &found, e)) != SYNC_OK ||
         (rc = changeset_touched_reset(h->db, h->schema, e)) != SYNC_OK ||
         (rc = changeset_touched_add(h->db, h->schema, eff, neff, e)) != SYNC_OK ||
-        (rc = gitmap_tree_update(new_tree, h->git, found ? tree : NULL, h->db, h->schema, "",
-                                 e)) != SYNC_OK)
+        (rc = gitmap_tree_update(new_tree, h->git, found ? tree : NULL, h->db, h->schema, "", e)) !=
+            SYNC_OK)
         return rc;
     seq++;
     msg = sqlite3_mprintf("%s\n\nversion: %llu\n%s%s%s", summary, (unsigned long long)seq,
@@ -281,8 +280,7 @@ static int session_start(sqlite3_session **out, struct hub *h, struct errctx *e)
         return sql_err(e, h->db, "starting a session");
     for (int i = 0; i < h->schema->ntable; i++) {
         const struct schema_table *t = &h->schema->tables[i];
-        if (schema_class_replicated(t->cls) &&
-            sqlite3session_attach(*out, t->name) != SQLITE_OK) {
+        if (schema_class_replicated(t->cls) && sqlite3session_attach(*out, t->name) != SQLITE_OK) {
             sqlite3session_delete(*out);
             *out = NULL;
             return sql_err(e, h->db, "starting a session");
@@ -397,9 +395,12 @@ static int push_apply(struct hub *h, const char *site_id, const char *push_hex, 
 
     if ((rc = session_start(&sess, h, e)) != SYNC_OK)
         return rc;
-    if (sqlite3changeset_apply_v2(h->db, (int)n, (void *)cs, NULL, conflict_cb, &stats, NULL,
-                                  NULL, 0) != SQLITE_OK) {
-        rc = errctx_set(e, SYNC_EREFUSED, "push could not be applied: %s", sqlite3_errmsg(h->db));
+    if ((rc = sqlite3changeset_apply_v2(h->db, (int)n, (void *)cs, NULL, conflict_cb, &stats, NULL,
+                                        NULL, 0)) != SQLITE_OK) {
+        rc = errctx_set(e, SYNC_EREFUSED,
+                        "push could not be applied (%s); it does not fit the "
+                        "hub's tables",
+                        sqlite3_errstr(rc));
         goto out;
     }
     if (sqlite3session_changeset(sess, &neff, &eff) != SQLITE_OK) {
@@ -424,8 +425,8 @@ out:
     return rc;
 }
 
-int hub_push(struct hub *h, const char *site_id, const uint8_t push_id[PUSH_ID_LEN],
-             uint64_t base, const void *cs, size_t n, struct msg_push_ok *res, struct errctx *e)
+int hub_push(struct hub *h, const char *site_id, const uint8_t push_id[PUSH_ID_LEN], uint64_t base,
+             const void *cs, size_t n, struct msg_push_ok *res, struct errctx *e)
 {
     char push_hex[PUSH_ID_LEN * 2 + 1];
     int found, nchanges, rc;
@@ -488,8 +489,9 @@ int hub_site_check(sqlite3 *rdb, const char *site_id, const char *fingerprint, s
     sqlite3_stmt *st = NULL;
     int rc, step;
 
-    if (sqlite3_prepare_v2(rdb, "SELECT fingerprint, revoked FROM _empact_site_cert "
-                                "WHERE site_id = ?",
+    if (sqlite3_prepare_v2(rdb,
+                           "SELECT fingerprint, revoked FROM _empact_site_cert "
+                           "WHERE site_id = ?",
                            -1, &st, NULL) != SQLITE_OK)
         return sql_err(e, rdb, "looking up a site");
     sqlite3_bind_text(st, 1, site_id, -1, SQLITE_STATIC);
@@ -611,8 +613,8 @@ static int pki_create(const char *dir, struct errctx *e)
     int rc;
 
     if ((rc = pki_ca_new(&ca_cert, &ca_key, "EMPaCT Sync hub CA", e)) != SYNC_OK ||
-        (rc = pki_issue(&cert, &key, ca_cert, ca_key, TLS_HUB_NAME, PKI_ROLE_HUB,
-                        CERT_DAYS, e)) != SYNC_OK)
+        (rc = pki_issue(&cert, &key, ca_cert, ca_key, TLS_HUB_NAME, PKI_ROLE_HUB, CERT_DAYS, e)) !=
+            SYNC_OK)
         goto out;
     if ((rc = write_file(dir, HUB_CA_KEY, ca_key, 0600, e)) != SYNC_OK ||
         (rc = write_file(dir, HUB_CA_CERT, ca_cert, 0644, e)) != SYNC_OK ||
@@ -721,8 +723,8 @@ int hub_open(struct hub **out, const char *dir, const struct schema *s, struct e
         goto out;
     }
     if (stat(dbpath, &st) != 0) {
-        rc = errctx_set(e, SYNC_EIO, "%s is not a hub directory (no %s); run empact-hub init",
-                        dir, HUB_DB);
+        rc = errctx_set(e, SYNC_EIO, "%s is not a hub directory (no %s); run empact-hub init", dir,
+                        HUB_DB);
         goto out;
     }
     if ((rc = db_open(&h->db, dir, SQLITE_OPEN_READWRITE, e)) != SYNC_OK ||

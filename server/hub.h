@@ -50,9 +50,8 @@ int hub_add_site(struct hub *h, const char *site_id, const char *name, const cha
 /* Applies one push from site_id (authenticated by TLS).  A push id seen
  * before returns the original result with duplicate = 1.  A push that breaks
  * a class rule is refused whole (SYNC_EREFUSED, nothing written). */
-int hub_push(struct hub *h, const char *site_id, const uint8_t push_id[PUSH_ID_LEN],
-             uint64_t base, const void *cs, size_t n, struct msg_push_ok *res,
-             struct errctx *e) SYNC_WUR;
+int hub_push(struct hub *h, const char *site_id, const uint8_t push_id[PUSH_ID_LEN], uint64_t base,
+             const void *cs, size_t n, struct msg_push_ok *res, struct errctx *e) SYNC_WUR;
 
 /* Opens a read connection to dir/hub.db (caller closes with sqlite3_close). */
 int hub_reader_open(sqlite3 **out, const char *dir, struct errctx *e) SYNC_WUR;

@@ -154,8 +154,8 @@ static int add_site(const char *dir, const char *site, const char *addr, const c
         return errctx_set(e, SYNC_EUSAGE, "%s exists; refusing to overwrite it", outpath);
     if ((rc = load_pem(&ca_cert, dir, HUB_CA_CERT, e)) != SYNC_OK ||
         (rc = load_pem(&ca_key, dir, HUB_CA_KEY, e)) != SYNC_OK ||
-        (rc = pki_issue(&b.site_cert, &b.site_key, ca_cert, ca_key, site, PKI_ROLE_SITE,
-                        CERT_DAYS, e)) != SYNC_OK ||
+        (rc = pki_issue(&b.site_cert, &b.site_key, ca_cert, ca_key, site, PKI_ROLE_SITE, CERT_DAYS,
+                        e)) != SYNC_OK ||
         (rc = tls_cert_fingerprint(fp, b.site_cert, e)) != SYNC_OK ||
         (rc = hub_open(&h, dir, s, e)) != SYNC_OK ||
         (rc = hub_add_site(h, site, name ? name : site, jur, fp, e)) != SYNC_OK)
@@ -190,12 +190,23 @@ static int cmd_add_site(int argc, char **argv, const struct schema *s)
     optind = 1;
     while ((c = getopt_long(argc, argv, "ha:o:n:j:", opts, NULL)) != -1) {
         switch (c) {
-        case 'h': fputs(usage_add_site, stdout); return EXIT_OK;
-        case 'a': addr = optarg; break;
-        case 'o': out = optarg; break;
-        case 'n': name = optarg; break;
-        case 'j': jur = optarg; break;
-        default: return usage_error(usage_add_site, "unknown option");
+        case 'h':
+            fputs(usage_add_site, stdout);
+            return EXIT_OK;
+        case 'a':
+            addr = optarg;
+            break;
+        case 'o':
+            out = optarg;
+            break;
+        case 'n':
+            name = optarg;
+            break;
+        case 'j':
+            jur = optarg;
+            break;
+        default:
+            return usage_error(usage_add_site, "unknown option");
         }
     }
     if (argc - optind != 2)
@@ -221,9 +232,14 @@ static int cmd_serve(int argc, char **argv, const struct schema *s)
     optind = 1;
     while ((c = getopt_long(argc, argv, "hl:", opts, NULL)) != -1) {
         switch (c) {
-        case 'h': fputs(usage_serve, stdout); return EXIT_OK;
-        case 'l': listen_addr = optarg; break;
-        default: return usage_error(usage_serve, "unknown option");
+        case 'h':
+            fputs(usage_serve, stdout);
+            return EXIT_OK;
+        case 'l':
+            listen_addr = optarg;
+            break;
+        default:
+            return usage_error(usage_serve, "unknown option");
         }
     }
     if (argc - optind != 1)

@@ -77,11 +77,16 @@ static void logf_(const char *fmt, ...)
 static uint16_t wire_code(int rc)
 {
     switch (rc) {
-    case SYNC_EREFUSED: return WERR_PUSH_REFUSED;
-    case SYNC_ELIMIT: return WERR_TOO_LARGE;
-    case SYNC_EPROTO: return WERR_BAD_FRAME;
-    case SYNC_ESCHEMA: return WERR_PUSH_REFUSED;
-    default: return WERR_INTERNAL;
+    case SYNC_EREFUSED:
+        return WERR_PUSH_REFUSED;
+    case SYNC_ELIMIT:
+        return WERR_TOO_LARGE;
+    case SYNC_EPROTO:
+        return WERR_BAD_FRAME;
+    case SYNC_ESCHEMA:
+        return WERR_PUSH_REFUSED;
+    default:
+        return WERR_INTERNAL;
     }
 }
 
@@ -117,8 +122,7 @@ static int handle_hello(struct conn *c, struct errctx *e)
         msg_send_error(&c->io, WERR_SCHEMA, e->msg);
         goto out;
     }
-    if ((rc = hub_site_check(c->rdb, c->site, tls_conn_peer_fingerprint(c->tls), e)) !=
-        SYNC_OK) {
+    if ((rc = hub_site_check(c->rdb, c->site, tls_conn_peer_fingerprint(c->tls), e)) != SYNC_OK) {
         msg_send_error(&c->io, WERR_NOT_AUTHORISED, e->msg);
         goto out;
     }
