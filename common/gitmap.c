@@ -243,15 +243,45 @@ static int put_name_part(struct buf *out, sqlite3_value *v, struct errctx *e)
     }
 }
 
+/* Shortens the name that starts at out->data + start when it is longer than
+ * ROW_NAME_MAX: its first ROW_NAME_KEEP bytes, '~', and the SHA-256 of the
+ * whole name in hex.  '~' never appears in an encoded name, so a shortened
+ * name cannot equal a plain one. */
+static int name_shorten(struct buf *out, size_t start, struct errctx *e)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    size_t len = out->len - start;
+
+    if (len <= ROW_NAME_MAX)
+        return SYNC_OK;
+    if (EVP_Digest(out->data + start, len, md, &n, EVP_sha256(), NULL) != 1)
+        return errctx_set(e, SYNC_ENOMEM, "cannot hash a long row name");
+    out->len = start + ROW_NAME_KEEP;
+    /* do not cut inside a %XX escape */
+    for (size_t i = 1; i <= 2; i++) {
+        if (out->data[out->len - i] == '%') {
+            out->len -= i;
+            break;
+        }
+    }
+    int rc = buf_put_u8(out, '~', e);
+    return rc == SYNC_OK ? put_hex(out, md, (int)n, e) : rc;
+}
+
 int gitmap_row_name(struct buf *out, sqlite3_stmt *st, int first, const struct schema_table *t,
                     struct errctx *e)
 {
+    size_t start = out->len;
     int rc = SYNC_OK;
+
     for (int k = 0; rc == SYNC_OK && k < t->npk; k++) {
         if (k > 0 && (rc = buf_put_u8(out, ',', e)) != SYNC_OK)
             break;
         rc = put_name_part(out, sqlite3_column_value(st, first + k), e);
     }
+    if (rc == SYNC_OK)
+        rc = name_shorten(out, start, e);
     return rc == SYNC_OK ? buf_put_u8(out, '\0', e) : rc;
 }
 

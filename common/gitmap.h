@@ -73,7 +73,8 @@ int gitmap_row_text(struct buf *out, sqlite3_stmt *st, int first, const struct s
 
 /* The file name of a row: its key values joined by ',', text percent-encoded
  * outside [A-Za-z0-9_-] (and '.' encoded), integers in decimal, blobs as x<hex>;
- * NUL-terminated in out. */
+ * a name over ROW_NAME_MAX bytes becomes its first ROW_NAME_KEEP bytes, '~'
+ * and the SHA-256 of the whole name in hex.  NUL-terminated in out. */
 int gitmap_row_name(struct buf *out, sqlite3_stmt *st, int first, const struct schema_table *t,
                     struct errctx *e) SYNC_WUR;
 

@@ -28,6 +28,11 @@
  * refused instead of costing that much memory. */
 #define ZCODEC_WINDOW_LOG_MAX 23
 
+/* A row's file name in the git tree: file systems cap a name at 255 bytes, so a
+ * longer encoded key is cut to ROW_NAME_KEEP bytes plus '~' and its SHA-256. */
+#define ROW_NAME_MAX 200
+#define ROW_NAME_KEEP 128
+
 /* Error frame sentence length on the wire. */
 #define WIRE_MSG_MAX 400
 

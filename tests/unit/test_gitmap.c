@@ -285,6 +285,44 @@ static void test_row_name(void **state)
     expect_name(f->db, "SELECT 'site-a', 'heas', '2026-Q1'", 3, "site-a,heas,2026-Q1");
     expect_name(f->db, "SELECT 'a,b', '', 3", 3, "a%2Cb,%,3");
 
+    /* A name of exactly ROW_NAME_MAX bytes is kept; one byte more is cut to
+     * ROW_NAME_KEEP bytes + '~' + 64 hex digits, never inside a %XX escape,
+     * and two long keys that share their first bytes get different names. */
+    st = row(f->db, "SELECT printf('%.*c', 200, 'k')");
+    assert_int_equal(gitmap_row_name(&out, st, 0, &t, &e), SYNC_OK);
+    assert_int_equal(strlen((const char *)out.data), ROW_NAME_MAX);
+    sqlite3_finalize(st);
+    out.len = 0;
+    st = row(f->db, "SELECT printf('%.*c', 201, 'k')");
+    assert_int_equal(gitmap_row_name(&out, st, 0, &t, &e), SYNC_OK);
+    assert_int_equal(strlen((const char *)out.data), ROW_NAME_KEEP + 1 + 64);
+    assert_int_equal(out.data[ROW_NAME_KEEP], '~');
+    char first[300];
+    snprintf(first, sizeof(first), "%s", (const char *)out.data);
+    sqlite3_finalize(st);
+    out.len = 0;
+    st = row(f->db, "SELECT printf('%.*c', 202, 'k')");
+    assert_int_equal(gitmap_row_name(&out, st, 0, &t, &e), SYNC_OK);
+    assert_string_not_equal((const char *)out.data, first);
+    sqlite3_finalize(st);
+    out.len = 0;
+    /* 127 plain bytes then escapes: byte 128 is the '%' of "%2F", so the cut
+     * drops it rather than leave a partial escape */
+    st = row(f->db, "SELECT printf('%.*c', 127, 'k') || printf('%.*c', 100, '/')");
+    assert_int_equal(gitmap_row_name(&out, st, 0, &t, &e), SYNC_OK);
+    assert_int_equal(strlen((const char *)out.data), 127 + 1 + 64);
+    assert_int_equal(out.data[127], '~');
+    assert_null(strchr((const char *)out.data, '%'));
+    sqlite3_finalize(st);
+    out.len = 0;
+    /* 126 plain bytes then escapes: bytes 127-128 are "%2", dropped too */
+    st = row(f->db, "SELECT printf('%.*c', 126, 'k') || printf('%.*c', 100, '/')");
+    assert_int_equal(gitmap_row_name(&out, st, 0, &t, &e), SYNC_OK);
+    assert_int_equal(strlen((const char *)out.data), 126 + 1 + 64);
+    assert_int_equal(out.data[126], '~');
+    sqlite3_finalize(st);
+    out.len = 0;
+
     /* A NULL key has no name. */
     st = row(f->db, "SELECT NULL");
     assert_int_equal(gitmap_row_name(&out, st, 0, &t, &e), SYNC_EDATA);
