@@ -15,7 +15,7 @@ SAN ?=
 # Debian packages the build, the tests and the demo need.
 DEB_PKGS := gcc make pkg-config libsqlite3-dev libgit2-dev libzstd-dev libssl-dev \
             libcjson-dev libbsd-dev libcmocka-dev sqlite3 sqlite3-tools git openssl perl \
-            ca-certificates
+            ca-certificates clang libclang-rt-14-dev clang-format cppcheck
 PKGS := sqlite3 libgit2 libzstd openssl libcjson libbsd
 
 CFLAGS_WARN := -std=c17 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wvla
@@ -38,7 +38,7 @@ SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
 CLIENT_OBJ := $(CLIENT_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: demo check deps all unit e2e asan clean format lint
+.PHONY: demo check deps all unit e2e fuzz fuzz-regress clean format lint tidy
 .DEFAULT_GOAL := all
 
 all: $(BIN)/empact-hub $(BIN)/empact $(UNIT_BIN)
@@ -61,17 +61,27 @@ demo: deps
 	@bash tests/demo.sh $(BIN)
 
 check: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory lint all
 	@$(MAKE) --no-print-directory unit e2e
 	@$(MAKE) --no-print-directory BUILD=build-asan BIN=build-asan/bin SAN=1 OPT=-O1 all
 	@$(MAKE) --no-print-directory BUILD=build-asan BIN=build-asan/bin SAN=1 OPT=-O1 unit e2e
-	@echo "make check: all suites passed (plain and ASan+UBSan)"
+	@$(MAKE) --no-print-directory fuzz-regress
+	@echo "make check: all suites passed (plain, ASan+UBSan, fuzz corpora)"
 
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
 e2e: $(BIN)/empact-hub $(BIN)/empact
 	EMPACT_BIN=$(abspath $(BIN)) prove -v tests/e2e/
+
+# Every fuzz target over its seed corpus once (fast; part of make check).
+fuzz-regress:
+	bash tests/fuzz/run.sh regress
+
+# Fuzz each target for FUZZ_SECONDS (default 60) with clang's libFuzzer.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	bash tests/fuzz/run.sh run $(FUZZ_SECONDS)
 
 # ---- build ----------------------------------------------------------------
 $(BUILD)/schema_sql.c: schema/schema.sql
@@ -109,7 +119,21 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libserver.a $(BUILD)/libclien
 clean:
 	rm -rf build build-asan bin
 
+C_SOURCES = common/*.[ch] server/*.[ch] client/*.[ch] tests/unit/*.c tests/fuzz/*.c
+
 format:
-	clang-format -i common/*.[ch] server/*.[ch] client/*.[ch] tests/unit/*.c
+	clang-format -i $(C_SOURCES)
+
+# Formatting and static checks (part of make check).  `make tidy` adds
+# clang-tidy's bugprone and analyzer checks, which are slower and advisory.
+lint:
+	clang-format --dry-run --Werror $(C_SOURCES)
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
+	    -D_GNU_SOURCE -I common -I server -I client --suppress=missingIncludeSystem \
+	    common server client
+
+tidy: $(BUILD)/schema_sql.c
+	clang-tidy --quiet -checks='-*,bugprone-*,clang-analyzer-*,-bugprone-easily-swappable-parameters' \
+	    common/*.c server/*.c client/*.c -- $(CPPFLAGS_ALL) -std=c17
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -253,7 +253,7 @@ int replica_open(sqlite3 **out, const char *path, const struct schema *s, struct
     if ((rc = db_open(&db, path, SQLITE_OPEN_READWRITE, e)) != SYNC_OK)
         return rc;
     if ((rc = replica_meta_get(&fp, db, "schema", e)) != SYNC_OK) {
-        errctx_set(e, SYNC_EDATA, "%s is not an EMPaCT replica (or it is damaged)", path);
+        rc = errctx_set(e, SYNC_EDATA, "%s is not an EMPaCT replica (or it is damaged)", path);
         goto out;
     }
     if (strcmp(fp, s->fingerprint_hex) != 0) {
