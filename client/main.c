@@ -71,22 +71,30 @@ static int usage_error(const char *usage, const char *why)
     return EXIT_USAGE;
 }
 
+static const char *plural(unsigned long long n)
+{
+    return n == 1 ? "" : "s";
+}
+
 static void print_result(const char *path, const struct sync_result *r)
 {
+    unsigned long long n = (unsigned long long)r->pushed;
+
     if (r->pushed == 0)
         printf("%s: nothing to send", path);
     else if (r->duplicate)
-        printf("%s: sent %d changes (the hub already had them as version %llu)", path, r->pushed,
-               (unsigned long long)r->push_version);
+        printf("%s: sent %llu change%s (the hub already had them as version %llu)", path, n,
+               plural(n), (unsigned long long)r->push_version);
     else if (r->push_version)
-        printf("%s: sent %d changes, accepted as version %llu", path, r->pushed,
+        printf("%s: sent %llu change%s, accepted as version %llu", path, n, plural(n),
                (unsigned long long)r->push_version);
     else
-        printf("%s: sent %d changes, the hub's data already had them", path, r->pushed);
+        printf("%s: sent %llu change%s, the hub's data already had them", path, n, plural(n));
     if (r->overridden)
         printf(" (%u overridden by newer edits at the hub)", r->overridden);
-    printf("; received %llu versions; now at version %llu (dataset %.12s)\n",
-           (unsigned long long)r->pulled, (unsigned long long)r->version, r->tree);
+    printf("; received %llu version%s; now at version %llu (dataset %.12s)\n",
+           (unsigned long long)r->pulled, plural(r->pulled), (unsigned long long)r->version,
+           r->tree);
 }
 
 static void remove_replica_files(const char *path)

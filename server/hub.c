@@ -412,8 +412,8 @@ static int push_apply(struct hub *h, const char *site_id, const char *push_hex, 
     res->duplicate = 0;
     res->version = 0;
     if (neff > 0) {
-        snprintf(summary, sizeof(summary), "push from %s: %u changes applied, %u overridden",
-                 site_id, res->applied, res->overridden);
+        snprintf(summary, sizeof(summary), "push from %s: %u applied, %u overridden", site_id,
+                 res->applied, res->overridden);
         if ((rc = version_commit(h, site_id, push_hex, eff, (size_t)neff, summary, &res->version,
                                  e)) != SYNC_OK)
             goto out;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "bundle.h"
 #include "cli.h"
@@ -157,15 +158,20 @@ static int add_site(const char *dir, const char *site, const char *addr, const c
         (rc = pki_issue(&b.site_cert, &b.site_key, ca_cert, ca_key, site, PKI_ROLE_SITE, CERT_DAYS,
                         e)) != SYNC_OK ||
         (rc = tls_cert_fingerprint(fp, b.site_cert, e)) != SYNC_OK ||
-        (rc = hub_open(&h, dir, s, e)) != SYNC_OK ||
-        (rc = hub_add_site(h, site, name ? name : site, jur, fp, e)) != SYNC_OK)
+        (rc = hub_open(&h, dir, s, e)) != SYNC_OK)
         goto out;
+    /* The bundle is written first and removed if registering fails, so a
+     * site is never registered with a certificate nobody holds. */
     snprintf(b.site_id, sizeof(b.site_id), "%s", site);
     snprintf(b.hub_address, sizeof(b.hub_address), "%s", addr);
     snprintf(b.schema, sizeof(b.schema), "%s", s->fingerprint_hex);
     b.ca_cert = ca_cert;
     rc = bundle_write_file(&b, outpath, e);
     b.ca_cert = NULL;
+    if (rc != SYNC_OK)
+        goto out;
+    if ((rc = hub_add_site(h, site, name ? name : site, jur, fp, e)) != SYNC_OK)
+        unlink(outpath);
 out:
     hub_close(h);
     pki_pem_free(ca_cert);
