@@ -67,8 +67,7 @@ static int fail(int rc, const struct errctx *e)
 
 static int usage_error(const char *usage, const char *why)
 {
-    fprintf(stderr, "empact: %s\n%s", why, usage);
-    return EXIT_USAGE;
+    return cli_usage_error("empact", usage, why);
 }
 
 static const char *plural(unsigned long long n)
@@ -182,29 +181,12 @@ static int cmd_join(int argc, char **argv, const struct schema *s)
     return EXIT_OK;
 }
 
-/* Parses only --help; returns -1 to go on, else an exit code. */
-static int only_help(int argc, char **argv, const char *usage)
-{
-    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-    int c;
-
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == 'h') {
-            fputs(usage, stdout);
-            return EXIT_OK;
-        }
-        return usage_error(usage, "unknown option");
-    }
-    return -1;
-}
-
 static int cmd_sync(int argc, char **argv, const struct schema *s)
 {
     struct errctx e = {0, ""};
     struct sync_result r;
     sqlite3 *db = NULL;
-    int rc = only_help(argc, argv, usage_sync);
+    int rc = cli_only_help(argc, argv, "empact", usage_sync);
 
     if (rc >= 0)
         return rc;

@@ -18,28 +18,7 @@
 #include <unistd.h>
 
 #include "changeset.h"
-
-static int exec_sql(sqlite3 *db, const char *sql, struct errctx *e)
-{
-    char *err = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
-        int rc = errctx_set(e, SYNC_EIO, "replica: %s", err ? err : sqlite3_errmsg(db));
-        sqlite3_free(err);
-        return rc;
-    }
-    return SYNC_OK;
-}
-
-/* Runs a sqlite3_mprintf() result and frees it. */
-static int exec_owned(sqlite3 *db, char *sql, struct errctx *e)
-{
-    int rc;
-    if (sql == NULL)
-        return errctx_set(e, SYNC_ENOMEM, "out of memory");
-    rc = exec_sql(db, sql, e);
-    sqlite3_free(sql);
-    return rc;
-}
+#include "db.h"
 
 static const char meta_ddl[] =
     "CREATE TABLE _empact_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;"
@@ -61,7 +40,7 @@ static int dirty_triggers(sqlite3 *db, const struct schema_table *t, struct errc
         rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
         goto out;
     }
-    rc = exec_owned(
+    rc = db_exec_free(
         db,
         sqlite3_mprintf("CREATE TABLE \"" DIRTY_PREFIX "%w\" (%s, PRIMARY KEY (%s)) WITHOUT ROWID;"
                         "CREATE TRIGGER \"_empact_%w_ins\" AFTER INSERT ON \"%w\" "
@@ -76,7 +55,7 @@ static int dirty_triggers(sqlite3 *db, const struct schema_table *t, struct errc
                         " INSERT OR IGNORE INTO \"" DIRTY_PREFIX "%w\" VALUES (%s); END;",
                         t->name, keys, keys, t->name, t->name, t->name, nk, t->name, t->name,
                         t->name, ok, t->name, nk, t->name, t->name, t->name, ok),
-        e);
+        "replica", e);
 out:
     sqlite3_free(keys);
     sqlite3_free(nk);
@@ -88,7 +67,7 @@ out:
 static int owner_triggers(sqlite3 *db, const struct schema_table *t, struct errctx *e)
 {
     const char *col = t->cols[t->site_col].name;
-    return exec_owned(
+    return db_exec_free(
         db,
         sqlite3_mprintf(
             "CREATE TRIGGER \"_empact_%w_own_ins\" BEFORE INSERT ON \"%w\" "
@@ -109,7 +88,7 @@ static int owner_triggers(sqlite3 *db, const struct schema_table *t, struct errc
             "delete only its own site''s rows'); END;",
             t->name, t->name, col, t->name, col, t->name, t->name, col, col, t->name, col, t->name,
             t->name, col, t->name, col),
-        e);
+        "replica", e);
 }
 
 /* Hub tables: kept by the central team; edits here would be overwritten. */
@@ -117,14 +96,14 @@ static int readonly_triggers(sqlite3 *db, const struct schema_table *t, struct e
 {
     static const char *const ops[] = {"INSERT", "UPDATE", "DELETE"};
     for (int i = 0; i < 3; i++) {
-        int rc = exec_owned(
+        int rc = db_exec_free(
             db,
             sqlite3_mprintf("CREATE TRIGGER \"_empact_%w_ro_%d\" BEFORE %s ON \"%w\" "
                             " WHEN NOT EXISTS (SELECT 1 FROM _empact_syncing) BEGIN"
                             " SELECT RAISE(ABORT, 'table %q is kept by the central team at the "
                             "hub and is read-only at sites'); END;",
                             t->name, i, ops[i], t->name, t->name),
-            e);
+            "replica", e);
         if (rc != SYNC_OK)
             return rc;
     }
@@ -137,16 +116,16 @@ static int base_table(sqlite3 *db, const struct schema_table *t, struct errctx *
     const char *cols = strchr(t->create_sql, '(');
     if (cols == NULL)
         return errctx_set(e, SYNC_ESCHEMA, "schema: cannot read the columns of %s", t->name);
-    return exec_owned(db, sqlite3_mprintf("CREATE TABLE \"" BASE_PREFIX "%w\" %s", t->name, cols),
-                      e);
+    return db_exec_free(db, sqlite3_mprintf("CREATE TABLE \"" BASE_PREFIX "%w\" %s", t->name, cols),
+                        "replica", e);
 }
 
 static int schema_install(sqlite3 *db, const struct schema *s, struct errctx *e)
 {
-    int rc = exec_sql(db, meta_ddl, e);
+    int rc = db_exec(db, meta_ddl, "replica", e);
     for (int i = 0; rc == SYNC_OK && i < s->ntable; i++) {
         const struct schema_table *t = &s->tables[i];
-        rc = exec_sql(db, t->create_sql, e);
+        rc = db_exec(db, t->create_sql, "replica", e);
         if (rc != SYNC_OK || !schema_class_replicated(t->cls))
             continue;
         if ((rc = base_table(db, t, e)) != SYNC_OK)
@@ -161,11 +140,11 @@ static int schema_install(sqlite3 *db, const struct schema *s, struct errctx *e)
 
 int replica_meta_set(sqlite3 *db, const char *key, const char *value, struct errctx *e)
 {
-    return exec_owned(db,
-                      sqlite3_mprintf("INSERT INTO _empact_meta VALUES (%Q, %Q) "
-                                      "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                                      key, value),
-                      e);
+    return db_exec_free(db,
+                        sqlite3_mprintf("INSERT INTO _empact_meta VALUES (%Q, %Q) "
+                                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                                        key, value),
+                        "replica", e);
 }
 
 int replica_meta_get(char **out, sqlite3 *db, const char *key, struct errctx *e)
@@ -221,7 +200,8 @@ int replica_create(sqlite3 **out, const char *path, const struct schema *s, cons
     close(fd);
     if ((rc = db_open(&db, path, SQLITE_OPEN_READWRITE, e)) != SYNC_OK)
         return rc;
-    if ((rc = exec_sql(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; BEGIN", e)) ||
+    if ((rc = db_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; BEGIN", "replica",
+                      e)) ||
         (rc = schema_install(db, s, e)) != SYNC_OK ||
         (rc = replica_meta_set(db, "schema", s->fingerprint_hex, e)) != SYNC_OK ||
         (rc = replica_meta_set(db, "site_id", b->site_id, e)) != SYNC_OK ||
@@ -232,7 +212,7 @@ int replica_create(sqlite3 **out, const char *path, const struct schema *s, cons
         (rc = replica_meta_set(db, "ca_cert", b->ca_cert, e)) != SYNC_OK ||
         (rc = replica_meta_set(db, "site_cert", b->site_cert, e)) != SYNC_OK ||
         (rc = replica_meta_set(db, "site_key", b->site_key, e)) != SYNC_OK ||
-        (rc = exec_sql(db, "COMMIT", e)) != SYNC_OK) {
+        (rc = db_exec(db, "COMMIT", "replica", e)) != SYNC_OK) {
         sqlite3_close(db);
         return rc;
     }

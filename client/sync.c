@@ -17,6 +17,7 @@
 #include "buf.h"
 #include "bundle.h"
 #include "changeset.h"
+#include "db.h"
 #include "gitmap.h"
 #include "proto.h"
 #include "replica.h"
@@ -32,17 +33,6 @@ struct sync {
     uint64_t base;
     struct sync_result *r;
 };
-
-static int exec_sql(sqlite3 *db, const char *sql, struct errctx *e)
-{
-    char *err = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
-        int rc = errctx_set(e, SYNC_EIO, "replica: %s", err ? err : sqlite3_errmsg(db));
-        sqlite3_free(err);
-        return rc;
-    }
-    return SYNC_OK;
-}
 
 /* Turns an ERROR frame from the hub into our error. */
 static int hub_error(const struct frame *f, struct errctx *e)
@@ -260,7 +250,7 @@ static int pull(struct sync *y, uint8_t end_tree[20], struct errctx *e)
 /* Step 4: every touched key of every replicated table gets base's row. */
 static int settle(struct sync *y, struct errctx *e)
 {
-    int rc = exec_sql(y->db, "INSERT INTO _empact_syncing VALUES (1)", e);
+    int rc = db_exec(y->db, "INSERT INTO _empact_syncing VALUES (1)", "replica", e);
 
     for (int i = 0; rc == SYNC_OK && i < y->s->ntable; i++) {
         const struct schema_table *t = &y->s->tables[i];
@@ -283,13 +273,13 @@ static int settle(struct sync *y, struct errctx *e)
             sqlite3_free(sql);
             sql = more;
         }
-        rc = sql ? exec_sql(y->db, sql, e) : errctx_set(e, SYNC_ENOMEM, "out of memory");
+        rc = sql ? db_exec(y->db, sql, "replica", e) : errctx_set(e, SYNC_ENOMEM, "out of memory");
         sqlite3_free(keys);
         sqlite3_free(match);
         sqlite3_free(sql);
     }
     if (rc == SYNC_OK)
-        rc = exec_sql(y->db, "DELETE FROM _empact_syncing", e);
+        rc = db_exec(y->db, "DELETE FROM _empact_syncing", "replica", e);
     return rc;
 }
 
@@ -403,7 +393,7 @@ int sync_run(sqlite3 *db, const struct schema *s, struct sync_result *r, struct 
                           sqlite3_errmsg(db));
     rc = sync_steps(&y, e);
     if (rc == SYNC_OK)
-        rc = exec_sql(db, "COMMIT", e);
+        rc = db_exec(db, "COMMIT", "replica", e);
     if (rc != SYNC_OK && !sqlite3_get_autocommit(db))
         (void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     tls_conn_close(y.tls);

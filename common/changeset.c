@@ -18,23 +18,14 @@
  */
 #include "changeset.h"
 
+#include "db.h"
+
 #include <stdlib.h>
 #include <string.h>
 
 static int sql_err(struct errctx *e, sqlite3 *db, const char *what)
 {
     return errctx_set(e, SYNC_EIO, "%s: %s", what, sqlite3_errmsg(db));
-}
-
-static int exec_sql(sqlite3 *db, const char *sql, struct errctx *e)
-{
-    char *err = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
-        int rc = errctx_set(e, SYNC_EIO, "database: %s", err ? err : sqlite3_errmsg(db));
-        sqlite3_free(err);
-        return rc;
-    }
-    return SYNC_OK;
 }
 
 /* "?, ?, ?" with n placeholders; sqlite3_free() it. */
@@ -237,7 +228,7 @@ int changeset_build_local(struct buf *out, sqlite3 *db, const struct schema *s, 
             goto out;
         if (!dirty[i])
             continue;
-        if ((rc = exec_sql(scratch, t->create_sql, e)) != SYNC_OK ||
+        if ((rc = db_exec(scratch, t->create_sql, "building the local changeset", e)) != SYNC_OK ||
             (rc = load_old_rows(db, scratch, t, e)) != SYNC_OK)
             goto out;
     }
@@ -319,6 +310,46 @@ static int shape_check(sqlite3_changeset_iter *it, const struct schema_table *t,
                               t->name);
     }
     return SYNC_OK;
+}
+
+/* Calls fn for each change of cs whose table is a replicated table of s with
+ * the schema's shape; stops at the first error.  SYNC_ESCHEMA for another
+ * table, SYNC_EPROTO for malformed bytes. */
+typedef int (*change_fn)(void *ctx, sqlite3_changeset_iter *it, const struct schema_table *t,
+                         int op, struct errctx *e);
+
+static int walk_replicated(const struct schema *s, const void *cs, size_t n, change_fn fn,
+                           void *ctx, struct errctx *e)
+{
+    sqlite3_changeset_iter *it = NULL;
+    int rc = SYNC_OK, step;
+
+    if (n == 0)
+        return SYNC_OK;
+    if ((rc = iter_start(&it, cs, n, e)) != SYNC_OK)
+        return rc;
+    while ((step = sqlite3changeset_next(it)) == SQLITE_ROW) {
+        const char *tab;
+        int ncol, op, indirect;
+        const struct schema_table *t;
+
+        if (sqlite3changeset_op(it, &tab, &ncol, &op, &indirect) != SQLITE_OK) {
+            step = SQLITE_CORRUPT;
+            break;
+        }
+        if ((t = schema_find(s, tab)) == NULL || !schema_class_replicated(t->cls)) {
+            rc = errctx_set(e, SYNC_ESCHEMA, "changeset names table %s, which is not replicated",
+                            tab);
+            break;
+        }
+        if ((rc = shape_check(it, t, ncol, e)) != SYNC_OK || (rc = fn(ctx, it, t, op, e)) != 0)
+            break;
+    }
+    if (rc != SYNC_OK) {
+        sqlite3changeset_finalize(it);
+        return rc;
+    }
+    return iter_end(it, step, e);
 }
 
 /* ---- strict apply to base copies ---------------------------------------- */
@@ -413,49 +444,35 @@ out:
     return rc;
 }
 
+struct apply_ctx {
+    sqlite3 *db;
+    const char *prefix;
+};
+
+static int apply_checked(void *ctx, sqlite3_changeset_iter *it, const struct schema_table *t,
+                         int op, struct errctx *e)
+{
+    struct apply_ctx *a = ctx;
+    int hit = 0, rc;
+
+    if ((rc = apply_one(a->db, it, t, a->prefix, op, &hit, e)) != SYNC_OK)
+        return rc;
+    if (hit != 1)
+        return errctx_set(e, SYNC_EDATA,
+                          "the local copy of %s differs from the hub's (a %s found %d rows)",
+                          t->name,
+                          op == SQLITE_INSERT   ? "insert"
+                          : op == SQLITE_DELETE ? "delete"
+                                                : "update",
+                          op == SQLITE_INSERT ? 1 - hit : hit);
+    return SYNC_OK;
+}
+
 int changeset_apply_strict(sqlite3 *db, const struct schema *s, const void *cs, size_t n,
                            const char *prefix, struct errctx *e)
 {
-    sqlite3_changeset_iter *it = NULL;
-    int rc = SYNC_OK, step;
-
-    if (n == 0)
-        return SYNC_OK;
-    if ((rc = iter_start(&it, cs, n, e)) != SYNC_OK)
-        return rc;
-    while ((step = sqlite3changeset_next(it)) == SQLITE_ROW) {
-        const char *tab;
-        int ncol, op, indirect, hit = 0;
-        const struct schema_table *t;
-
-        if (sqlite3changeset_op(it, &tab, &ncol, &op, &indirect) != SQLITE_OK) {
-            step = SQLITE_CORRUPT;
-            break;
-        }
-        if ((t = schema_find(s, tab)) == NULL || !schema_class_replicated(t->cls)) {
-            rc = errctx_set(e, SYNC_ESCHEMA, "changeset names table %s, which is not replicated",
-                            tab);
-            break;
-        }
-        if ((rc = shape_check(it, t, ncol, e)) != SYNC_OK ||
-            (rc = apply_one(db, it, t, prefix, op, &hit, e)) != SYNC_OK)
-            break;
-        if (hit != 1) {
-            rc = errctx_set(e, SYNC_EDATA,
-                            "the local copy of %s differs from the hub's (a %s found %d rows)",
-                            t->name,
-                            op == SQLITE_INSERT   ? "insert"
-                            : op == SQLITE_DELETE ? "delete"
-                                                  : "update",
-                            op == SQLITE_INSERT ? 1 - hit : hit);
-            break;
-        }
-    }
-    if (rc != SYNC_OK) {
-        sqlite3changeset_finalize(it);
-        return rc;
-    }
-    return iter_end(it, step, e);
+    struct apply_ctx a = {db, prefix};
+    return walk_replicated(s, cs, n, apply_checked, &a, e);
 }
 
 /* ---- touched keys ------------------------------------------------------- */
@@ -478,7 +495,7 @@ int changeset_touched_reset(sqlite3 *db, const struct schema *s, struct errctx *
         sqlite3_free(keys);
         if (sql == NULL)
             return errctx_set(e, SYNC_ENOMEM, "out of memory");
-        rc = exec_sql(db, sql, e);
+        rc = db_exec(db, sql, "recording touched keys", e);
         sqlite3_free(sql);
         if (rc != SYNC_OK)
             return rc;
@@ -486,9 +503,10 @@ int changeset_touched_reset(sqlite3 *db, const struct schema *s, struct errctx *
     return SYNC_OK;
 }
 
-static int touched_one(sqlite3 *db, sqlite3_changeset_iter *it, const struct schema_table *t,
-                       int op, struct errctx *e)
+static int touched_one(void *ctx, sqlite3_changeset_iter *it, const struct schema_table *t, int op,
+                       struct errctx *e)
 {
+    sqlite3 *db = ctx;
     char *ph = placeholders(t->npk);
     char *sql =
         ph ? sqlite3_mprintf("INSERT OR IGNORE INTO temp.\"" TOUCHED_PREFIX "%w\" VALUES (%s)",
@@ -527,36 +545,7 @@ out:
 int changeset_touched_add(sqlite3 *db, const struct schema *s, const void *cs, size_t n,
                           struct errctx *e)
 {
-    sqlite3_changeset_iter *it = NULL;
-    int rc = SYNC_OK, step;
-
-    if (n == 0)
-        return SYNC_OK;
-    if ((rc = iter_start(&it, cs, n, e)) != SYNC_OK)
-        return rc;
-    while ((step = sqlite3changeset_next(it)) == SQLITE_ROW) {
-        const char *tab;
-        int ncol, op, indirect;
-        const struct schema_table *t;
-
-        if (sqlite3changeset_op(it, &tab, &ncol, &op, &indirect) != SQLITE_OK) {
-            step = SQLITE_CORRUPT;
-            break;
-        }
-        if ((t = schema_find(s, tab)) == NULL || !schema_class_replicated(t->cls)) {
-            rc = errctx_set(e, SYNC_ESCHEMA, "changeset names table %s, which is not replicated",
-                            tab);
-            break;
-        }
-        if ((rc = shape_check(it, t, ncol, e)) != SYNC_OK ||
-            (rc = touched_one(db, it, t, op, e)) != SYNC_OK)
-            break;
-    }
-    if (rc != SYNC_OK) {
-        sqlite3changeset_finalize(it);
-        return rc;
-    }
-    return iter_end(it, step, e);
+    return walk_replicated(s, cs, n, touched_one, db, e);
 }
 
 /* ---- the hub's class check ---------------------------------------------- */

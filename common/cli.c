@@ -5,6 +5,9 @@
 
 #include "errctx.h"
 
+#include <getopt.h>
+#include <stdio.h>
+
 int cli_exit_code(int rc)
 {
     switch (rc) {
@@ -28,4 +31,26 @@ int cli_exit_code(int rc)
     default:
         return EXIT_SOFTWARE;
     }
+}
+
+int cli_usage_error(const char *prog, const char *usage, const char *why)
+{
+    fprintf(stderr, "%s: %s\n%s", prog, why, usage);
+    return EXIT_USAGE;
+}
+
+int cli_only_help(int argc, char **argv, const char *prog, const char *usage)
+{
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    int c;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'h') {
+            fputs(usage, stdout);
+            return EXIT_OK;
+        }
+        return cli_usage_error(prog, usage, "unknown option");
+    }
+    return -1;
 }

@@ -16,4 +16,12 @@
 /* The exit status for a negative enum sync_rc. */
 int cli_exit_code(int rc);
 
+/* Prints "PROG: WHY" and the usage text to stderr; returns EXIT_USAGE. */
+int cli_usage_error(const char *prog, const char *usage, const char *why);
+
+/* For a command whose only option is --help: returns EXIT_OK after printing
+ * usage for --help, EXIT_USAGE for any other option, or -1 to go on with
+ * optind at the first operand. */
+int cli_only_help(int argc, char **argv, const char *prog, const char *usage);
+
 #endif

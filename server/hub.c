@@ -30,6 +30,7 @@
 
 #include "buf.h"
 #include "changeset.h"
+#include "db.h"
 #include "gitmap.h"
 #include "pki.h"
 #include "tls.h"
@@ -88,17 +89,6 @@ static int sql_err(struct errctx *e, sqlite3 *db, const char *what)
     return errctx_set(e, SYNC_EIO, "hub database: %s: %s", what, sqlite3_errmsg(db));
 }
 
-static int exec_sql(sqlite3 *db, const char *sql, struct errctx *e)
-{
-    char *err = NULL;
-    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
-        int rc = errctx_set(e, SYNC_EIO, "hub database: %s", err ? err : sqlite3_errmsg(db));
-        sqlite3_free(err);
-        return rc;
-    }
-    return SYNC_OK;
-}
-
 static int db_open(sqlite3 **out, const char *dir, int flags, struct errctx *e)
 {
     char *path = path_join(dir, HUB_DB);
@@ -114,7 +104,7 @@ static int db_open(sqlite3 **out, const char *dir, int flags, struct errctx *e)
         *out = NULL;
     } else {
         sqlite3_busy_timeout(*out, 10000);
-        rc = exec_sql(*out, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", e);
+        rc = db_exec(*out, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", "hub database", e);
         if (rc != SYNC_OK) {
             sqlite3_close(*out);
             *out = NULL;
@@ -259,7 +249,7 @@ static int version_commit(struct hub *h, const char *author, const char *push_he
 
 static int begin(struct hub *h, struct errctx *e)
 {
-    int rc = exec_sql(h->db, "BEGIN IMMEDIATE", e);
+    int rc = db_exec(h->db, "BEGIN IMMEDIATE", "hub database", e);
     if (rc == SYNC_OK && (rc = branch_repair(h, e)) != SYNC_OK)
         (void)sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
     return rc;
@@ -268,7 +258,7 @@ static int begin(struct hub *h, struct errctx *e)
 static int finish(struct hub *h, int rc, struct errctx *e)
 {
     if (rc == SYNC_OK)
-        rc = exec_sql(h->db, "COMMIT", e);
+        rc = db_exec(h->db, "COMMIT", "hub database", e);
     if (rc != SYNC_OK && !sqlite3_get_autocommit(h->db))
         (void)sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
     return rc;
@@ -300,7 +290,8 @@ static int commit_sql(struct hub *h, const char *sql, const char *summary, struc
     pthread_mutex_lock(&h->lock);
     if ((rc = begin(h, e)) != SYNC_OK)
         goto unlock;
-    if ((rc = session_start(&sess, h, e)) != SYNC_OK || (rc = exec_sql(h->db, sql, e)) != SYNC_OK)
+    if ((rc = session_start(&sess, h, e)) != SYNC_OK ||
+        (rc = db_exec(h->db, sql, "hub database", e)) != SYNC_OK)
         goto out;
     if (sqlite3session_changeset(sess, &neff, &eff) != SQLITE_OK) {
         rc = sql_err(e, h->db, "taking a changeset");
@@ -524,7 +515,7 @@ int hub_versions(sqlite3 *rdb, uint64_t since, int (*fn)(void *arg, const struct
     int found, rc, step;
 
     *more = 0;
-    if ((rc = exec_sql(rdb, "BEGIN", e)) != SYNC_OK)
+    if ((rc = db_exec(rdb, "BEGIN", "hub database", e)) != SYNC_OK)
         return rc;
     if ((rc = head_ids(rdb, head, commit, head_tree, &found, e)) != SYNC_OK)
         goto out;
@@ -631,17 +622,18 @@ out:
 
 static int schema_create(sqlite3 *db, const struct schema *s, struct errctx *e)
 {
-    int rc = exec_sql(db, hub_ddl, e);
+    int rc = db_exec(db, hub_ddl, "hub database", e);
     for (int i = 0; rc == SYNC_OK && i < s->ntable; i++) {
         if (schema_class_replicated(s->tables[i].cls))
-            rc = exec_sql(db, s->tables[i].create_sql, e);
+            rc = db_exec(db, s->tables[i].create_sql, "hub database", e);
     }
     if (rc == SYNC_OK) {
         char *sql = sqlite3_mprintf("PRAGMA user_version = 1; CREATE TABLE _empact_hub_meta "
                                     "(key TEXT PRIMARY KEY, value TEXT);"
                                     "INSERT INTO _empact_hub_meta VALUES ('schema', %Q);",
                                     s->fingerprint_hex);
-        rc = sql ? exec_sql(db, sql, e) : errctx_set(e, SYNC_ENOMEM, "out of memory");
+        rc =
+            sql ? db_exec(db, sql, "hub database", e) : errctx_set(e, SYNC_ENOMEM, "out of memory");
         sqlite3_free(sql);
     }
     return rc;

@@ -73,31 +73,13 @@ static int fail(int rc, const struct errctx *e)
 
 static int usage_error(const char *usage, const char *why)
 {
-    fprintf(stderr, "empact-hub: %s\n%s", why, usage);
-    return EXIT_USAGE;
-}
-
-/* Parses only --help (and no other option); returns -1 to go on, else an exit code. */
-static int only_help(int argc, char **argv, const char *usage)
-{
-    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
-    int c;
-
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == 'h') {
-            fputs(usage, stdout);
-            return EXIT_OK;
-        }
-        return usage_error(usage, "unknown option");
-    }
-    return -1;
+    return cli_usage_error("empact-hub", usage, why);
 }
 
 static int cmd_init(int argc, char **argv, const struct schema *s)
 {
     struct errctx e = {0, ""};
-    int rc = only_help(argc, argv, usage_init);
+    int rc = cli_only_help(argc, argv, "empact-hub", usage_init);
 
     if (rc >= 0)
         return rc;
