@@ -29,6 +29,7 @@ static const char usage_main[] =
     "  join SITE.db FILE.join [--hub HOST:PORT]   create the replica and sync it\n"
     "  sync SITE.db                               push local changes, pull the hub's\n"
     "  status SITE.db [--json]                    what this replica holds and owes\n"
+    "  conflicts SITE.db [--json]                 this site's edits that lost at the hub\n"
     "\n"
     "Run 'empact COMMAND --help' for a command's options.\n"
     "Exit codes: 0 ok, 64 usage, 65 bad data or diverged replica, 70 internal,\n"
@@ -52,6 +53,16 @@ static const char usage_sync[] =
     "Exit codes: 0 synced, 64 usage, 65 replica damaged or diverged, 74 i/o or\n"
     "replica busy, 75 hub unreachable or connection lost (retry later; nothing\n"
     "lost), 77 refused by the hub (certificate, schema or push rejected).\n";
+
+static const char usage_conflicts[] =
+    "usage: empact conflicts SITE.db [--json]\n"
+    "\n"
+    "Lists this site's input that lost at the hub: an edit overridden by a later\n"
+    "edit of the same column elsewhere, a value replaced or deleted by another\n"
+    "site, an update of a row deleted at the hub, a change the hub rejected.\n"
+    "Each entry names the table, row, column, what was lost, what was kept and\n"
+    "who won; the hub's data already holds the winner, so to restore your value,\n"
+    "edit the row again and sync.\n";
 
 static const char usage_status[] =
     "usage: empact status SITE.db [--json]\n"
@@ -90,10 +101,14 @@ static void print_result(const char *path, const struct sync_result *r)
     else
         printf("%s: sent %llu change%s, the hub's data already had them", path, n, plural(n));
     if (r->overridden)
-        printf(" (%u overridden by newer edits at the hub)", r->overridden);
+        printf(" (%u lost in conflicts)", r->overridden);
     printf("; received %llu version%s; now at version %llu (dataset %.12s)\n",
            (unsigned long long)r->pulled, plural(r->pulled), (unsigned long long)r->version,
            r->tree);
+    if (r->conflicts)
+        printf("%s: %llu new conflict%s: some of this site's input lost at the hub; run "
+               "'empact conflicts %s'\n",
+               path, (unsigned long long)r->conflicts, plural(r->conflicts), path);
 }
 
 static void remove_replica_files(const char *path)
@@ -212,6 +227,7 @@ static void print_status_json(const struct replica_status *st)
     cJSON_AddNumberToObject(o, "synced_version", (double)st->version);
     cJSON_AddStringToObject(o, "dataset", st->tree);
     cJSON_AddNumberToObject(o, "pending_changes", (double)st->pending);
+    cJSON_AddNumberToObject(o, "conflicts", (double)st->conflicts);
     if (st->last_sync[0])
         cJSON_AddStringToObject(o, "last_sync", st->last_sync);
     else
@@ -271,6 +287,94 @@ static int cmd_status(int argc, char **argv, const struct schema *s)
     return EXIT_OK;
 }
 
+static int conflicts_print(sqlite3 *db, int json, struct errctx *e)
+{
+    sqlite3_stmt *st = NULL;
+    cJSON *arr = json ? cJSON_CreateArray() : NULL;
+    int step, n = 0;
+
+    if (sqlite3_prepare_v2(db,
+                           "SELECT id, version, tbl, row_key, col, kind, winner_site, lost_value, "
+                           "kept_value, lost_at, won_at, received_at FROM _empact_conflict "
+                           "ORDER BY id",
+                           -1, &st, NULL) != SQLITE_OK)
+        return errctx_set(e, SYNC_EDATA, "replica: %s", sqlite3_errmsg(db));
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *col = (const char *)sqlite3_column_text(st, 4);
+        const char *winner = (const char *)sqlite3_column_text(st, 6);
+        n++;
+        if (json) {
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddNumberToObject(o, "id", (double)sqlite3_column_int64(st, 0));
+            cJSON_AddNumberToObject(o, "version", (double)sqlite3_column_int64(st, 1));
+            cJSON_AddStringToObject(o, "table", (const char *)sqlite3_column_text(st, 2));
+            cJSON_AddStringToObject(o, "key", (const char *)sqlite3_column_text(st, 3));
+            cJSON_AddStringToObject(o, "column", col);
+            cJSON_AddStringToObject(o, "kind", (const char *)sqlite3_column_text(st, 5));
+            cJSON_AddStringToObject(o, "winner", winner);
+            cJSON_AddStringToObject(o, "lost_value", (const char *)sqlite3_column_text(st, 7));
+            cJSON_AddStringToObject(o, "kept_value", (const char *)sqlite3_column_text(st, 8));
+            cJSON_AddNumberToObject(o, "lost_at_ms", (double)sqlite3_column_int64(st, 9));
+            cJSON_AddNumberToObject(o, "won_at_ms", (double)sqlite3_column_int64(st, 10));
+            cJSON_AddStringToObject(o, "received_at", (const char *)sqlite3_column_text(st, 11));
+            cJSON_AddItemToArray(arr, o);
+        } else {
+            const char *kept = (const char *)sqlite3_column_text(st, 8);
+            const char *kind = (const char *)sqlite3_column_text(st, 5);
+            if (kept[0] == '\0')
+                kept = strstr(kind, "delete") ? "(the row was deleted)" : "(nothing)";
+            printf("#%lld %s %s %s%s%s: %s\n    lost: %s\n    kept: %s, by %s\n",
+                   (long long)sqlite3_column_int64(st, 0), sqlite3_column_text(st, 11),
+                   sqlite3_column_text(st, 2), sqlite3_column_text(st, 3), col[0] ? " " : "", col,
+                   kind, sqlite3_column_text(st, 7), kept, winner[0] ? winner : "the hub");
+        }
+    }
+    sqlite3_finalize(st);
+    if (step != SQLITE_DONE) {
+        cJSON_Delete(arr);
+        return errctx_set(e, SYNC_EDATA, "replica: %s", sqlite3_errmsg(db));
+    }
+    if (json) {
+        char *text = cJSON_Print(arr);
+        if (text != NULL)
+            printf("%s\n", text);
+        cJSON_free(text);
+        cJSON_Delete(arr);
+    } else if (n == 0) {
+        printf("no conflicts: every edit this site sent is on the hub\n");
+    }
+    return SYNC_OK;
+}
+
+static int cmd_conflicts(int argc, char **argv, const struct schema *s)
+{
+    static const struct option opts[] = {
+        {"help", no_argument, NULL, 'h'}, {"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
+    struct errctx e = {0, ""};
+    sqlite3 *db = NULL;
+    int c, rc, json = 0;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "hj", opts, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            fputs(usage_conflicts, stdout);
+            return EXIT_OK;
+        case 'j':
+            json = 1;
+            break;
+        default:
+            return usage_error(usage_conflicts, "unknown option");
+        }
+    }
+    if (argc - optind != 1)
+        return usage_error(usage_conflicts, "conflicts takes one argument, SITE.db");
+    if ((rc = replica_open(&db, argv[optind], s, &e)) == SYNC_OK)
+        rc = conflicts_print(db, json, &e);
+    replica_close(db);
+    return rc == SYNC_OK ? EXIT_OK : fail(rc, &e);
+}
+
 int main(int argc, char **argv)
 {
     struct errctx e = {0, ""};
@@ -295,6 +399,8 @@ int main(int argc, char **argv)
         rc = cmd_sync(argc - 1, argv + 1, s);
     else if (strcmp(cmd, "status") == 0)
         rc = cmd_status(argc - 1, argv + 1, s);
+    else if (strcmp(cmd, "conflicts") == 0)
+        rc = cmd_conflicts(argc - 1, argv + 1, s);
     else
         rc = usage_error(usage_main, "unknown command");
     schema_free(s);

@@ -22,7 +22,19 @@
 
 static const char meta_ddl[] =
     "CREATE TABLE _empact_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;"
-    "CREATE TABLE _empact_syncing (x INTEGER);";
+    "CREATE TABLE _empact_syncing (x INTEGER);"
+    "CREATE TABLE _empact_conflict (id INTEGER PRIMARY KEY, version INTEGER NOT NULL,"
+    " tbl TEXT NOT NULL, row_key TEXT NOT NULL, col TEXT NOT NULL, kind TEXT NOT NULL,"
+    " winner_site TEXT NOT NULL, lost_value TEXT NOT NULL, kept_value TEXT NOT NULL,"
+    " lost_at INTEGER NOT NULL, won_at INTEGER NOT NULL, received_at TEXT NOT NULL);";
+
+/* Milliseconds since the Unix epoch, in SQL. */
+#define EDIT_NOW_SQL "CAST(round((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)"
+
+/* A key already dirty keeps its row and takes the newer edit time. */
+#define ON_DIRTY                                                                                   \
+    " ON CONFLICT DO UPDATE SET " EDITED_AT_COL " = max(" EDITED_AT_COL                            \
+    ", excluded." EDITED_AT_COL ")"
 
 /* "NEW."k1", NEW."k2"" for the key columns; sqlite3_free it. */
 static char *key_values(const struct schema_table *t, const char *which)
@@ -40,21 +52,25 @@ static int dirty_triggers(sqlite3 *db, const struct schema_table *t, struct errc
         rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
         goto out;
     }
+    /* Each firing stamps the key with the edit time (ms since the epoch): the
+     * hub orders concurrent edits of a column by it. */
     rc = db_exec_free(
         db,
-        sqlite3_mprintf("CREATE TABLE \"" DIRTY_PREFIX "%w\" (%s, PRIMARY KEY (%s)) WITHOUT ROWID;"
-                        "CREATE TRIGGER \"_empact_%w_ins\" AFTER INSERT ON \"%w\" "
-                        " WHEN NOT EXISTS (SELECT 1 FROM _empact_syncing) BEGIN"
-                        " INSERT OR IGNORE INTO \"" DIRTY_PREFIX "%w\" VALUES (%s); END;"
-                        "CREATE TRIGGER \"_empact_%w_upd\" AFTER UPDATE ON \"%w\" "
-                        " WHEN NOT EXISTS (SELECT 1 FROM _empact_syncing) BEGIN"
-                        " INSERT OR IGNORE INTO \"" DIRTY_PREFIX "%w\" VALUES (%s);"
-                        " INSERT OR IGNORE INTO \"" DIRTY_PREFIX "%w\" VALUES (%s); END;"
-                        "CREATE TRIGGER \"_empact_%w_del\" AFTER DELETE ON \"%w\" "
-                        " WHEN NOT EXISTS (SELECT 1 FROM _empact_syncing) BEGIN"
-                        " INSERT OR IGNORE INTO \"" DIRTY_PREFIX "%w\" VALUES (%s); END;",
-                        t->name, keys, keys, t->name, t->name, t->name, nk, t->name, t->name,
-                        t->name, ok, t->name, nk, t->name, t->name, t->name, ok),
+        sqlite3_mprintf(
+            "CREATE TABLE \"" DIRTY_PREFIX "%w\" (%s, " EDITED_AT_COL " INTEGER NOT NULL,"
+            " PRIMARY KEY (%s)) WITHOUT ROWID;"
+            "CREATE TRIGGER \"_empact_%w_ins\" AFTER INSERT ON \"%w\" "
+            " WHEN NOT EXISTS (SELECT 1 FROM _empact_syncing) BEGIN"
+            " INSERT INTO \"" DIRTY_PREFIX "%w\" VALUES (%s, " EDIT_NOW_SQL ")" ON_DIRTY "; END;"
+            "CREATE TRIGGER \"_empact_%w_upd\" AFTER UPDATE ON \"%w\" "
+            " WHEN NOT EXISTS (SELECT 1 FROM _empact_syncing) BEGIN"
+            " INSERT INTO \"" DIRTY_PREFIX "%w\" VALUES (%s, " EDIT_NOW_SQL ")" ON_DIRTY ";"
+            " INSERT INTO \"" DIRTY_PREFIX "%w\" VALUES (%s, " EDIT_NOW_SQL ")" ON_DIRTY "; END;"
+            "CREATE TRIGGER \"_empact_%w_del\" AFTER DELETE ON \"%w\" "
+            " WHEN NOT EXISTS (SELECT 1 FROM _empact_syncing) BEGIN"
+            " INSERT INTO \"" DIRTY_PREFIX "%w\" VALUES (%s, " EDIT_NOW_SQL ")" ON_DIRTY "; END;",
+            t->name, keys, keys, t->name, t->name, t->name, nk, t->name, t->name, t->name, ok,
+            t->name, nk, t->name, t->name, t->name, ok),
         "replica", e);
 out:
     sqlite3_free(keys);
@@ -204,6 +220,7 @@ int replica_create(sqlite3 **out, const char *path, const struct schema *s, cons
                       e)) ||
         (rc = schema_install(db, s, e)) != SYNC_OK ||
         (rc = replica_meta_set(db, "schema", s->fingerprint_hex, e)) != SYNC_OK ||
+        (rc = replica_meta_set(db, "format", REPLICA_FORMAT, e)) != SYNC_OK ||
         (rc = replica_meta_set(db, "site_id", b->site_id, e)) != SYNC_OK ||
         (rc = replica_meta_set(db, "hub_address", hub_address ? hub_address : b->hub_address, e)) !=
             SYNC_OK ||
@@ -236,6 +253,20 @@ int replica_open(sqlite3 **out, const char *path, const struct schema *s, struct
         rc = errctx_set(e, SYNC_EDATA, "%s is not an EMPaCT replica (or it is damaged)", path);
         goto out;
     }
+    sqlite3_free(fp);
+    fp = NULL;
+    if ((rc = replica_meta_get(&fp, db, "format", e)) != SYNC_OK ||
+        strcmp(fp, REPLICA_FORMAT) != 0) {
+        rc = errctx_set(e, SYNC_EDATA,
+                        "%s was made by an older version of empact; join the site again into a "
+                        "new file",
+                        path);
+        goto out;
+    }
+    sqlite3_free(fp);
+    fp = NULL;
+    if ((rc = replica_meta_get(&fp, db, "schema", e)) != SYNC_OK)
+        goto out;
     if (strcmp(fp, s->fingerprint_hex) != 0) {
         rc = errctx_set(e, SYNC_ESCHEMA,
                         "%s was made for schema %.12s but this client has schema %.12s", path, fp,
@@ -278,6 +309,14 @@ int replica_status(struct replica_status *st, sqlite3 *db, const struct schema *
     meta_copy(st->last_error, sizeof(st->last_error), db, "last_error");
     meta_copy(st->last_error_at, sizeof(st->last_error_at), db, "last_error_at");
     st->version = strtoull(version, NULL, 10);
+    {
+        sqlite3_stmt *q = NULL;
+        if (sqlite3_prepare_v2(db, "SELECT count(*) FROM _empact_conflict", -1, &q, NULL) ==
+                SQLITE_OK &&
+            sqlite3_step(q) == SQLITE_ROW)
+            st->conflicts = sqlite3_column_int64(q, 0);
+        sqlite3_finalize(q);
+    }
     for (int i = 0; rc == SYNC_OK && i < s->ntable; i++) {
         const struct schema_table *t = &s->tables[i];
         sqlite3_stmt *q = NULL;

@@ -9,6 +9,8 @@
  *                                        dataset hash, credentials, last sync
  *   _empact_syncing                      non-empty only while a sync writes T;
  *                                        triggers stand aside then
+ *   _empact_conflict                     this site's inputs that lost at the hub
+ *                                        (received from the hub's conflict log)
  */
 #ifndef EMPACT_REPLICA_H
 #define EMPACT_REPLICA_H
@@ -19,6 +21,9 @@
 #include "bundle.h"
 #include "errctx.h"
 #include "schema.h"
+
+/* The layout version of the replica's own tables, in _empact_meta 'format'. */
+#define REPLICA_FORMAT "2"
 
 /* Creates a new replica at path (mode 0600; refuses an existing file) for
  * the site in bundle b; hub_address overrides the bundle's when non-NULL.
@@ -46,6 +51,7 @@ struct replica_status {
     uint64_t version;
     char tree[41];
     long long pending;
+    long long conflicts; /* entries in _empact_conflict */
     char last_sync[32];   /* ISO-8601 UTC, or "" for never */
     char last_error[256]; /* "" when the last attempt succeeded */
     char last_error_at[32];

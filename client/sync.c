@@ -130,7 +130,7 @@ static int push(struct sync *y, const struct buf *local, struct errctx *e)
 {
     struct msg_push m;
     struct msg_push_ok ok;
-    struct buf z = {0}, b = {0};
+    struct buf z = {0}, b = {0}, times = {0};
     struct frame *f = NULL;
     uint8_t be[8];
     EVP_MD_CTX *md = EVP_MD_CTX_new();
@@ -139,8 +139,12 @@ static int push(struct sync *y, const struct buf *local, struct errctx *e)
 
     for (int i = 0; i < 8; i++)
         be[i] = (uint8_t)(y->base >> (56 - 8 * i));
+    if ((rc = changeset_edit_times(&times, y->db, y->s, local->data, local->len, e)) != SYNC_OK)
+        goto out;
+    /* The id covers the edit times too: a retry re-derives the same ones. */
     if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
         EVP_DigestUpdate(md, be, 8) != 1 || EVP_DigestUpdate(md, local->data, local->len) != 1 ||
+        EVP_DigestUpdate(md, times.data, times.len) != 1 ||
         EVP_DigestFinal_ex(md, m.push_id, &mdlen) != 1) {
         rc = errctx_set(e, SYNC_ENOMEM, "cannot compute the push id");
         goto out;
@@ -154,6 +158,8 @@ static int push(struct sync *y, const struct buf *local, struct errctx *e)
     }
     m.base = y->base;
     m.raw_len = (uint32_t)local->len;
+    m.ntimes = (uint32_t)(times.len / 8);
+    m.times = times.data;
     if ((rc = zcodec_compress(&z, local->data, local->len, e)) != SYNC_OK)
         goto out;
     m.z = z.data;
@@ -168,6 +174,7 @@ out:
     EVP_MD_CTX_free(md);
     buf_free(&z);
     buf_free(&b);
+    buf_free(&times);
     frame_free(f);
     return rc;
 }
@@ -208,6 +215,58 @@ out:
     return rc;
 }
 
+/* The newest conflict log id this replica holds. */
+static int conflicts_seen(struct sync *y, uint64_t *id, struct errctx *e)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = SYNC_OK;
+
+    if (sqlite3_prepare_v2(y->db, "SELECT coalesce(max(id), 0) FROM _empact_conflict", -1, &st,
+                           NULL) != SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW)
+        rc = errctx_set(e, SYNC_EIO, "replica: %s", sqlite3_errmsg(y->db));
+    else
+        *id = (uint64_t)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Keeps one CONFLICT entry from the hub in _empact_conflict. */
+static int store_conflict(struct sync *y, const struct frame *f, struct errctx *e)
+{
+    struct msg_conflict m;
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    if ((rc = msg_conflict_decode(&m, f, e)) != SYNC_OK)
+        return rc;
+    if (sqlite3_prepare_v2(
+            y->db,
+            "INSERT OR IGNORE INTO _empact_conflict (id, version, tbl, row_key, col, "
+            "kind, winner_site, lost_value, kept_value, lost_at, won_at, "
+            "received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+            "strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))",
+            -1, &st, NULL) != SQLITE_OK)
+        return errctx_set(e, SYNC_EIO, "replica: %s", sqlite3_errmsg(y->db));
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)m.id);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)m.version);
+    sqlite3_bind_text(st, 3, m.table, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, (const char *)m.key, (int)m.nkey, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, m.column, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 6, m.kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 7, m.winner, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 8, (const char *)m.lost, (int)m.nlost, SQLITE_STATIC);
+    sqlite3_bind_text(st, 9, (const char *)m.kept, (int)m.nkept, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 10, (sqlite3_int64)m.lost_at);
+    sqlite3_bind_int64(st, 11, (sqlite3_int64)m.won_at);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        rc = errctx_set(e, SYNC_EIO, "replica: %s", sqlite3_errmsg(y->db));
+    else
+        y->r->conflicts++;
+    sqlite3_finalize(st);
+    return rc;
+}
+
 /* Pulls every version after base; *end_tree receives the hub's head tree. */
 static int pull(struct sync *y, uint8_t end_tree[20], struct errctx *e)
 {
@@ -217,8 +276,11 @@ static int pull(struct sync *y, uint8_t end_tree[20], struct errctx *e)
     do {
         struct buf b = {0};
         struct frame *f = NULL;
+        struct msg_pull req = {y->base, 0};
 
-        if ((rc = msg_pull_encode(&b, y->base, e)) == SYNC_OK)
+        if ((rc = conflicts_seen(y, &req.conflicts_since, e)) != SYNC_OK)
+            return rc;
+        if ((rc = msg_pull_encode(&b, &req, e)) == SYNC_OK)
             rc = msg_send(&y->io, MSG_PULL, &b, e);
         buf_free(&b);
         if (rc != SYNC_OK)
@@ -226,9 +288,12 @@ static int pull(struct sync *y, uint8_t end_tree[20], struct errctx *e)
         for (;;) {
             if ((rc = expect_frame(&f, y, e)) != SYNC_OK)
                 return rc;
-            if (f->type != MSG_VERSION)
+            if (f->type == MSG_VERSION)
+                rc = apply_version(y, f, e);
+            else if (f->type == MSG_CONFLICT)
+                rc = store_conflict(y, f, e);
+            else
                 break;
-            rc = apply_version(y, f, e);
             frame_free(f);
             f = NULL;
             if (rc != SYNC_OK)

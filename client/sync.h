@@ -14,7 +14,8 @@ struct sync_result {
     int pushed;            /* changes in the local changeset sent */
     uint64_t push_version; /* version the hub made of it (0: none) */
     int duplicate;         /* the hub had applied this push already */
-    uint32_t overridden;   /* local changes the hub dropped */
+    uint32_t overridden;   /* local changes that lost in conflicts at the hub */
+    uint64_t conflicts;    /* conflict log entries received for this site */
     uint64_t pulled;       /* versions applied from the hub */
     uint64_t version;      /* synced version after the sync */
     char tree[41];         /* dataset hash of that version */

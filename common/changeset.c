@@ -40,6 +40,35 @@ static char *placeholders(int n)
     return out;
 }
 
+/* `"k1" = ? AND "k2" = ?` over t's key; sqlite3_free() it. */
+static char *pk_where(const struct schema_table *t)
+{
+    char *out = sqlite3_mprintf("%s", "");
+    for (int i = 0; out != NULL && i < t->npk; i++) {
+        char *next =
+            sqlite3_mprintf("%s%s\"%w\" = ?", out, i ? " AND " : "", t->cols[t->pk[i]].name);
+        sqlite3_free(out);
+        out = next;
+    }
+    return out;
+}
+
+/* Binds the key of the change at it (old image, or new for an insert) to
+ * st's parameters 1..npk. */
+static int bind_key(sqlite3_stmt *st, sqlite3_changeset_iter *it, const struct schema_table *t,
+                    int op, struct errctx *e)
+{
+    for (int k = 0; k < t->npk; k++) {
+        sqlite3_value *v = NULL;
+        int got = op == SQLITE_INSERT ? sqlite3changeset_new(it, t->pk[k], &v)
+                                      : sqlite3changeset_old(it, t->pk[k], &v);
+        if (got != SQLITE_OK || v == NULL)
+            return errctx_set(e, SYNC_EPROTO, "change to %s lacks its key", t->name);
+        sqlite3_bind_value(st, k + 1, v);
+    }
+    return SYNC_OK;
+}
+
 /* ---- building the local changeset ------------------------------------- */
 
 static int table_dirty(sqlite3 *db, const struct schema_table *t, int *dirty, struct errctx *e)
@@ -136,7 +165,7 @@ static int write_new_rows(sqlite3 *db, sqlite3 *scratch, const struct schema_tab
     char *keys = schema_sql_cols(t, SCHEMA_COLS_PK, NULL);
     char *ph = placeholders(t->ncol);
     char *set = sqlite3_mprintf("%s", "");
-    char *where = sqlite3_mprintf("%s", "");
+    char *where = pk_where(t);
     char *q_src = NULL, *q_up = NULL, *q_del = NULL;
     int rc, step;
 
@@ -145,12 +174,6 @@ static int write_new_rows(sqlite3 *db, sqlite3 *scratch, const struct schema_tab
                                      t->cols[i].name, t->cols[i].name);
         sqlite3_free(set);
         set = next;
-    }
-    for (int i = 0; where != NULL && i < t->npk; i++) {
-        char *next =
-            sqlite3_mprintf("%s%s\"%w\" = ?", where, i ? " AND " : "", t->cols[t->pk[i]].name);
-        sqlite3_free(where);
-        where = next;
     }
     if (match == NULL || dkeys == NULL || keys == NULL || ph == NULL || set == NULL ||
         where == NULL)
@@ -523,16 +546,8 @@ static int touched_one(void *ctx, sqlite3_changeset_iter *it, const struct schem
         rc = sql_err(e, db, "recording touched keys");
         goto out;
     }
-    for (int k = 0; k < t->npk; k++) {
-        sqlite3_value *v = NULL;
-        int got = op == SQLITE_INSERT ? sqlite3changeset_new(it, t->pk[k], &v)
-                                      : sqlite3changeset_old(it, t->pk[k], &v);
-        if (got != SQLITE_OK || v == NULL) {
-            rc = errctx_set(e, SYNC_EPROTO, "change to %s lacks its key", t->name);
-            goto out;
-        }
-        sqlite3_bind_value(st, k + 1, v);
-    }
+    if ((rc = bind_key(st, it, t, op, e)) != SYNC_OK)
+        goto out;
     if (sqlite3_step(st) != SQLITE_DONE)
         rc = sql_err(e, db, "recording touched keys");
 out:
@@ -546,6 +561,53 @@ int changeset_touched_add(sqlite3 *db, const struct schema *s, const void *cs, s
                           struct errctx *e)
 {
     return walk_replicated(s, cs, n, touched_one, db, e);
+}
+
+/* ---- edit times ----------------------------------------------------------- */
+
+struct times_ctx {
+    sqlite3 *db;
+    struct buf *out;
+};
+
+static int time_one(void *ctx, sqlite3_changeset_iter *it, const struct schema_table *t, int op,
+                    struct errctx *e)
+{
+    struct times_ctx *c = ctx;
+    sqlite3_stmt *st = NULL;
+    char *where = pk_where(t);
+    char *sql = NULL;
+    int rc;
+
+    if (where == NULL ||
+        (sql = sqlite3_mprintf("SELECT " EDITED_AT_COL " FROM \"" DIRTY_PREFIX "%w\" WHERE %s",
+                               t->name, where)) == NULL) {
+        rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        rc = sql_err(e, c->db, "reading edit times");
+        goto out;
+    }
+    if ((rc = bind_key(st, it, t, op, e)) != SYNC_OK)
+        goto out;
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        rc = errctx_set(e, SYNC_EDATA, "a changed row of %s has no edit time", t->name);
+        goto out;
+    }
+    rc = buf_put_u64(c->out, (uint64_t)sqlite3_column_int64(st, 0), e);
+out:
+    sqlite3_finalize(st);
+    sqlite3_free(where);
+    sqlite3_free(sql);
+    return rc;
+}
+
+int changeset_edit_times(struct buf *out, sqlite3 *db, const struct schema *s, const void *cs,
+                         size_t n, struct errctx *e)
+{
+    struct times_ctx c = {db, out};
+    return walk_replicated(s, cs, n, time_one, &c, e);
 }
 
 /* ---- the hub's class check ---------------------------------------------- */

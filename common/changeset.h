@@ -22,6 +22,8 @@
 #define BASE_PREFIX "_empact_base_"
 #define DIRTY_PREFIX "_empact_dirty_"
 #define TOUCHED_PREFIX "_touched_"
+/* The column of _empact_dirty_T holding the key's last edit time (ms). */
+#define EDITED_AT_COL "_empact_edited_at"
 
 /* Builds the site's local changeset L: for every shared and owned table, the
  * difference base -> T over the dirty keys only (local and hub tables are
@@ -53,6 +55,12 @@ int changeset_touched_add(sqlite3 *db, const struct schema *s, const void *cs, s
  * *nchanges receives the number of changes. */
 int changeset_check_push(const struct schema *s, const void *cs, size_t n, const char *site_id,
                          int *nchanges, struct errctx *e) SYNC_WUR;
+
+/* For each change of the local changeset cs, in iteration order, appends the
+ * key's edit time (u64 big-endian, ms since the epoch) from _empact_dirty_T.
+ * The hub pairs times with changes by position. */
+int changeset_edit_times(struct buf *out, sqlite3 *db, const struct schema *s, const void *cs,
+                         size_t n, struct errctx *e) SYNC_WUR;
 
 /* Counts the changes in cs; SYNC_EPROTO if malformed. */
 int changeset_count(const void *cs, size_t n, int *count, struct errctx *e) SYNC_WUR;

@@ -193,6 +193,11 @@ static int put_value(struct buf *out, sqlite3_value *v, struct errctx *e)
     }
 }
 
+int gitmap_value_text(struct buf *out, sqlite3_value *v, struct errctx *e)
+{
+    return put_value(out, v, e);
+}
+
 int gitmap_row_text(struct buf *out, sqlite3_stmt *st, int first, const struct schema_table *t,
                     struct errctx *e)
 {

@@ -71,6 +71,10 @@ int gitmap_head(uint8_t out[GITMAP_OID_LEN], int *found, struct gitmap *g,
 int gitmap_row_text(struct buf *out, sqlite3_stmt *st, int first, const struct schema_table *t,
                     struct errctx *e) SYNC_WUR;
 
+/* The canonical text of one value, as in a row's text (null, 42, 0.5, "text",
+ * x'00ff'); appended to out. */
+int gitmap_value_text(struct buf *out, sqlite3_value *v, struct errctx *e) SYNC_WUR;
+
 /* The file name of a row: its key values joined by ',', text percent-encoded
  * outside [A-Za-z0-9_-] (and '.' encoded), integers in decimal, blobs as x<hex>;
  * a name over ROW_NAME_MAX bytes becomes its first ROW_NAME_KEEP bytes, '~'

@@ -67,7 +67,9 @@ int msg_push_encode(struct buf *out, const struct msg_push *m, struct errctx *e)
 {
     int rc;
     if ((rc = buf_put(out, m->push_id, PUSH_ID_LEN, e)) != 0 ||
-        (rc = buf_put_u64(out, m->base, e)) != 0 || (rc = buf_put_u32(out, m->raw_len, e)) != 0)
+        (rc = buf_put_u64(out, m->base, e)) != 0 || (rc = buf_put_u32(out, m->raw_len, e)) != 0 ||
+        (rc = buf_put_u32(out, m->ntimes, e)) != 0 ||
+        (rc = buf_put(out, m->times, (size_t)m->ntimes * 8, e)) != 0)
         return rc;
     return buf_put(out, m->z, m->zlen, e);
 }
@@ -84,11 +86,17 @@ int msg_push_decode(struct msg_push *m, const struct frame *f, struct errctx *e)
     if ((rc = buf_get_bytes(&r, &p, PUSH_ID_LEN, e)) != 0)
         return rc;
     memcpy(m->push_id, p, PUSH_ID_LEN);
-    if ((rc = buf_get_u64(&r, &m->base, e)) != 0 || (rc = buf_get_u32(&r, &m->raw_len, e)) != 0)
+    if ((rc = buf_get_u64(&r, &m->base, e)) != 0 || (rc = buf_get_u32(&r, &m->raw_len, e)) != 0 ||
+        (rc = buf_get_u32(&r, &m->ntimes, e)) != 0)
         return rc;
     if (m->raw_len > CHANGESET_MAX)
         return errctx_set(e, SYNC_ELIMIT, "pushed changeset of %u bytes exceeds the limit of %u",
                           m->raw_len, CHANGESET_MAX);
+    if (m->ntimes > r.left / 8)
+        return errctx_set(e, SYNC_EPROTO, "push announces %u edit times but carries fewer",
+                          m->ntimes);
+    if ((rc = buf_get_bytes(&r, &m->times, (size_t)m->ntimes * 8, e)) != 0)
+        return rc;
     m->zlen = (uint32_t)r.left;
     return buf_get_bytes(&r, &m->z, r.left, e);
 }
@@ -118,12 +126,13 @@ int msg_push_ok_decode(struct msg_push_ok *m, const struct frame *f, struct errc
     return buf_reader_done(&r, e);
 }
 
-int msg_pull_encode(struct buf *out, uint64_t since, struct errctx *e)
+int msg_pull_encode(struct buf *out, const struct msg_pull *m, struct errctx *e)
 {
-    return buf_put_u64(out, since, e);
+    int rc = buf_put_u64(out, m->since, e);
+    return rc ? rc : buf_put_u64(out, m->conflicts_since, e);
 }
 
-int msg_pull_decode(uint64_t *since, const struct frame *f, struct errctx *e)
+int msg_pull_decode(struct msg_pull *m, const struct frame *f, struct errctx *e)
 {
     struct buf_reader r;
     int rc;
@@ -131,7 +140,54 @@ int msg_pull_decode(uint64_t *since, const struct frame *f, struct errctx *e)
     if ((rc = expect(f, MSG_PULL, e)) != 0)
         return rc;
     buf_reader_init(&r, f->payload, f->len);
-    if ((rc = buf_get_u64(&r, since, e)) != 0)
+    if ((rc = buf_get_u64(&r, &m->since, e)) != 0 ||
+        (rc = buf_get_u64(&r, &m->conflicts_since, e)) != 0)
+        return rc;
+    return buf_reader_done(&r, e);
+}
+
+static int put_b32(struct buf *out, const uint8_t *p, uint32_t n, struct errctx *e)
+{
+    int rc = buf_put_u32(out, n, e);
+    return rc ? rc : buf_put(out, p, n, e);
+}
+
+static int get_b32(struct buf_reader *r, const uint8_t **p, uint32_t *n, struct errctx *e)
+{
+    int rc = buf_get_u32(r, n, e);
+    return rc ? rc : buf_get_bytes(r, p, *n, e);
+}
+
+int msg_conflict_encode(struct buf *out, const struct msg_conflict *m, struct errctx *e)
+{
+    int rc;
+    if ((rc = buf_put_u64(out, m->id, e)) != 0 || (rc = buf_put_u64(out, m->version, e)) != 0 ||
+        (rc = buf_put_str(out, m->table, e)) != 0 || (rc = buf_put_str(out, m->column, e)) != 0 ||
+        (rc = buf_put_str(out, m->kind, e)) != 0 || (rc = buf_put_str(out, m->winner, e)) != 0 ||
+        (rc = buf_put_u64(out, m->lost_at, e)) != 0 || (rc = buf_put_u64(out, m->won_at, e)) != 0 ||
+        (rc = put_b32(out, m->key, m->nkey, e)) != 0 ||
+        (rc = put_b32(out, m->lost, m->nlost, e)) != 0)
+        return rc;
+    return put_b32(out, m->kept, m->nkept, e);
+}
+
+int msg_conflict_decode(struct msg_conflict *m, const struct frame *f, struct errctx *e)
+{
+    struct buf_reader r;
+    int rc;
+
+    if ((rc = expect(f, MSG_CONFLICT, e)) != 0)
+        return rc;
+    buf_reader_init(&r, f->payload, f->len);
+    if ((rc = buf_get_u64(&r, &m->id, e)) != 0 || (rc = buf_get_u64(&r, &m->version, e)) != 0 ||
+        (rc = buf_get_str(&r, m->table, sizeof(m->table) - 1, e)) != 0 ||
+        (rc = buf_get_str(&r, m->column, sizeof(m->column) - 1, e)) != 0 ||
+        (rc = buf_get_str(&r, m->kind, sizeof(m->kind) - 1, e)) != 0 ||
+        (rc = buf_get_str(&r, m->winner, sizeof(m->winner) - 1, e)) != 0 ||
+        (rc = buf_get_u64(&r, &m->lost_at, e)) != 0 || (rc = buf_get_u64(&r, &m->won_at, e)) != 0 ||
+        (rc = get_b32(&r, &m->key, &m->nkey, e)) != 0 ||
+        (rc = get_b32(&r, &m->lost, &m->nlost, e)) != 0 ||
+        (rc = get_b32(&r, &m->kept, &m->nkept, e)) != 0)
         return rc;
     return buf_reader_done(&r, e);
 }

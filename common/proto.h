@@ -7,15 +7,19 @@
  *   HELLO      0x01  u16 proto, 32B schema fingerprint               site -> hub
  *   WELCOME    0x02  u16 proto, u64 head version                     hub -> site
  *   PUSH       0x10  32B push id, u64 base version, u32 raw length,
- *                    zstd changeset (rest of frame)                  site -> hub
+ *                    u32 n, n x u64 edit time (ms), zstd changeset  site -> hub
  *   PUSH_OK    0x11  u64 version (0: nothing applied), u8 duplicate,
  *                    u32 changes applied, u32 changes overridden      hub -> site
- *   PULL       0x20  u64 since                                       site -> hub
+ *   PULL       0x20  u64 since, u64 conflicts since                  site -> hub
  *   VERSION    0x21  u64 seq, 20B commit id, 20B tree id, u64 time,
  *                    str author site, u32 raw length, zstd changeset hub -> site
+ *   CONFLICT   0x23  u64 id, u64 version, str table, str column, str kind,
+ *                    str winner, u64 lost at, u64 won at, b32 row key,
+ *                    b32 lost value, b32 kept value                 hub -> site
  *   PULL_END   0x22  u64 head version, 20B tree id, u8 more           hub -> site
  *   BYE        0x30  (empty)                                         site -> hub
  *   ERROR      0x7f  u16 code, str sentence                          either way
+ * (b32: u32 length + bytes.)
  */
 #ifndef EMPACT_PROTO_H
 #define EMPACT_PROTO_H
@@ -26,7 +30,7 @@
 #include "errctx.h"
 #include "frame.h"
 
-#define PROTO_VERSION 1
+#define PROTO_VERSION 2
 
 enum msg_type {
     MSG_HELLO = 0x01,
@@ -36,6 +40,7 @@ enum msg_type {
     MSG_PULL = 0x20,
     MSG_VERSION = 0x21,
     MSG_PULL_END = 0x22,
+    MSG_CONFLICT = 0x23,
     MSG_BYE = 0x30,
     MSG_ERROR = 0x7f,
 };
@@ -69,8 +74,33 @@ struct msg_push {
     uint8_t push_id[PUSH_ID_LEN];
     uint64_t base;
     uint32_t raw_len;
-    const uint8_t *z; /* borrowed from the frame */
+    uint32_t ntimes;      /* one edit time per change, in changeset order */
+    const uint8_t *times; /* ntimes x u64 big-endian; borrowed */
+    const uint8_t *z;     /* borrowed from the frame */
     uint32_t zlen;
+};
+
+struct msg_pull {
+    uint64_t since;
+    uint64_t conflicts_since;
+};
+
+/* One entry of the hub's conflict log, for the site whose input lost. */
+struct msg_conflict {
+    uint64_t id;
+    uint64_t version; /* the version that decided it; 0 if the push made none */
+    char table[64];
+    char column[64]; /* "" for a whole row */
+    char kind[32];
+    char winner[SITE_ID_MAX + 8];
+    uint64_t lost_at; /* edit times, ms since the epoch */
+    uint64_t won_at;
+    const uint8_t *key; /* borrowed byte strings */
+    uint32_t nkey;
+    const uint8_t *lost;
+    uint32_t nlost;
+    const uint8_t *kept;
+    uint32_t nkept;
 };
 
 struct msg_push_ok {
@@ -107,7 +137,8 @@ int msg_hello_encode(struct buf *out, const struct msg_hello *m, struct errctx *
 int msg_welcome_encode(struct buf *out, const struct msg_welcome *m, struct errctx *e) SYNC_WUR;
 int msg_push_encode(struct buf *out, const struct msg_push *m, struct errctx *e) SYNC_WUR;
 int msg_push_ok_encode(struct buf *out, const struct msg_push_ok *m, struct errctx *e) SYNC_WUR;
-int msg_pull_encode(struct buf *out, uint64_t since, struct errctx *e) SYNC_WUR;
+int msg_pull_encode(struct buf *out, const struct msg_pull *m, struct errctx *e) SYNC_WUR;
+int msg_conflict_encode(struct buf *out, const struct msg_conflict *m, struct errctx *e) SYNC_WUR;
 int msg_version_encode(struct buf *out, const struct msg_version *m, struct errctx *e) SYNC_WUR;
 int msg_pull_end_encode(struct buf *out, const struct msg_pull_end *m, struct errctx *e) SYNC_WUR;
 int msg_error_encode(struct buf *out, uint16_t code, const char *msg, struct errctx *e) SYNC_WUR;
@@ -118,7 +149,8 @@ int msg_hello_decode(struct msg_hello *m, const struct frame *f, struct errctx *
 int msg_welcome_decode(struct msg_welcome *m, const struct frame *f, struct errctx *e) SYNC_WUR;
 int msg_push_decode(struct msg_push *m, const struct frame *f, struct errctx *e) SYNC_WUR;
 int msg_push_ok_decode(struct msg_push_ok *m, const struct frame *f, struct errctx *e) SYNC_WUR;
-int msg_pull_decode(uint64_t *since, const struct frame *f, struct errctx *e) SYNC_WUR;
+int msg_pull_decode(struct msg_pull *m, const struct frame *f, struct errctx *e) SYNC_WUR;
+int msg_conflict_decode(struct msg_conflict *m, const struct frame *f, struct errctx *e) SYNC_WUR;
 int msg_version_decode(struct msg_version *m, const struct frame *f, struct errctx *e) SYNC_WUR;
 int msg_pull_end_decode(struct msg_pull_end *m, const struct frame *f, struct errctx *e) SYNC_WUR;
 int msg_error_decode(struct msg_error *m, const struct frame *f, struct errctx *e) SYNC_WUR;

@@ -32,6 +32,7 @@
 #include "changeset.h"
 #include "db.h"
 #include "gitmap.h"
+#include "merge.h"
 #include "pki.h"
 #include "tls.h"
 
@@ -52,7 +53,13 @@ static const char hub_ddl[] =
     " applied INTEGER NOT NULL, overridden INTEGER NOT NULL, created_at INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS _empact_site_cert ("
     " site_id TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, revoked INTEGER NOT NULL DEFAULT 0,"
-    " added_at INTEGER NOT NULL);";
+    " added_at INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS _empact_conflict ("
+    " id INTEGER PRIMARY KEY, version INTEGER NOT NULL, push_id TEXT, tbl TEXT NOT NULL,"
+    " row_key TEXT NOT NULL, col TEXT NOT NULL, kind TEXT NOT NULL, loser_site TEXT NOT NULL,"
+    " lost_value TEXT NOT NULL, lost_at INTEGER NOT NULL, winner_site TEXT NOT NULL,"
+    " kept_value TEXT NOT NULL, won_at INTEGER NOT NULL, created_at INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS _empact_conflict_loser ON _empact_conflict (loser_site, id);";
 
 /* The metric catalogue every hub starts with (hub-class table `metric`). */
 static const char seed_sql[] =
@@ -184,11 +191,6 @@ static int branch_repair(struct hub *h, struct errctx *e)
 
 /* ---- committing one version ------------------------------------------------ */
 
-struct apply_stats {
-    uint32_t applied;
-    uint32_t overridden;
-};
-
 /* Records the effect changeset eff (from author, for push_id or NULL) as the
  * next version: git tree and commit, version row, branch.  Runs inside the
  * caller's write transaction. */
@@ -311,20 +313,6 @@ unlock:
 
 /* ---- pushes ------------------------------------------------------------------ */
 
-static int conflict_cb(void *ctx, int kind, sqlite3_changeset_iter *it)
-{
-    struct apply_stats *stats = ctx;
-    (void)it;
-    switch (kind) {
-    case SQLITE_CHANGESET_DATA:
-    case SQLITE_CHANGESET_CONFLICT:
-        return SQLITE_CHANGESET_REPLACE; /* the later push wins */
-    default:
-        stats->overridden++; /* NOTFOUND, CONSTRAINT, FOREIGN_KEY: dropped */
-        return SQLITE_CHANGESET_OMIT;
-    }
-}
-
 /* Looks up a push id; *found = 1 and res filled when it was seen before. */
 static int push_lookup(struct hub *h, const char *push_hex, struct msg_push_ok *res, int *found,
                        struct errctx *e)
@@ -375,53 +363,69 @@ static int push_record(struct hub *h, const char *push_hex, const char *site_id,
 }
 
 /* Applies a checked push inside the write transaction and commits its effect. */
+/* Applies a checked push inside the write transaction by the merge policy
+ * and commits its effect; conflicts logged for it get the new version. */
 static int push_apply(struct hub *h, const char *site_id, const char *push_hex, const void *cs,
-                      size_t n, int nchanges, struct msg_push_ok *res, struct errctx *e)
+                      size_t n, const uint64_t *times, uint32_t ntimes, struct msg_push_ok *res,
+                      struct errctx *e)
 {
     sqlite3_session *sess = NULL;
-    struct apply_stats stats = {0, 0};
+    struct merge_stats st;
+    struct buf msg = {0};
     void *eff = NULL;
     int neff = 0, rc;
-    char summary[128];
+    char summary[160];
 
     if ((rc = session_start(&sess, h, e)) != SYNC_OK)
         return rc;
-    if ((rc = sqlite3changeset_apply_v2(h->db, (int)n, (void *)cs, NULL, conflict_cb, &stats, NULL,
-                                        NULL, 0)) != SQLITE_OK) {
-        rc = errctx_set(e, SYNC_EREFUSED,
-                        "push could not be applied (%s); it does not fit the "
-                        "hub's tables",
-                        sqlite3_errstr(rc));
+    if ((rc = merge_apply(h->db, h->schema, site_id, push_hex, cs, n, times, ntimes, &st, &msg,
+                          e)) != SYNC_OK)
         goto out;
-    }
     if (sqlite3session_changeset(sess, &neff, &eff) != SQLITE_OK) {
         rc = sql_err(e, h->db, "taking the applied changeset");
         goto out;
     }
-    res->overridden = stats.overridden;
-    res->applied = (uint32_t)nchanges - stats.overridden;
+    res->applied = st.applied;
+    res->overridden = st.lost;
     res->duplicate = 0;
     res->version = 0;
     if (neff > 0) {
-        snprintf(summary, sizeof(summary), "push from %s: %u applied, %u overridden", site_id,
-                 res->applied, res->overridden);
-        if ((rc = version_commit(h, site_id, push_hex, eff, (size_t)neff, summary, &res->version,
-                                 e)) != SYNC_OK)
+        struct buf full = {0};
+        snprintf(summary, sizeof(summary), "push from %s: %u applied, %u lost in conflicts",
+                 site_id, st.applied, st.lost);
+        while (msg.len > 0 && msg.data[msg.len - 1] == '\n')
+            msg.len--;
+        if ((rc = buf_put(&full, summary, strlen(summary), e)) == SYNC_OK && msg.len > 0)
+            rc = buf_put(&full, "\n\n", 2, e);
+        if (rc == SYNC_OK && (rc = buf_put(&full, msg.data, msg.len, e)) == SYNC_OK &&
+            (rc = buf_put_u8(&full, 0, e)) == SYNC_OK)
+            rc = version_commit(h, site_id, push_hex, eff, (size_t)neff, (const char *)full.data,
+                                &res->version, e);
+        buf_free(&full);
+        if (rc != SYNC_OK)
             goto out;
     }
+    if ((rc = db_exec_free(h->db,
+                           sqlite3_mprintf("UPDATE _empact_conflict SET version = %llu "
+                                           "WHERE push_id = %Q AND version = 0",
+                                           (unsigned long long)res->version, push_hex),
+                           "hub database", e)) != SYNC_OK)
+        goto out;
     rc = push_record(h, push_hex, site_id, res, e);
 out:
     sqlite3session_delete(sess);
     sqlite3_free(eff);
+    buf_free(&msg);
     return rc;
 }
 
-int hub_push(struct hub *h, const char *site_id, const uint8_t push_id[PUSH_ID_LEN], uint64_t base,
-             const void *cs, size_t n, struct msg_push_ok *res, struct errctx *e)
+int hub_push(struct hub *h, const char *site_id, const struct msg_push *m, const void *cs, size_t n,
+             struct msg_push_ok *res, struct errctx *e)
 {
     char push_hex[PUSH_ID_LEN * 2 + 1];
+    const uint8_t *push_id = m->push_id;
+    uint64_t base = m->base, head, *times = NULL;
     int found, nchanges, rc;
-    uint64_t head;
 
     memset(res, 0, sizeof(*res));
     for (int i = 0; i < PUSH_ID_LEN; i++)
@@ -429,6 +433,15 @@ int hub_push(struct hub *h, const char *site_id, const uint8_t push_id[PUSH_ID_L
     /* Class and shape checks need no lock: they read only the changeset. */
     if ((rc = changeset_check_push(h->schema, cs, n, site_id, &nchanges, e)) != SYNC_OK)
         return rc;
+    if ((uint32_t)nchanges != m->ntimes)
+        return errctx_set(e, SYNC_EREFUSED, "push carries %u edit times for %d changes", m->ntimes,
+                          nchanges);
+    if ((times = calloc(m->ntimes ? m->ntimes : 1, sizeof(*times))) == NULL)
+        return errctx_set(e, SYNC_ENOMEM, "out of memory");
+    for (uint32_t i = 0; i < m->ntimes; i++) {
+        for (int b = 0; b < 8; b++)
+            times[i] = (times[i] << 8) | m->times[i * 8 + (uint32_t)b];
+    }
     pthread_mutex_lock(&h->lock);
     if ((rc = begin(h, e)) != SYNC_OK)
         goto unlock;
@@ -443,11 +456,12 @@ int hub_push(struct hub *h, const char *site_id, const uint8_t push_id[PUSH_ID_L
                         (unsigned long long)base, (unsigned long long)head);
         goto out;
     }
-    rc = push_apply(h, site_id, push_hex, cs, n, nchanges, res, e);
+    rc = push_apply(h, site_id, push_hex, cs, n, times, m->ntimes, res, e);
 out:
     rc = finish(h, rc, e);
 unlock:
     pthread_mutex_unlock(&h->lock);
+    free(times);
     return rc;
 }
 
@@ -623,6 +637,8 @@ out:
 static int schema_create(sqlite3 *db, const struct schema *s, struct errctx *e)
 {
     int rc = db_exec(db, hub_ddl, "hub database", e);
+    if (rc == SYNC_OK)
+        rc = merge_tables_create(db, s, e);
     for (int i = 0; rc == SYNC_OK && i < s->ntable; i++) {
         if (schema_class_replicated(s->tables[i].cls))
             rc = db_exec(db, s->tables[i].create_sql, "hub database", e);
@@ -747,4 +763,41 @@ void hub_close(struct hub *h)
     pthread_mutex_destroy(&h->lock);
     free(h->dir);
     free(h);
+}
+
+int hub_conflicts(sqlite3 *rdb, const char *site, uint64_t since,
+                  int (*fn)(void *arg, const struct hub_conflict *c), void *arg, struct errctx *e)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = SYNC_OK, step;
+
+    if (sqlite3_prepare_v2(rdb,
+                           "SELECT id, version, tbl, row_key, col, kind, winner_site, lost_value, "
+                           "kept_value, lost_at, won_at FROM _empact_conflict "
+                           "WHERE loser_site = ? AND id > ? ORDER BY id LIMIT ?",
+                           -1, &st, NULL) != SQLITE_OK)
+        return sql_err(e, rdb, "reading the conflict log");
+    sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)since);
+    sqlite3_bind_int(st, 3, PULL_BATCH_MAX);
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        struct hub_conflict c;
+        c.id = (uint64_t)sqlite3_column_int64(st, 0);
+        c.version = (uint64_t)sqlite3_column_int64(st, 1);
+        c.table = (const char *)sqlite3_column_text(st, 2);
+        c.key = (const char *)sqlite3_column_text(st, 3);
+        c.column = (const char *)sqlite3_column_text(st, 4);
+        c.kind = (const char *)sqlite3_column_text(st, 5);
+        c.winner = (const char *)sqlite3_column_text(st, 6);
+        c.lost = (const char *)sqlite3_column_text(st, 7);
+        c.kept = (const char *)sqlite3_column_text(st, 8);
+        c.lost_at = sqlite3_column_int64(st, 9);
+        c.won_at = sqlite3_column_int64(st, 10);
+        if ((rc = fn(arg, &c)) != SYNC_OK)
+            break;
+    }
+    if (rc == SYNC_OK && step != SQLITE_DONE)
+        rc = sql_err(e, rdb, "reading the conflict log");
+    sqlite3_finalize(st);
+    return rc;
 }

@@ -47,11 +47,13 @@ void hub_close(struct hub *h);
 int hub_add_site(struct hub *h, const char *site_id, const char *name, const char *jurisdiction,
                  const char *fingerprint, struct errctx *e) SYNC_WUR;
 
-/* Applies one push from site_id (authenticated by TLS).  A push id seen
- * before returns the original result with duplicate = 1.  A push that breaks
- * a class rule is refused whole (SYNC_EREFUSED, nothing written). */
-int hub_push(struct hub *h, const char *site_id, const uint8_t push_id[PUSH_ID_LEN], uint64_t base,
-             const void *cs, size_t n, struct msg_push_ok *res, struct errctx *e) SYNC_WUR;
+/* Applies one push from site_id (authenticated by TLS): m carries the push
+ * id, base version and edit times, cs the decompressed changeset.  A push id
+ * seen before returns the original result with duplicate = 1.  A push that
+ * breaks a class rule is refused whole (SYNC_EREFUSED, nothing written);
+ * otherwise it is merged by the policy in merge.h. */
+int hub_push(struct hub *h, const char *site_id, const struct msg_push *m, const void *cs,
+             size_t n, struct msg_push_ok *res, struct errctx *e) SYNC_WUR;
 
 /* Opens a read connection to dir/hub.db (caller closes with sqlite3_close). */
 int hub_reader_open(sqlite3 **out, const char *dir, struct errctx *e) SYNC_WUR;
@@ -78,6 +80,20 @@ struct hub_version {
 int hub_versions(sqlite3 *rdb, uint64_t since, int (*fn)(void *arg, const struct hub_version *v),
                  void *arg, uint64_t *head, uint8_t head_tree[20], int *more,
                  struct errctx *e) SYNC_WUR;
+
+/* One entry of the conflict log, for pulls (strings borrowed until the
+ * callback returns). */
+struct hub_conflict {
+    uint64_t id, version;
+    const char *table, *key, *column, *kind, *winner, *lost, *kept;
+    int64_t lost_at, won_at;
+};
+
+/* Calls fn for each conflict entry whose loser is site, with id > since, in
+ * id order (at most PULL_BATCH_MAX); inside the caller's snapshot if any. */
+int hub_conflicts(sqlite3 *rdb, const char *site, uint64_t since,
+                  int (*fn)(void *arg, const struct hub_conflict *c), void *arg,
+                  struct errctx *e) SYNC_WUR;
 
 /* The newest version number (0 when none). */
 int hub_head(sqlite3 *db, uint64_t *head, struct errctx *e) SYNC_WUR;

@@ -156,17 +156,16 @@ static int handle_push(struct conn *c, const struct frame *f, struct errctx *e)
                         raw.len, m.raw_len);
         goto refuse;
     }
-    if ((rc = hub_push(c->srv->hub, c->site, m.push_id, m.base, raw.data, raw.len, &ok, e)) !=
-        SYNC_OK)
+    if ((rc = hub_push(c->srv->hub, c->site, &m, raw.data, raw.len, &ok, e)) != SYNC_OK)
         goto refuse;
     if (ok.duplicate)
         logf_("site %s: push repeated (already applied as version %llu)", c->site,
               (unsigned long long)ok.version);
     else if (ok.version)
-        logf_("site %s: push accepted as version %llu (%u applied, %u overridden)", c->site,
+        logf_("site %s: push accepted as version %llu (%u applied, %u lost in conflicts)", c->site,
               (unsigned long long)ok.version, ok.applied, ok.overridden);
     else
-        logf_("site %s: push changed nothing (%u overridden)", c->site, ok.overridden);
+        logf_("site %s: push changed nothing (%u lost in conflicts)", c->site, ok.overridden);
     if ((rc = msg_push_ok_encode(&b, &ok, e)) == SYNC_OK)
         rc = msg_send(&c->io, MSG_PUSH_OK, &b, e);
     goto out;
@@ -183,6 +182,7 @@ struct pull_ctx {
     struct conn *c;
     struct errctx *e;
     uint64_t count;
+    uint64_t nconflicts;
 };
 
 static int send_version(void *arg, const struct hub_version *v)
@@ -211,21 +211,52 @@ static int send_version(void *arg, const struct hub_version *v)
     return rc;
 }
 
+static int send_conflict(void *arg, const struct hub_conflict *hc)
+{
+    struct pull_ctx *p = arg;
+    struct msg_conflict m;
+    struct buf b = {0};
+    int rc;
+
+    memset(&m, 0, sizeof(m));
+    m.id = hc->id;
+    m.version = hc->version;
+    snprintf(m.table, sizeof(m.table), "%s", hc->table);
+    snprintf(m.column, sizeof(m.column), "%s", hc->column);
+    snprintf(m.kind, sizeof(m.kind), "%s", hc->kind);
+    snprintf(m.winner, sizeof(m.winner), "%s", hc->winner);
+    m.lost_at = (uint64_t)hc->lost_at;
+    m.won_at = (uint64_t)hc->won_at;
+    m.key = (const uint8_t *)hc->key;
+    m.nkey = (uint32_t)strlen(hc->key);
+    m.lost = (const uint8_t *)hc->lost;
+    m.nlost = (uint32_t)strlen(hc->lost);
+    m.kept = (const uint8_t *)hc->kept;
+    m.nkept = (uint32_t)strlen(hc->kept);
+    if ((rc = msg_conflict_encode(&b, &m, p->e)) == SYNC_OK)
+        rc = msg_send(&p->c->io, MSG_CONFLICT, &b, p->e);
+    buf_free(&b);
+    p->nconflicts++;
+    return rc;
+}
+
 static int handle_pull(struct conn *c, const struct frame *f, struct errctx *e)
 {
-    struct pull_ctx p = {c, e, 0};
+    struct pull_ctx p = {c, e, 0, 0};
     struct msg_pull_end end;
+    struct msg_pull pull;
     struct buf b = {0};
-    uint64_t since;
     int more, rc;
 
-    if ((rc = msg_pull_decode(&since, f, e)) != SYNC_OK) {
+    if ((rc = msg_pull_decode(&pull, f, e)) != SYNC_OK) {
         msg_send_error(&c->io, WERR_BAD_FRAME, e->msg);
         return rc;
     }
     memset(&end, 0, sizeof(end));
-    if ((rc = hub_versions(c->rdb, since, send_version, &p, &end.head, end.tree, &more, e)) !=
-        SYNC_OK) {
+    if ((rc = hub_versions(c->rdb, pull.since, send_version, &p, &end.head, end.tree, &more, e)) !=
+            SYNC_OK ||
+        (rc = hub_conflicts(c->rdb, c->site, pull.conflicts_since, send_conflict, &p, e)) !=
+            SYNC_OK) {
         if (rc == SYNC_EREFUSED)
             msg_send_error(&c->io, WERR_BASE_AHEAD, e->msg);
         else if (rc != SYNC_ENET)
@@ -236,9 +267,10 @@ static int handle_pull(struct conn *c, const struct frame *f, struct errctx *e)
     if ((rc = msg_pull_end_encode(&b, &end, e)) == SYNC_OK)
         rc = msg_send(&c->io, MSG_PULL_END, &b, e);
     buf_free(&b);
-    if (rc == SYNC_OK && p.count > 0)
-        logf_("site %s: sent %llu versions (%llu..%llu)", c->site, (unsigned long long)p.count,
-              (unsigned long long)since + 1, (unsigned long long)end.head);
+    if (rc == SYNC_OK && (p.count > 0 || p.nconflicts > 0))
+        logf_("site %s: sent %llu versions (%llu..%llu) and %llu conflict log entries", c->site,
+              (unsigned long long)p.count, (unsigned long long)pull.since + 1,
+              (unsigned long long)end.head, (unsigned long long)p.nconflicts);
     return rc;
 }
 

@@ -48,6 +48,11 @@ static int dec_version(void *m, const struct frame *f, struct errctx *e)
 {
     return msg_version_decode(m, f, e);
 }
+static int dec_conflict(void *m, const struct frame *f, struct errctx *e)
+{
+    return msg_conflict_decode(m, f, e);
+}
+
 static int dec_pull_end(void *m, const struct frame *f, struct errctx *e)
 {
     return msg_pull_end_decode(m, f, e);
@@ -79,7 +84,8 @@ union any_msg {
     struct msg_welcome welcome;
     struct msg_push push;
     struct msg_push_ok push_ok;
-    uint64_t since;
+    struct msg_pull pull;
+    struct msg_conflict conflict;
     struct msg_version version;
     struct msg_pull_end pull_end;
     struct msg_error error;
@@ -92,8 +98,8 @@ static void refuse_damage(decode_fn dec, uint8_t type, const struct buf *good, s
                           int tail_ok)
 {
     static const uint8_t types[] = {MSG_HELLO, MSG_WELCOME, MSG_PUSH,     MSG_PUSH_OK,
-                                    MSG_PULL,  MSG_VERSION, MSG_PULL_END, MSG_BYE,
-                                    MSG_ERROR, 0x00,        0xff};
+                                    MSG_PULL,  MSG_VERSION, MSG_PULL_END, MSG_CONFLICT,
+                                    MSG_BYE,   MSG_ERROR,   0x00,         0xff};
     union any_msg m;
     struct errctx e = {0};
     uint8_t *longer;
@@ -164,7 +170,7 @@ static void test_welcome(void **state)
     (void)state;
     assert_int_equal(msg_welcome_encode(&b, &in, &e), SYNC_OK);
     assert_int_equal(b.len, 10);
-    assert_memory_equal(b.data, "\x00\x01\x01\x02\x03\x04\x05\x06\x07\x08", 10);
+    assert_memory_equal(b.data, "\x00\x02\x01\x02\x03\x04\x05\x06\x07\x08", 10);
     memset(&out, 0xee, sizeof(out));
     assert_int_equal(decode_copy(dec_welcome, &out, MSG_WELCOME, b.data, b.len, &e), SYNC_OK);
     assert_int_equal(out.proto, PROTO_VERSION);
@@ -176,7 +182,13 @@ static void test_welcome(void **state)
 static void test_push(void **state)
 {
     static const uint8_t z[] = "compressed changeset bytes";
-    struct msg_push in = {.base = UINT64_MAX, .raw_len = 1234, .z = z, .zlen = sizeof(z) - 1};
+    static const uint8_t times[16] = {0, 0, 1, 2, 3, 4, 5, 6, 0, 0, 0, 0, 0, 0, 0, 9};
+    struct msg_push in = {.base = UINT64_MAX,
+                          .raw_len = 1234,
+                          .ntimes = 2,
+                          .times = times,
+                          .z = z,
+                          .zlen = sizeof(z) - 1};
     struct msg_push out;
     struct buf b = {0};
     struct errctx e = {0};
@@ -184,9 +196,11 @@ static void test_push(void **state)
     (void)state;
     fill(in.push_id, PUSH_ID_LEN, 9);
     assert_int_equal(msg_push_encode(&b, &in, &e), SYNC_OK);
-    assert_int_equal(b.len, 32 + 8 + 4 + in.zlen);
+    assert_int_equal(b.len, 32 + 8 + 4 + 4 + 16 + in.zlen);
     assert_memory_equal(b.data, in.push_id, 32);
-    assert_memory_equal(b.data + 32, "\xff\xff\xff\xff\xff\xff\xff\xff\x00\x00\x04\xd2", 12);
+    assert_memory_equal(b.data + 32, "\xff\xff\xff\xff\xff\xff\xff\xff\x00\x00\x04\xd2\0\0\0\x02",
+                        16);
+    assert_memory_equal(b.data + 48, times, 16);
     memset(&out, 0, sizeof(out));
     {
         struct frame f = {.type = MSG_PUSH, .len = (uint32_t)b.len, .payload = b.data};
@@ -194,20 +208,28 @@ static void test_push(void **state)
         assert_memory_equal(out.push_id, in.push_id, 32);
         assert_true(out.base == UINT64_MAX);
         assert_int_equal(out.raw_len, 1234);
+        assert_int_equal(out.ntimes, 2);
+        assert_ptr_equal(out.times, b.data + 48);
         assert_int_equal(out.zlen, in.zlen);
-        assert_ptr_equal(out.z, b.data + 44); /* borrowed from the frame */
+        assert_ptr_equal(out.z, b.data + 64); /* borrowed from the frame */
         assert_memory_equal(out.z, z, out.zlen);
     }
     /* The changeset is the rest of the frame: an extra byte is part of it. */
-    refuse_damage(dec_push, MSG_PUSH, &b, 44, 1);
+    refuse_damage(dec_push, MSG_PUSH, &b, 64, 1);
+
+    /* More edit times announced than the frame carries. */
+    b.data[47] = 0x7f;
+    assert_int_equal(decode_copy(dec_push, &out, MSG_PUSH, b.data, b.len, &e), SYNC_EPROTO);
+    assert_non_null(strstr(e.msg, "edit times"));
 
     /* An empty changeset is a valid push. */
     b.len = 0;
     in.zlen = 0;
     in.z = NULL;
     in.raw_len = 0;
+    in.ntimes = 0;
     assert_int_equal(msg_push_encode(&b, &in, &e), SYNC_OK);
-    assert_int_equal(b.len, 44);
+    assert_int_equal(b.len, 48);
     assert_int_equal(decode_copy(dec_push, &out, MSG_PUSH, b.data, b.len, &e), SYNC_OK);
     assert_int_equal(out.zlen, 0);
     buf_free(&b);
@@ -263,17 +285,57 @@ static void test_push_ok(void **state)
 
 static void test_pull(void **state)
 {
+    struct msg_pull in = {0x8000000000000001ull, 7}, out = {0, 0};
     struct buf b = {0};
     struct errctx e = {0};
-    uint64_t since = 0;
 
     (void)state;
-    assert_int_equal(msg_pull_encode(&b, 0x8000000000000001ull, &e), SYNC_OK);
-    assert_int_equal(b.len, 8);
-    assert_memory_equal(b.data, "\x80\0\0\0\0\0\0\x01", 8);
-    assert_int_equal(decode_copy(dec_pull, &since, MSG_PULL, b.data, b.len, &e), SYNC_OK);
-    assert_true(since == 0x8000000000000001ull);
+    assert_int_equal(msg_pull_encode(&b, &in, &e), SYNC_OK);
+    assert_int_equal(b.len, 16);
+    assert_memory_equal(b.data, "\x80\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\x07", 16);
+    assert_int_equal(decode_copy(dec_pull, &out, MSG_PULL, b.data, b.len, &e), SYNC_OK);
+    assert_true(out.since == 0x8000000000000001ull);
+    assert_true(out.conflicts_since == 7);
     refuse_damage(dec_pull, MSG_PULL, &b, b.len, 0);
+    buf_free(&b);
+}
+
+static void test_conflict(void **state)
+{
+    struct msg_conflict in, out;
+    struct buf b = {0};
+    struct errctx e = {0};
+
+    (void)state;
+    memset(&in, 0, sizeof(in));
+    in.id = 12;
+    in.version = 40;
+    strcpy(in.table, "resource");
+    strcpy(in.column, "title");
+    strcpy(in.kind, "overridden");
+    strcpy(in.winner, "ottawa");
+    in.lost_at = 1767225600123ull;
+    in.won_at = 1767225600999ull;
+    in.key = (const uint8_t *)"\"r1\"";
+    in.nkey = 4;
+    in.lost = (const uint8_t *)"\"Toolkit\"";
+    in.nlost = 9;
+    in.kept = (const uint8_t *)"";
+    in.nkept = 0;
+    assert_int_equal(msg_conflict_encode(&b, &in, &e), SYNC_OK);
+    memset(&out, 0, sizeof(out));
+    assert_int_equal(decode_copy(dec_conflict, &out, MSG_CONFLICT, b.data, b.len, &e), SYNC_OK);
+    assert_true(out.id == 12 && out.version == 40);
+    assert_string_equal(out.table, "resource");
+    assert_string_equal(out.column, "title");
+    assert_string_equal(out.kind, "overridden");
+    assert_string_equal(out.winner, "ottawa");
+    assert_true(out.lost_at == in.lost_at && out.won_at == in.won_at);
+    assert_int_equal(out.nkey, 4);
+    assert_int_equal(out.nlost, 9);
+    assert_int_equal(out.nkept, 0);
+    /* every field is fixed-size or length-prefixed: any prefix is refused */
+    refuse_damage(dec_conflict, MSG_CONFLICT, &b, b.len, 0);
     buf_free(&b);
 }
 
@@ -437,11 +499,17 @@ static void test_type_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hello),      cmocka_unit_test(test_welcome),
-        cmocka_unit_test(test_push),       cmocka_unit_test(test_push_raw_len_limit),
-        cmocka_unit_test(test_push_ok),    cmocka_unit_test(test_pull),
-        cmocka_unit_test(test_version),    cmocka_unit_test(test_pull_end),
-        cmocka_unit_test(test_error),      cmocka_unit_test(test_error_limits_and_control_chars),
+        cmocka_unit_test(test_hello),
+        cmocka_unit_test(test_welcome),
+        cmocka_unit_test(test_push),
+        cmocka_unit_test(test_push_raw_len_limit),
+        cmocka_unit_test(test_push_ok),
+        cmocka_unit_test(test_pull),
+        cmocka_unit_test(test_conflict),
+        cmocka_unit_test(test_version),
+        cmocka_unit_test(test_pull_end),
+        cmocka_unit_test(test_error),
+        cmocka_unit_test(test_error_limits_and_control_chars),
         cmocka_unit_test(test_type_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
