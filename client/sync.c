@@ -31,6 +31,7 @@ struct sync {
     struct tls_conn *tls;
     struct frame_io io;
     uint64_t base;
+    char site[SITE_ID_MAX + 1];
     struct sync_result *r;
 };
 
@@ -50,8 +51,10 @@ static int hub_error(const struct frame *f, struct errctx *e)
         rc = SYNC_ESCHEMA;
         break;
     case WERR_BAD_FRAME:
-    case WERR_TOO_LARGE:
         rc = SYNC_EPROTO;
+        break;
+    case WERR_TOO_LARGE:
+        rc = SYNC_ELIMIT;
         break;
     default:
         rc = SYNC_EREFUSED;
@@ -143,6 +146,7 @@ static int push(struct sync *y, const struct buf *local, struct errctx *e)
         goto out;
     /* The id covers the edit times too: a retry re-derives the same ones. */
     if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
+        EVP_DigestUpdate(md, y->site, strlen(y->site) + 1) != 1 ||
         EVP_DigestUpdate(md, be, 8) != 1 || EVP_DigestUpdate(md, local->data, local->len) != 1 ||
         EVP_DigestUpdate(md, times.data, times.len) != 1 ||
         EVP_DigestFinal_ex(md, m.push_id, &mdlen) != 1) {
@@ -399,6 +403,10 @@ static int sync_steps(struct sync *y, struct errctx *e)
     char *v = NULL;
     int rc;
 
+    if ((rc = replica_meta_get(&v, y->db, "site_id", e)) != SYNC_OK)
+        goto out;
+    snprintf(y->site, sizeof(y->site), "%s", v);
+    sqlite3_free(v);
     if ((rc = replica_meta_get(&v, y->db, "base_version", e)) != SYNC_OK)
         goto out;
     y->base = strtoull(v, NULL, 10);

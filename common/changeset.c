@@ -20,6 +20,7 @@
 
 #include "db.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -632,8 +633,15 @@ static int check_one(sqlite3_changeset_iter *it, const struct schema *s, const c
 
     if (sqlite3changeset_op(it, &tab, &ncol, &op, &indirect) != SQLITE_OK)
         return errctx_set(e, SYNC_EPROTO, "changeset is malformed");
-    if ((t = schema_find(s, tab)) == NULL)
-        return errctx_set(e, SYNC_EREFUSED, "push names unknown table \"%.64s\"", tab);
+    if ((t = schema_find(s, tab)) == NULL) {
+        char shown[65];
+        size_t i;
+        /* the name is outside input bound for a log: show identifiers only */
+        for (i = 0; tab[i] != '\0' && i < sizeof(shown) - 1; i++)
+            shown[i] = (isalnum((unsigned char)tab[i]) || tab[i] == '_') ? tab[i] : '?';
+        shown[i] = '\0';
+        return errctx_set(e, SYNC_EREFUSED, "push names unknown table \"%s\"", shown);
+    }
     if (t->cls == CLASS_LOCAL)
         return errctx_set(e, SYNC_EREFUSED,
                           "push changes table %s, which is confidential to the site and "

@@ -25,8 +25,9 @@ int cli_exit_code(int rc)
     case SYNC_ESCHEMA:
     case SYNC_ETLS:
         return EXIT_REFUSED;
-    case SYNC_EPROTO:
     case SYNC_ELIMIT:
+        return EXIT_DATA; /* retrying the same data will not fit either */
+    case SYNC_EPROTO:
         return EXIT_TEMPFAIL;
     default:
         return EXIT_SOFTWARE;

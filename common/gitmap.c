@@ -36,6 +36,9 @@ static pthread_once_t git_once = PTHREAD_ONCE_INIT;
 static void git_boot(void)
 {
     git_libgit2_init();
+    /* An acknowledged push must survive a power cut: hub.db is synchronous=FULL,
+     * so the objects and refs it points to must be on disk as well. */
+    git_libgit2_opts(GIT_OPT_ENABLE_FSYNC_GITDIR, 1);
 }
 
 static int git_err(struct errctx *e, const char *what)

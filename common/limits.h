@@ -15,6 +15,10 @@
  * fits; anything larger is refused before a byte is allocated. */
 #define FRAME_MAX (32u * 1024u * 1024u)
 
+/* The first frame of a connection (HELLO) is read with this limit: the peer is
+ * not yet known to be a registered site. */
+#define HELLO_FRAME_MAX 64u
+
 /* Largest decompressed changeset.  zstd output is bounded by this before
  * allocation; a "bomb" that claims or produces more is refused. */
 #define CHANGESET_MAX (256u * 1024u * 1024u)
@@ -53,6 +57,9 @@
 
 /* Concurrent connections served by one hub; more wait in the listen backlog. */
 #define HUB_MAX_CONNS 256
+
+/* Pause after a failed accept() (e.g. out of file descriptors). */
+#define ACCEPT_BACKOFF_MS 100
 
 /* Versions sent in one pull reply before the client asks again. */
 #define PULL_BATCH_MAX 1000

@@ -141,8 +141,11 @@ static int table_columns(sqlite3 *db, struct schema_table *t, struct errctx *e)
             }
         }
     }
-    if (t->cls == CLASS_OWNED && t->site_col < 0) {
-        rc = errctx_set(e, SYNC_ESCHEMA, "schema: owned table %s has no site_id column", t->name);
+    if (t->cls == CLASS_OWNED && (t->site_col < 0 || t->cols[t->site_col].pk == 0)) {
+        /* in the key, so that two sites can never write the same row */
+        rc =
+            errctx_set(e, SYNC_ESCHEMA,
+                       "schema: owned table %s needs a site_id column in its primary key", t->name);
         goto out;
     }
     rc = SYNC_OK;

@@ -49,8 +49,9 @@ static const char hub_ddl[] =
     " seq INTEGER PRIMARY KEY, commit_id TEXT NOT NULL, tree_id TEXT NOT NULL,"
     " site_id TEXT NOT NULL, push_id TEXT, changeset BLOB NOT NULL, created_at INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS _empact_push ("
-    " push_id TEXT PRIMARY KEY, site_id TEXT NOT NULL, version INTEGER NOT NULL,"
-    " applied INTEGER NOT NULL, overridden INTEGER NOT NULL, created_at INTEGER NOT NULL);"
+    " push_id TEXT NOT NULL, site_id TEXT NOT NULL, version INTEGER NOT NULL,"
+    " applied INTEGER NOT NULL, overridden INTEGER NOT NULL, created_at INTEGER NOT NULL,"
+    " PRIMARY KEY (site_id, push_id)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS _empact_site_cert ("
     " site_id TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, revoked INTEGER NOT NULL DEFAULT 0,"
     " added_at INTEGER NOT NULL);"
@@ -261,8 +262,12 @@ static int finish(struct hub *h, int rc, struct errctx *e)
 {
     if (rc == SYNC_OK)
         rc = db_exec(h->db, "COMMIT", "hub database", e);
-    if (rc != SYNC_OK && !sqlite3_get_autocommit(h->db))
+    if (rc != SYNC_OK && !sqlite3_get_autocommit(h->db)) {
+        struct errctx ignored;
         (void)sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
+        /* the branch may point at the commit just rolled back */
+        (void)branch_repair(h, &ignored);
+    }
     return rc;
 }
 
@@ -314,8 +319,8 @@ unlock:
 /* ---- pushes ------------------------------------------------------------------ */
 
 /* Looks up a push id; *found = 1 and res filled when it was seen before. */
-static int push_lookup(struct hub *h, const char *push_hex, struct msg_push_ok *res, int *found,
-                       struct errctx *e)
+static int push_lookup(struct hub *h, const char *site_id, const char *push_hex,
+                       struct msg_push_ok *res, int *found, struct errctx *e)
 {
     sqlite3_stmt *st = NULL;
     int rc = SYNC_OK, step;
@@ -323,10 +328,11 @@ static int push_lookup(struct hub *h, const char *push_hex, struct msg_push_ok *
     *found = 0;
     if (sqlite3_prepare_v2(h->db,
                            "SELECT version, applied, overridden FROM _empact_push "
-                           "WHERE push_id = ?",
+                           "WHERE site_id = ? AND push_id = ?",
                            -1, &st, NULL) != SQLITE_OK)
         return sql_err(e, h->db, "looking up a push");
-    sqlite3_bind_text(st, 1, push_hex, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 1, site_id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, push_hex, -1, SQLITE_STATIC);
     if ((step = sqlite3_step(st)) == SQLITE_ROW) {
         *found = 1;
         res->version = (uint64_t)sqlite3_column_int64(st, 0);
@@ -445,7 +451,7 @@ int hub_push(struct hub *h, const char *site_id, const struct msg_push *m, const
     pthread_mutex_lock(&h->lock);
     if ((rc = begin(h, e)) != SYNC_OK)
         goto unlock;
-    if ((rc = push_lookup(h, push_hex, res, &found, e)) != SYNC_OK || found)
+    if ((rc = push_lookup(h, site_id, push_hex, res, &found, e)) != SYNC_OK || found)
         goto out;
     if ((rc = hub_head(h->db, &head, e)) != SYNC_OK)
         goto out;
@@ -588,6 +594,28 @@ out:
     sqlite3_finalize(st);
     (void)sqlite3_exec(rdb, "COMMIT", NULL, NULL, NULL);
     return rc;
+}
+
+int hub_read_pem(char **out, const char *dir, const char *name, struct errctx *e)
+{
+    char path[4096];
+    FILE *fp;
+    long n;
+
+    *out = NULL;
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if ((fp = fopen(path, "re")) == NULL)
+        return errctx_set(e, SYNC_EIO, "cannot open %s: %s", path, strerror(errno));
+    if (fseek(fp, 0, SEEK_END) != 0 || (n = ftell(fp)) < 0 || n > PEM_MAX ||
+        fseek(fp, 0, SEEK_SET) != 0 || (*out = calloc(1, (size_t)n + 1)) == NULL ||
+        fread(*out, 1, (size_t)n, fp) != (size_t)n) {
+        fclose(fp);
+        free(*out);
+        *out = NULL;
+        return errctx_set(e, SYNC_EIO, "cannot read %s (or it is over %d bytes)", path, PEM_MAX);
+    }
+    fclose(fp);
+    return SYNC_OK;
 }
 
 /* ---- create and open --------------------------------------------------------------- */

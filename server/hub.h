@@ -52,8 +52,8 @@ int hub_add_site(struct hub *h, const char *site_id, const char *name, const cha
  * seen before returns the original result with duplicate = 1.  A push that
  * breaks a class rule is refused whole (SYNC_EREFUSED, nothing written);
  * otherwise it is merged by the policy in merge.h. */
-int hub_push(struct hub *h, const char *site_id, const struct msg_push *m, const void *cs,
-             size_t n, struct msg_push_ok *res, struct errctx *e) SYNC_WUR;
+int hub_push(struct hub *h, const char *site_id, const struct msg_push *m, const void *cs, size_t n,
+             struct msg_push_ok *res, struct errctx *e) SYNC_WUR;
 
 /* Opens a read connection to dir/hub.db (caller closes with sqlite3_close). */
 int hub_reader_open(sqlite3 **out, const char *dir, struct errctx *e) SYNC_WUR;
@@ -94,6 +94,10 @@ struct hub_conflict {
 int hub_conflicts(sqlite3 *rdb, const char *site, uint64_t since,
                   int (*fn)(void *arg, const struct hub_conflict *c), void *arg,
                   struct errctx *e) SYNC_WUR;
+
+/* Reads dir/name (a PEM certificate or key, at most PEM_MAX bytes) into a new
+ * NUL-terminated string; caller wipes and frees it (pki_pem_free). */
+int hub_read_pem(char **out, const char *dir, const char *name, struct errctx *e) SYNC_WUR;
 
 /* The newest version number (0 when none). */
 int hub_head(sqlite3 *db, uint64_t *head, struct errctx *e) SYNC_WUR;

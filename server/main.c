@@ -95,24 +95,6 @@ static int cmd_init(int argc, char **argv, const struct schema *s)
     return EXIT_OK;
 }
 
-static int load_pem(char **out, const char *dir, const char *name, struct errctx *e)
-{
-    char path[4096];
-    FILE *fp;
-    size_t n;
-
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    if ((*out = calloc(1, PEM_MAX + 1)) == NULL)
-        return errctx_set(e, SYNC_ENOMEM, "out of memory");
-    if ((fp = fopen(path, "re")) == NULL)
-        return errctx_set(e, SYNC_EIO, "cannot open %s: %s", path, strerror(errno));
-    n = fread(*out, 1, PEM_MAX, fp);
-    fclose(fp);
-    if (n == 0 || n == PEM_MAX)
-        return errctx_set(e, SYNC_EIO, "%s is empty or too large", path);
-    return SYNC_OK;
-}
-
 static int add_site(const char *dir, const char *site, const char *addr, const char *outpath,
                     const char *name, const char *jur, const struct schema *s, struct errctx *e)
 {
@@ -124,6 +106,9 @@ static int add_site(const char *dir, const char *site, const char *addr, const c
     int rc;
 
     memset(&b, 0, sizeof(b));
+    if (strcmp(site, HUB_AUTHOR) == 0)
+        return errctx_set(e, SYNC_EUSAGE,
+                          "site id \"%s\" is reserved for the central team's own changes", site);
     if (!tls_site_id_valid(site))
         return errctx_set(e, SYNC_EUSAGE,
                           "site id \"%s\" is not valid: use 1-%d lowercase letters, digits or "
@@ -135,8 +120,8 @@ static int add_site(const char *dir, const char *site, const char *addr, const c
         return errctx_set(e, SYNC_EUSAGE, "address is too long");
     if (stat(outpath, &st) == 0)
         return errctx_set(e, SYNC_EUSAGE, "%s exists; refusing to overwrite it", outpath);
-    if ((rc = load_pem(&ca_cert, dir, HUB_CA_CERT, e)) != SYNC_OK ||
-        (rc = load_pem(&ca_key, dir, HUB_CA_KEY, e)) != SYNC_OK ||
+    if ((rc = hub_read_pem(&ca_cert, dir, HUB_CA_CERT, e)) != SYNC_OK ||
+        (rc = hub_read_pem(&ca_key, dir, HUB_CA_KEY, e)) != SYNC_OK ||
         (rc = pki_issue(&b.site_cert, &b.site_key, ca_cert, ca_key, site, PKI_ROLE_SITE, CERT_DAYS,
                         e)) != SYNC_OK ||
         (rc = tls_cert_fingerprint(fp, b.site_cert, e)) != SYNC_OK ||

@@ -24,8 +24,8 @@
 #define CONFLICT_OVERRIDDEN "overridden"   /* your edit lost to a later edit of the column */
 #define CONFLICT_OVERWRITTEN "overwritten" /* your earlier value was replaced by a later edit */
 #define CONFLICT_UPDATE_DELETED "update-of-deleted" /* you updated a row deleted at the hub */
-#define CONFLICT_DELETED "deleted"         /* your value went with a row another site deleted */
-#define CONFLICT_REJECTED "rejected"       /* your change broke a constraint */
+#define CONFLICT_DELETED "deleted"   /* your value went with a row another site deleted */
+#define CONFLICT_REJECTED "rejected" /* your change broke a constraint */
 
 struct merge_stats {
     uint32_t applied; /* changes that changed the hub's data */

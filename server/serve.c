@@ -30,6 +30,7 @@
 
 #include "bundle.h"
 #include "hub.h"
+#include "pki.h"
 #include "proto.h"
 #include "tls.h"
 #include "zcodec.h"
@@ -98,7 +99,8 @@ static int handle_hello(struct conn *c, struct errctx *e)
     struct buf b = {0};
     int rc;
 
-    if ((rc = frame_read(&f, &c->io, FRAME_MAX, e)) != SYNC_OK)
+    /* Nothing is authorised yet: a HELLO is 34 bytes, so allow no more. */
+    if ((rc = frame_read(&f, &c->io, HELLO_FRAME_MAX, e)) != SYNC_OK)
         goto out;
     if ((rc = msg_hello_decode(&hello, f, e)) != SYNC_OK) {
         msg_send_error(&c->io, WERR_BAD_FRAME, e->msg);
@@ -439,48 +441,18 @@ static void drain(struct server *srv)
     pthread_mutex_unlock(&srv->lock);
 }
 
-static int read_text(char **out, const char *dir, const char *name, struct errctx *e)
-{
-    char path[4096];
-    FILE *fp;
-    long n;
-
-    *out = NULL;
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    if ((fp = fopen(path, "re")) == NULL)
-        return errctx_set(e, SYNC_EIO, "cannot open %s: %s", path, strerror(errno));
-    if (fseek(fp, 0, SEEK_END) != 0 || (n = ftell(fp)) < 0 || n > PEM_MAX ||
-        fseek(fp, 0, SEEK_SET) != 0 || (*out = calloc(1, (size_t)n + 1)) == NULL ||
-        fread(*out, 1, (size_t)n, fp) != (size_t)n) {
-        fclose(fp);
-        free(*out);
-        *out = NULL;
-        return errctx_set(e, SYNC_EIO, "cannot read %s (or it is over %d bytes)", path, PEM_MAX);
-    }
-    fclose(fp);
-    return SYNC_OK;
-}
-
-static void text_free(char *s)
-{
-    if (s != NULL) {
-        explicit_bzero(s, strlen(s));
-        free(s);
-    }
-}
-
 static int tls_load(struct tls_ctx **out, const char *dir, struct errctx *e)
 {
     char *cert = NULL, *key = NULL, *ca = NULL;
     int rc;
 
-    if ((rc = read_text(&cert, dir, HUB_CERT, e)) == SYNC_OK &&
-        (rc = read_text(&key, dir, HUB_KEY, e)) == SYNC_OK &&
-        (rc = read_text(&ca, dir, HUB_CA_CERT, e)) == SYNC_OK)
+    if ((rc = hub_read_pem(&cert, dir, HUB_CERT, e)) == SYNC_OK &&
+        (rc = hub_read_pem(&key, dir, HUB_KEY, e)) == SYNC_OK &&
+        (rc = hub_read_pem(&ca, dir, HUB_CA_CERT, e)) == SYNC_OK)
         rc = tls_ctx_new_server(out, cert, key, ca, e);
-    text_free(cert);
-    text_free(key);
-    text_free(ca);
+    pki_pem_free(cert);
+    pki_pem_free(key);
+    pki_pem_free(ca);
     return rc;
 }
 
@@ -513,8 +485,12 @@ int serve_run(const char *dir, const char *listen_addr, const struct schema *s,
         if (poll(&pfd, 1, 200) <= 0)
             continue;
         if ((fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC)) < 0) {
-            if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED)
+            if (errno != EINTR && errno != EAGAIN && errno != ECONNABORTED) {
                 logf_("accept failed: %s", strerror(errno));
+                /* out of descriptors: give live connections time to finish
+                 * rather than spin on a listen socket that stays readable */
+                poll(NULL, 0, ACCEPT_BACKOFF_MS);
+            }
             continue;
         }
         conn_start(&srv, fd, &ss, sl);

@@ -151,7 +151,11 @@ static void test_errors(void **state)
                         "replicated table nokey has no PRIMARY KEY");
     expect_schema_error("CREATE TABLE mine (id TEXT NOT NULL PRIMARY KEY, v TEXT);"
                         "INSERT INTO schema_class VALUES ('mine', 'owned');",
-                        "owned table mine has no site_id column");
+                        "owned table mine needs a site_id column in its primary key");
+    /* site_id present but outside the key: two sites could write one row */
+    expect_schema_error("CREATE TABLE mine (id TEXT NOT NULL PRIMARY KEY, site_id TEXT);"
+                        "INSERT INTO schema_class VALUES ('mine', 'owned');",
+                        "owned table mine needs a site_id column in its primary key");
     expect_schema_error("CREATE TABLE loose (id TEXT PRIMARY KEY, v TEXT);"
                         "INSERT INTO schema_class VALUES ('loose', 'shared');",
                         "key column loose.id");
