@@ -26,7 +26,10 @@ static const char meta_ddl[] =
     "CREATE TABLE _empact_conflict (id INTEGER PRIMARY KEY, version INTEGER NOT NULL,"
     " tbl TEXT NOT NULL, row_key TEXT NOT NULL, col TEXT NOT NULL, kind TEXT NOT NULL,"
     " winner_site TEXT NOT NULL, lost_value TEXT NOT NULL, kept_value TEXT NOT NULL,"
-    " lost_at INTEGER NOT NULL, won_at INTEGER NOT NULL, received_at TEXT NOT NULL);";
+    " lost_at INTEGER NOT NULL, won_at INTEGER NOT NULL, received_at TEXT NOT NULL);"
+    "CREATE TABLE _empact_outbox (one INTEGER PRIMARY KEY CHECK (one = 1),"
+    " push_id BLOB NOT NULL, base INTEGER NOT NULL, changeset BLOB NOT NULL,"
+    " times BLOB NOT NULL);";
 
 /* Milliseconds since the Unix epoch, in SQL. */
 #define EDIT_NOW_SQL "CAST(round((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)"

@@ -11,6 +11,9 @@
  *                                        triggers stand aside then
  *   _empact_conflict                     this site's inputs that lost at the hub
  *                                        (received from the hub's conflict log)
+ *   _empact_outbox                       the push being sent: kept until the hub's
+ *                                        version of it is applied, so a retry
+ *                                        sends the very same push
  */
 #ifndef EMPACT_REPLICA_H
 #define EMPACT_REPLICA_H

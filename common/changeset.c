@@ -604,6 +604,58 @@ out:
     return rc;
 }
 
+struct done_ctx {
+    sqlite3 *db;
+    const uint8_t *times;
+    size_t ntimes, i;
+};
+
+static int done_one(void *ctx, sqlite3_changeset_iter *it, const struct schema_table *t, int op,
+                    struct errctx *e)
+{
+    struct done_ctx *c = ctx;
+    char *where = pk_where(t), *sql = NULL;
+    sqlite3_stmt *st = NULL;
+    uint64_t at = 0;
+    int rc;
+
+    if (c->i >= c->ntimes) {
+        rc = errctx_set(e, SYNC_EDATA, "the outbox has fewer edit times than changes");
+        goto out;
+    }
+    for (int b = 0; b < 8; b++)
+        at = (at << 8) | c->times[c->i * 8 + (size_t)b];
+    c->i++;
+    if (where == NULL ||
+        (sql = sqlite3_mprintf("DELETE FROM \"" DIRTY_PREFIX "%w\" WHERE %s AND " EDITED_AT_COL
+                               " <= ?",
+                               t->name, where)) == NULL) {
+        rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        rc = sql_err(e, c->db, "clearing dirty keys");
+        goto out;
+    }
+    if ((rc = bind_key(st, it, t, op, e)) != SYNC_OK)
+        goto out;
+    sqlite3_bind_int64(st, t->npk + 1, (sqlite3_int64)at);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        rc = sql_err(e, c->db, "clearing dirty keys");
+out:
+    sqlite3_finalize(st);
+    sqlite3_free(where);
+    sqlite3_free(sql);
+    return rc;
+}
+
+int changeset_dirty_done(sqlite3 *db, const struct schema *s, const void *cs, size_t n,
+                         const uint8_t *times, size_t ntimes, struct errctx *e)
+{
+    struct done_ctx c = {db, times, ntimes, 0};
+    return walk_replicated(s, cs, n, done_one, &c, e);
+}
+
 int changeset_edit_times(struct buf *out, sqlite3 *db, const struct schema *s, const void *cs,
                          size_t n, struct errctx *e)
 {

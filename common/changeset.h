@@ -62,6 +62,12 @@ int changeset_check_push(const struct schema *s, const void *cs, size_t n, const
 int changeset_edit_times(struct buf *out, sqlite3 *db, const struct schema *s, const void *cs,
                          size_t n, struct errctx *e) SYNC_WUR;
 
+/* After the hub took the local changeset cs (edit times times, as built by
+ * changeset_edit_times): removes each of its keys from _empact_dirty_T unless
+ * the key was edited again after its recorded time. */
+int changeset_dirty_done(sqlite3 *db, const struct schema *s, const void *cs, size_t n,
+                         const uint8_t *times, size_t ntimes, struct errctx *e) SYNC_WUR;
+
 /* Counts the changes in cs; SYNC_EPROTO if malformed. */
 int changeset_count(const void *cs, size_t n, int *count, struct errctx *e) SYNC_WUR;
 

@@ -5,7 +5,7 @@
 #   tests/fuzz/run.sh regress          [NAME...]   build, then run every seed once
 #   tests/fuzz/run.sh run SECONDS      [NAME...]   build, then fuzz each target SECONDS
 #
-# NAME is a target without the prefix (frame, zcodec); default: every
+# NAME is a target without the prefix (frame, bundle, ...); default: every
 # tests/fuzz/fuzz_*.c.  Binaries go to tests/fuzz/build/, inputs found while
 # fuzzing to tests/fuzz/build/corpus-NAME/ (the committed seeds in
 # corpus/NAME/ are only read), crashes to tests/fuzz/build/artifacts/.
@@ -15,8 +15,10 @@
 # elsewhere in common/ cannot break it:
 #    * fuzz-sources: common/frame.c common/buf.c common/errctx.c
 #    * fuzz-pkgs: libzstd
-# Sources are relative to the repository root; build/schema_sql.c is made
-# with `make build/schema_sql.c` when a target lists it.
+# A key may take several such lines (their values are joined) to keep a long
+# list within the column limit.  Sources are relative to the repository root;
+# build/schema_sql.c is made with `make build/schema_sql.c` when a target
+# lists it.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -36,9 +38,9 @@ usage() {
     exit 2
 }
 
-# The value of a "fuzz-KEY:" line in a target's header comment.
+# The value of the "fuzz-KEY:" lines in a target's header comment, joined.
 header_field() {
-    sed -n "s/^ \* fuzz-$2:[[:space:]]*//p" "$1" | head -n 1
+    sed -n "s/^ \* fuzz-$2:[[:space:]]*//p" "$1" | tr '\n' ' ' | sed 's/ *$//'
 }
 
 
