@@ -54,7 +54,7 @@ struct replica_status {
     uint64_t version;
     char tree[41];
     long long pending;
-    long long conflicts; /* entries in _empact_conflict */
+    long long conflicts;  /* entries in _empact_conflict */
     char last_sync[32];   /* ISO-8601 UTC, or "" for never */
     char last_error[256]; /* "" when the last attempt succeeded */
     char last_error_at[32];

@@ -626,10 +626,9 @@ static int done_one(void *ctx, sqlite3_changeset_iter *it, const struct schema_t
     for (int b = 0; b < 8; b++)
         at = (at << 8) | c->times[c->i * 8 + (size_t)b];
     c->i++;
-    if (where == NULL ||
-        (sql = sqlite3_mprintf("DELETE FROM \"" DIRTY_PREFIX "%w\" WHERE %s AND " EDITED_AT_COL
-                               " <= ?",
-                               t->name, where)) == NULL) {
+    if (where == NULL || (sql = sqlite3_mprintf("DELETE FROM \"" DIRTY_PREFIX
+                                                "%w\" WHERE %s AND " EDITED_AT_COL " <= ?",
+                                                t->name, where)) == NULL) {
         rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
         goto out;
     }
