@@ -376,7 +376,7 @@ static int push_apply(struct hub *h, const char *site_id, const char *push_hex, 
                       struct errctx *e)
 {
     sqlite3_session *sess = NULL;
-    struct merge_stats st;
+    struct merge_stats st = {0, 0, 0};
     struct buf msg = {0};
     void *eff = NULL;
     int neff = 0, rc;
