@@ -688,7 +688,7 @@ static int check_one(sqlite3_changeset_iter *it, const struct schema *s, const c
         char shown[65];
         size_t i;
         /* the name is outside input bound for a log: show identifiers only */
-        for (i = 0; tab[i] != '\0' && i < sizeof(shown) - 1; i++)
+        for (i = 0; i < sizeof(shown) - 1 && tab[i] != '\0'; i++)
             shown[i] = (isalnum((unsigned char)tab[i]) || tab[i] == '_') ? tab[i] : '?';
         shown[i] = '\0';
         return errctx_set(e, SYNC_EREFUSED, "push names unknown table \"%s\"", shown);
