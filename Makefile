@@ -24,7 +24,11 @@ CPPFLAGS_ALL = -D_GNU_SOURCE -DSQLITE_ENABLE_SESSION -DSQLITE_ENABLE_PREUPDATE_H
 OPT ?= -O2
 SANFLAGS := -fsanitize=address -fsanitize=undefined -fno-sanitize-recover=all \
             -fno-omit-frame-pointer
-CFLAGS_ALL = $(CFLAGS_WARN) $(OPT) -g $(if $(SAN),$(SANFLAGS)) $(CFLAGS)
+# Test builds (build-test/, build-asan/) compile in the crash-injection points
+# of common/testpoint.h; bin/ never does.
+HOOKS ?=
+CFLAGS_ALL = $(CFLAGS_WARN) $(OPT) -g $(if $(SAN),$(SANFLAGS)) $(if $(HOOKS),-DEMPACT_TEST_HOOKS) \
+             $(CFLAGS)
 LDLIBS_ALL = $(shell pkg-config --libs $(PKGS)) -lpthread
 LDFLAGS_ALL = $(if $(SAN),$(SANFLAGS)) $(LDFLAGS)
 
@@ -60,11 +64,18 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@bash tests/demo.sh $(BIN)
 
+TEST_BUILD := BUILD=build-test BIN=build-test/bin HOOKS=1
+ASAN_BUILD := BUILD=build-asan BIN=build-asan/bin SAN=1 HOOKS=1 OPT=-O1
+
 check: deps
 	@$(MAKE) --no-print-directory lint all
-	@$(MAKE) --no-print-directory unit e2e
-	@$(MAKE) --no-print-directory BUILD=build-asan BIN=build-asan/bin SAN=1 OPT=-O1 all
-	@$(MAKE) --no-print-directory BUILD=build-asan BIN=build-asan/bin SAN=1 OPT=-O1 unit e2e
+	@$(MAKE) --no-print-directory unit
+	@bash tests/demo.sh $(BIN) > build/demo.log 2>&1 || { cat build/demo.log; exit 1; }
+	@echo "demo on the release binaries: ok (log in build/demo.log)"
+	@$(MAKE) --no-print-directory $(TEST_BUILD) build-test/bin/empact build-test/bin/empact-hub
+	@$(MAKE) --no-print-directory $(TEST_BUILD) e2e
+	@$(MAKE) --no-print-directory $(ASAN_BUILD) all
+	@$(MAKE) --no-print-directory $(ASAN_BUILD) unit e2e
 	@$(MAKE) --no-print-directory fuzz-regress
 	@echo "make check: all suites passed (plain, ASan+UBSan, fuzz corpora)"
 
@@ -117,7 +128,7 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libserver.a $(BUILD)/libclien
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL) -lcmocka
 
 clean:
-	rm -rf build build-asan bin
+	rm -rf build build-test build-asan bin
 
 C_SOURCES = common/*.[ch] server/*.[ch] client/*.[ch] tests/unit/*.c tests/fuzz/*.c
 

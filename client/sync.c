@@ -21,6 +21,7 @@
 #include "gitmap.h"
 #include "proto.h"
 #include "replica.h"
+#include "testpoint.h"
 #include "tls.h"
 #include "zcodec.h"
 
@@ -296,6 +297,7 @@ static int push(struct sync *y, const struct outbox *ob, struct errctx *e)
     if ((rc = msg_push_encode(&b, &m, e)) != SYNC_OK || (rc = msg_send(&y->io, MSG_PUSH, &b, e)) ||
         (rc = expect_frame(&f, y, e)) != SYNC_OK || (rc = msg_push_ok_decode(&ok, f, e)) != SYNC_OK)
         goto out;
+    testpoint("push acknowledged");
     y->r->push_version = ok.version;
     y->r->duplicate = ok.duplicate;
     y->r->overridden = ok.overridden;
@@ -333,6 +335,7 @@ static int apply_version(struct sync *y, const struct frame *f, struct errctx *e
     }
     if ((rc = changeset_touched_add(y->db, y->s, raw.data, raw.len, e)) != SYNC_OK)
         goto out;
+    testpoint("version applied to base");
     y->base = v.seq;
     gitmap_oid_hex(tree, v.tree);
     memcpy(y->r->tree, tree, sizeof(tree));
@@ -560,13 +563,19 @@ static int exchange(struct sync *y, const struct outbox *ob, struct errctx *e)
         return rc;
     if ((rc = pull(y, tree, e)) != SYNC_OK)
         return rc;
+    testpoint("pull done");
     if (ob->present &&
         ((rc = changeset_dirty_done(y->db, y->s, ob->cs.data, ob->cs.len, ob->times.data,
                                     ob->times.len / 8, e)) != SYNC_OK ||
          (rc = db_exec(y->db, "DELETE FROM _empact_outbox", "replica", e)) != SYNC_OK))
         return rc;
-    if ((rc = settle(y, e)) != SYNC_OK || (rc = verify(y, tree, e)) != SYNC_OK)
+    testpoint("dirty keys cleared");
+    if ((rc = settle(y, e)) != SYNC_OK)
         return rc;
+    testpoint("settled");
+    if ((rc = verify(y, tree, e)) != SYNC_OK)
+        return rc;
+    testpoint("verified");
     y->r->version = y->base;
     if ((rc = meta_after(y, e)) != SYNC_OK)
         return rc;
@@ -586,8 +595,10 @@ static int in_transaction(struct sync *y,
                           "the replica is busy (another sync or program is writing it): %s",
                           sqlite3_errmsg(y->db));
     rc = f(y, ob, flag, e);
+    testpoint("before commit");
     if (rc == SYNC_OK)
         rc = db_exec(y->db, "COMMIT", "replica", e);
+    testpoint("after commit");
     if (rc != SYNC_OK && !sqlite3_get_autocommit(y->db))
         (void)sqlite3_exec(y->db, "ROLLBACK", NULL, NULL, NULL);
     return rc;

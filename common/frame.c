@@ -18,6 +18,8 @@
  */
 #include "frame.h"
 
+#include "testpoint.h"
+
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +99,7 @@ int frame_read(struct frame **out, struct frame_io *io, uint32_t max_len, struct
     }
     if (len > 0 && (rc = io->read(io->ctx, f->payload, len, e)) != SYNC_OK)
         goto out;
+    testpoint("frame received");
     *out = f;
     f = NULL;
 out:
@@ -118,8 +121,10 @@ int frame_write(struct frame_io *io, uint8_t type, const void *payload, size_t l
     frame_header_write(hdr, type, (uint32_t)len);
     if ((rc = io->write(io->ctx, hdr, sizeof(hdr), e)) != SYNC_OK)
         return rc;
+    testpoint("frame header sent");
     if (len > 0 && (rc = io->write(io->ctx, payload, len, e)) != SYNC_OK)
         return rc;
+    testpoint("frame sent");
     return SYNC_OK;
 }
 

@@ -34,6 +34,7 @@
 #include "gitmap.h"
 #include "merge.h"
 #include "pki.h"
+#include "testpoint.h"
 #include "tls.h"
 
 struct hub {
@@ -218,10 +219,12 @@ static int version_commit(struct hub *h, const char *author, const char *push_he
                           push_hex ? "\n" : "");
     if (msg == NULL)
         return errctx_set(e, SYNC_ENOMEM, "out of memory");
+    testpoint("hub: tree written");
     rc = gitmap_commit(new_commit, h->git, new_tree, found ? commit : NULL, author, now, msg, e);
     sqlite3_free(msg);
     if (rc != SYNC_OK)
         return rc;
+    testpoint("hub: commit written");
     gitmap_oid_hex(commit_hex, new_commit);
     gitmap_oid_hex(tree_hex, new_tree);
     if (sqlite3_prepare_v2(h->db,
@@ -244,8 +247,10 @@ static int version_commit(struct hub *h, const char *author, const char *push_he
     /* Move the branch while we hold the write lock: another writer cannot
      * slip a newer version in between.  If COMMIT then fails, branch_repair()
      * moves it back on the next write or open. */
+    testpoint("hub: version row written");
     if ((rc = gitmap_set_head(h->git, new_commit, summary, e)) != SYNC_OK)
         return rc;
+    testpoint("hub: branch moved");
     *out_seq = seq;
     return SYNC_OK;
 }
@@ -260,8 +265,10 @@ static int begin(struct hub *h, struct errctx *e)
 
 static int finish(struct hub *h, int rc, struct errctx *e)
 {
+    testpoint("hub: before commit");
     if (rc == SYNC_OK)
         rc = db_exec(h->db, "COMMIT", "hub database", e);
+    testpoint("hub: after commit");
     if (rc != SYNC_OK && !sqlite3_get_autocommit(h->db)) {
         struct errctx ignored;
         (void)sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
@@ -387,6 +394,7 @@ static int push_apply(struct hub *h, const char *site_id, const char *push_hex, 
     if ((rc = merge_apply(h->db, h->schema, site_id, push_hex, cs, n, times, ntimes, &st, &msg,
                           e)) != SYNC_OK)
         goto out;
+    testpoint("hub: push merged");
     if (sqlite3session_changeset(sess, &neff, &eff) != SQLITE_OK) {
         rc = sql_err(e, h->db, "taking the applied changeset");
         goto out;
