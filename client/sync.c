@@ -34,6 +34,7 @@ struct sync {
     uint64_t base;
     char site[SITE_ID_MAX + 1];
     struct sync_result *r;
+    int diverged; /* base disagreed with the hub's versions or hash */
 };
 
 /* Turns an ERROR frame from the hub into our error. */
@@ -330,6 +331,7 @@ static int apply_version(struct sync *y, const struct frame *f, struct errctx *e
         goto out;
     }
     if ((rc = changeset_apply_strict(y->db, y->s, raw.data, raw.len, BASE_PREFIX, e)) != SYNC_OK) {
+        y->diverged = rc == SYNC_EDATA;
         errctx_wrap(e, "applying hub version %llu", (unsigned long long)v.seq);
         goto out;
     }
@@ -496,6 +498,7 @@ static int verify(struct sync *y, const uint8_t want[20], struct errctx *e)
     if (memcmp(got, want, 20) != 0) {
         gitmap_oid_hex(gh, got);
         gitmap_oid_hex(wh, want);
+        y->diverged = 1;
         rc = errctx_set(e, SYNC_EDATA,
                         "this replica's data at version %llu hashes to %.12s but the hub's is "
                         "%.12s; the replica has diverged and must be rebuilt from the hub",
@@ -583,6 +586,59 @@ static int exchange(struct sync *y, const struct outbox *ob, struct errctx *e)
     return SYNC_OK;
 }
 
+/* Recovery from divergence, in one transaction: empty the base copies, pull
+ * every version from the hub again, check the hash, then make each table
+ * equal to the new base except for keys still dirty (local edits, which stay
+ * pending and go out in the next round).  The outbox was built on the old
+ * base, so it is dropped; its keys are still dirty. */
+static int rebuild_base(struct sync *y, struct errctx *e)
+{
+    uint8_t tree[20];
+    int rc;
+
+    if ((rc = read_meta(y, e)) != SYNC_OK ||
+        (rc = db_exec(y->db, "DELETE FROM _empact_outbox", "replica", e)) != SYNC_OK ||
+        (rc = changeset_touched_reset(y->db, y->s, e)) != SYNC_OK)
+        return rc;
+    for (int i = 0; rc == SYNC_OK && i < y->s->ntable; i++) {
+        const struct schema_table *t = &y->s->tables[i];
+        char *keys;
+
+        if (!schema_class_replicated(t->cls))
+            continue;
+        if ((keys = schema_sql_cols(t, SCHEMA_COLS_PK, NULL)) == NULL)
+            return errctx_set(e, SYNC_ENOMEM, "out of memory");
+        /* every key either copy holds will be settled */
+        rc =
+            db_exec_free(y->db,
+                         sqlite3_mprintf("INSERT OR IGNORE INTO temp.\"" TOUCHED_PREFIX "%w\" "
+                                         "SELECT %s FROM \"%w\" UNION SELECT %s FROM \"" BASE_PREFIX
+                                         "%w\"; DELETE FROM \"" BASE_PREFIX "%w\";",
+                                         t->name, keys, t->name, keys, t->name, t->name),
+                         "replica", e);
+        sqlite3_free(keys);
+    }
+    if (rc != SYNC_OK)
+        return rc;
+    y->base = 0;
+    if ((rc = connect_hub(y, e)) != SYNC_OK || (rc = hello(y, e)) != SYNC_OK ||
+        (rc = pull(y, tree, e)) != SYNC_OK || (rc = verify(y, tree, e)) != SYNC_OK ||
+        (rc = settle(y, e)) != SYNC_OK)
+        return rc;
+    y->r->version = y->base;
+    rc = meta_after(y, e);
+    if (rc == SYNC_OK)
+        (void)!frame_write(&y->io, MSG_BYE, NULL, 0, NULL);
+    return rc;
+}
+
+static int step_rebuild(struct sync *y, struct outbox *ob, int *unused, struct errctx *e)
+{
+    (void)ob;
+    (void)unused;
+    return rebuild_base(y, e);
+}
+
 /* Runs f inside BEGIN IMMEDIATE .. COMMIT, rolling back on failure. */
 static int in_transaction(struct sync *y,
                           int (*f)(struct sync *, struct outbox *, int *, struct errctx *),
@@ -662,11 +718,27 @@ int sync_run(sqlite3 *db, const struct schema *s, struct sync_result *r, struct 
             rc = in_transaction(&y, step_exchange, &ob, &ignored, e);
         tls_conn_close(y.tls);
         tls_ctx_free(y.tls_ctx);
+        y.tls = NULL;
+        y.tls_ctx = NULL;
+        if (rc == SYNC_EDATA && y.diverged && !r->rebuilt) {
+            /* never continue silently on a diverged base: rebuild it from
+             * the hub, keep the local edits, and sync them in a new round */
+            fprintf(stderr, "empact: %s\n", e->msg);
+            fprintf(stderr, "empact: rebuilding this replica's copy of the hub's data from the "
+                            "hub; local changes are kept and will be sent\n");
+            y.diverged = 0;
+            rc = in_transaction(&y, step_rebuild, &ob, &ignored, e);
+            tls_conn_close(y.tls);
+            tls_ctx_free(y.tls_ctx);
+            r->rebuilt = 1;
+            resumed = rc == SYNC_OK; /* run another round for the kept edits */
+        }
         outbox_free(&ob);
     } while (rc == SYNC_OK && resumed && ++round < 2);
     if (round == 1 && rc == SYNC_OK) {
         /* report both rounds as one sync */
         r->pulled += first.pulled;
+        r->rebuilt |= first.rebuilt;
         r->conflicts += first.conflicts;
         r->overridden += first.overridden;
         if (r->pushed == 0) {

@@ -16,6 +16,7 @@ struct sync_result {
     int duplicate;         /* the hub had applied this push already */
     uint32_t overridden;   /* local changes that lost in conflicts at the hub */
     uint64_t conflicts;    /* conflict log entries received for this site */
+    int rebuilt;           /* the base had diverged and was rebuilt from the hub */
     uint64_t pulled;       /* versions applied from the hub */
     uint64_t version;      /* synced version after the sync */
     char tree[41];         /* dataset hash of that version */

@@ -483,11 +483,12 @@ static int apply_checked(void *ctx, sqlite3_changeset_iter *it, const struct sch
         return rc;
     if (hit != 1)
         return errctx_set(e, SYNC_EDATA,
-                          "the local copy of %s differs from the hub's (a %s found %d rows)",
+                          "the local copy of %s has diverged from the hub's (%s found %d "
+                          "matching rows)",
                           t->name,
-                          op == SQLITE_INSERT   ? "insert"
-                          : op == SQLITE_DELETE ? "delete"
-                                                : "update",
+                          op == SQLITE_INSERT   ? "an insert"
+                          : op == SQLITE_DELETE ? "a delete"
+                                                : "an update",
                           op == SQLITE_INSERT ? 1 - hit : hit);
     return SYNC_OK;
 }
