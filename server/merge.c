@@ -335,12 +335,17 @@ static int log_column(struct mctx *m, const struct change *c, const char *kind, 
 
 /* ---- writing ---------------------------------------------------------------------- */
 
-static int meta_put(struct mctx *m, const struct change *c, struct errctx *e)
+enum stamp_rule {
+    STAMP_IF_LATER, /* an older edit that applied cleanly keeps the newer stamp */
+    STAMP_ALWAYS,   /* a delete wins whatever its time: the tombstone is the deleter's */
+};
+
+static int meta_put(struct mctx *m, const struct change *c, enum stamp_rule rule, struct errctx *e)
 {
     const struct schema_table *t = c->t;
     char *keys = schema_sql_cols(t, SCHEMA_COLS_PK, NULL), *sql = NULL, *ph;
     sqlite3_stmt *st = NULL;
-    int rc = SYNC_OK, later = pusher_later(m, c);
+    int rc = SYNC_OK, later = rule == STAMP_ALWAYS || pusher_later(m, c);
 
     ph = sqlite3_mprintf("%s", "");
     for (int k = 0; ph != NULL && k < t->npk; k++) {
@@ -348,7 +353,7 @@ static int meta_put(struct mctx *m, const struct change *c, struct errctx *e)
         sqlite3_free(ph);
         ph = next;
     }
-    if (!later) /* an older edit that applied cleanly keeps the newer stamp */
+    if (!later)
         goto out;
     if (keys == NULL || ph == NULL ||
         (sql = sqlite3_mprintf("INSERT INTO \"" ROWMETA_PREFIX "%w\" VALUES (%s?, ?) ON CONFLICT "
@@ -391,7 +396,7 @@ static int write_row(struct mctx *m, const struct change *c, const char *sql, co
         if (chosen[i])
             sqlite3_bind_value(st, ++nb, c->newv[i]);
     }
-    if (c->op != SQLITE_INSERT)
+    if (c->op != SQLITE_INSERT || c->row != NULL) /* UPDATE or DELETE: the key follows */
         bind_key(st, c, nb + 1);
     step = sqlite3_step(st);
     if ((step & 0xff) == SQLITE_CONSTRAINT) {
@@ -481,7 +486,7 @@ static int merge_update(struct mctx *m, struct change *c, int *constraint, char 
     if ((rc = write_row(m, c, sql, chosen, constraint, why, whysz, e)) != SYNC_OK || *constraint)
         goto out;
     m->st->applied++;
-    rc = meta_put(m, c, e);
+    rc = meta_put(m, c, STAMP_IF_LATER, e);
 out:
     free(chosen);
     sqlite3_free(set);
@@ -516,7 +521,7 @@ static int merge_insert(struct mctx *m, struct change *c, int *constraint, char 
     if ((rc = write_row(m, c, sql, all, constraint, why, whysz, e)) != SYNC_OK || *constraint)
         goto out;
     m->st->applied++;
-    rc = meta_put(m, c, e);
+    rc = meta_put(m, c, STAMP_IF_LATER, e);
 out:
     free(all);
     sqlite3_free(ph);
@@ -550,7 +555,7 @@ static int merge_delete(struct mctx *m, struct change *c, int *constraint, char 
     if ((rc = write_row(m, c, sql, NULL, constraint, why, whysz, e)) != SYNC_OK || *constraint)
         goto out;
     m->st->applied++;
-    rc = meta_put(m, c, e);
+    rc = meta_put(m, c, STAMP_ALWAYS, e);
 out:
     sqlite3_free(where);
     sqlite3_free(sql);
@@ -606,7 +611,9 @@ int merge_apply(sqlite3 *db, const struct schema *s, const char *site, const cha
 
     memset(st, 0, sizeof(*st));
     if (n == 0)
-        return SYNC_OK;
+        return ntimes == 0 ? SYNC_OK
+                           : errctx_set(e, SYNC_EREFUSED,
+                                        "push carries %u edit times for 0 changes", ntimes);
     if (sqlite3changeset_start(&it, (int)n, (void *)cs) != SQLITE_OK)
         return errctx_set(e, SYNC_EPROTO, "changeset is malformed");
     while ((step = sqlite3changeset_next(it)) == SQLITE_ROW) {
