@@ -281,11 +281,110 @@ out:
 
 /* ---- walking changesets ----------------------------------------------- */
 
-static int iter_start(sqlite3_changeset_iter **it, const void *cs, size_t n, struct errctx *e)
+/* ---- validating the byte format ------------------------------------------ */
+
+/* Reads an SQLite varint (1-9 bytes, 7 bits each, the ninth byte whole). */
+static int varint_get(const uint8_t *p, size_t n, size_t *pos, uint64_t *out)
 {
+    uint64_t v = 0;
+
+    for (int i = 0; i < 9; i++) {
+        if (*pos >= n)
+            return -1;
+        uint8_t b = p[(*pos)++];
+        if (i == 8) {
+            *out = (v << 8) | b;
+            return 0;
+        }
+        v = (v << 7) | (b & 0x7f);
+        if ((b & 0x80) == 0) {
+            *out = v;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* One record: ncol values, each a type byte and its data. */
+static int record_check(const uint8_t *p, size_t n, size_t *pos, uint64_t ncol)
+{
+    for (uint64_t c = 0; c < ncol; c++) {
+        uint64_t len;
+
+        if (*pos >= n)
+            return -1;
+        switch (p[(*pos)++]) {
+        case 0x00: /* undefined */
+        case 0x05: /* NULL */
+            break;
+        case SQLITE_INTEGER:
+        case SQLITE_FLOAT:
+            if (n - *pos < 8)
+                return -1;
+            *pos += 8;
+            break;
+        case SQLITE_TEXT:
+        case SQLITE_BLOB:
+            if (varint_get(p, n, pos, &len) != 0 || len > n - *pos)
+                return -1;
+            *pos += (size_t)len;
+            break;
+        default:
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int changeset_validate(const void *cs, size_t n, struct errctx *e)
+{
+    const uint8_t *p = cs;
+    uint64_t ncol = 0;
+    size_t pos = 0;
+    int have_table = 0;
+
     if (n > CHANGESET_MAX)
         return errctx_set(e, SYNC_ELIMIT, "changeset of %zu bytes exceeds the limit of %u", n,
                           CHANGESET_MAX);
+    while (pos < n) {
+        uint8_t b = p[pos++];
+        if (b == 'T') {
+            size_t name;
+            if (varint_get(p, n, &pos, &ncol) != 0 || ncol == 0 || ncol > CHANGESET_COLUMNS_MAX ||
+                ncol > n - pos)
+                return errctx_set(e, SYNC_EPROTO, "changeset is malformed (table header)");
+            pos += (size_t)ncol; /* one primary-key flag per column */
+            name = pos;
+            while (pos < n && p[pos] != '\0')
+                pos++;
+            if (pos >= n || pos == name || pos - name > CHANGESET_NAME_MAX)
+                return errctx_set(e, SYNC_EPROTO, "changeset is malformed (table name)");
+            pos++;
+            have_table = 1;
+        } else if (b == SQLITE_INSERT || b == SQLITE_DELETE || b == SQLITE_UPDATE) {
+            if (!have_table || pos >= n || p[pos] > 1)
+                return errctx_set(e, SYNC_EPROTO, "changeset is malformed (change header)");
+            pos++;
+            if (record_check(p, n, &pos, ncol) != 0 ||
+                (b == SQLITE_UPDATE && record_check(p, n, &pos, ncol) != 0))
+                return errctx_set(e, SYNC_EPROTO, "changeset is malformed (values)");
+        } else {
+            /* 'P' (a patchset) and anything else */
+            return errctx_set(e, SYNC_EPROTO, "changeset is malformed (byte 0x%02x at %zu)", b,
+                              pos - 1);
+        }
+    }
+    return SYNC_OK;
+}
+
+static int iter_start(sqlite3_changeset_iter **it, const void *cs, size_t n, struct errctx *e)
+{
+    int rc;
+
+    /* SQLite's iterator trusts its input (a truncated header can make it spin
+     * forever): every changeset is checked against the format first. */
+    if ((rc = changeset_validate(cs, n, e)) != SYNC_OK)
+        return rc;
     if (sqlite3changeset_start(it, (int)n, (void *)cs) != SQLITE_OK)
         return errctx_set(e, SYNC_EPROTO, "changeset is malformed");
     return SYNC_OK;
@@ -671,8 +770,10 @@ static int owner_ok(sqlite3_value *v, const char *site_id)
 {
     if (v == NULL)
         return 1;
+    /* compare lengths too: a text with an embedded NUL is not the site id */
     return sqlite3_value_type(v) == SQLITE_TEXT &&
-           strcmp((const char *)sqlite3_value_text(v), site_id) == 0;
+           (size_t)sqlite3_value_bytes(v) == strlen(site_id) &&
+           memcmp(sqlite3_value_text(v), site_id, strlen(site_id)) == 0;
 }
 
 static int check_one(sqlite3_changeset_iter *it, const struct schema *s, const char *site_id,

@@ -68,6 +68,12 @@ int changeset_edit_times(struct buf *out, sqlite3 *db, const struct schema *s, c
 int changeset_dirty_done(sqlite3 *db, const struct schema *s, const void *cs, size_t n,
                          const uint8_t *times, size_t ntimes, struct errctx *e) SYNC_WUR;
 
+/* Checks that cs follows SQLite's changeset byte format (table headers, change
+ * headers, values with their lengths) before any SQLite code walks it: SQLite's
+ * iterator does not defend against every malformed input.  SYNC_EPROTO naming
+ * what is wrong, SYNC_ELIMIT over CHANGESET_MAX.  Patchsets are refused. */
+int changeset_validate(const void *cs, size_t n, struct errctx *e) SYNC_WUR;
+
 /* Counts the changes in cs; SYNC_EPROTO if malformed. */
 int changeset_count(const void *cs, size_t n, int *count, struct errctx *e) SYNC_WUR;
 

@@ -37,6 +37,11 @@
 #define ROW_NAME_MAX 200
 #define ROW_NAME_KEEP 128
 
+/* A changeset's table header: columns and name length we accept (SQLite's own
+ * column limit is 2000 by default; our tables have a dozen). */
+#define CHANGESET_COLUMNS_MAX 2000
+#define CHANGESET_NAME_MAX 255
+
 /* Error frame sentence length on the wire. */
 #define WIRE_MSG_MAX 400
 

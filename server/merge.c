@@ -33,6 +33,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "changeset.h"
 #include "db.h"
 #include "gitmap.h"
 
@@ -614,6 +615,8 @@ int merge_apply(sqlite3 *db, const struct schema *s, const char *site, const cha
         return ntimes == 0 ? SYNC_OK
                            : errctx_set(e, SYNC_EREFUSED,
                                         "push carries %u edit times for 0 changes", ntimes);
+    if ((rc = changeset_validate(cs, n, e)) != SYNC_OK)
+        return rc;
     if (sqlite3changeset_start(&it, (int)n, (void *)cs) != SQLITE_OK)
         return errctx_set(e, SYNC_EPROTO, "changeset is malformed");
     while ((step = sqlite3changeset_next(it)) == SQLITE_ROW) {

@@ -945,9 +945,47 @@ static void test_check_push_refuses_shape(void **state)
     buf_free(&cs);
 }
 
+/* Bytes that made SQLite 3.40's changeset iterator spin forever (found by
+ * fuzz_changeset_check), and other malformed shapes: all refused up front. */
+static void test_validate_refuses_malformed(void **state)
+{
+    static const struct {
+        const char *bytes;
+        size_t n;
+    } bad[] = {
+        {"T", 1},                            /* header cut after the marker */
+        {"T\x02\x01", 3},                    /* cut inside the key flags */
+        {"T\x01\x01res", 6},                 /* name without its NUL */
+        {"T\x01\x01\0", 4},                  /* empty name */
+        {"T\x00r\0", 4},                     /* no columns */
+        {"P\x01\x01r\0", 6},                 /* a patchset */
+        {"\x12\x00\x05", 3},                 /* a change before any table */
+        {"T\x01\x01r\0\x12\x00\x03\x7f", 9}, /* text longer than the input */
+        {"T\x01\x01r\0\x12\x02\x05", 8},     /* indirect flag not 0/1 */
+        {"T\x01\x01r\0\x12\x00\x09", 8},     /* unknown value type */
+        {"T\x01\x01r\0\x17\x00\x05", 8},     /* update without its new record */
+    };
+    struct errctx e = {0};
+    int count = -1;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        errctx_clear(&e);
+        assert_int_equal(changeset_validate(bad[i].bytes, bad[i].n, &e), SYNC_EPROTO);
+        assert_non_null(strstr(e.msg, "malformed"));
+        assert_int_equal(changeset_count(bad[i].bytes, bad[i].n, &count, &e), SYNC_EPROTO);
+    }
+    /* well-formed: one table, an insert of (NULL) and an update of an integer */
+    assert_int_equal(changeset_validate("T\x01\x01r\0\x12\x00\x05"
+                                        "\x17\x01\x01\0\0\0\0\0\0\0\x01\x00",
+                                        20, &e),
+                     SYNC_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_validate_refuses_malformed),
         cmocka_unit_test_setup_teardown(test_build_empty, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_build_insert_update_delete, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_build_undone_edit, fx_setup, fx_teardown),
