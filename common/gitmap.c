@@ -10,6 +10,7 @@
  */
 #include "gitmap.h"
 
+#include <errno.h>
 #include <git2.h>
 #include <git2/sys/mempack.h>
 #include <git2/sys/repository.h>
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct gitmap {
     git_repository *repo;
@@ -600,6 +602,23 @@ int gitmap_set_head(struct gitmap *g, const uint8_t commit[GITMAP_OID_LEN], cons
         return git_err(e, "moving the history branch");
     git_reference_free(ref);
     return SYNC_OK;
+}
+
+int gitmap_clear_stale_lock(struct gitmap *g, struct errctx *e)
+{
+    char path[4096];
+    const char *dir = git_repository_path(g->repo);
+
+    if (dir == NULL || g->mempack != NULL)
+        return SYNC_OK;
+    snprintf(path, sizeof(path), "%s%s.lock", dir, GITMAP_BRANCH);
+    if (unlink(path) == 0) {
+        fprintf(stderr, "hub: removed a stale %s left by a writer that died\n", path);
+        return SYNC_OK;
+    }
+    if (errno == ENOENT)
+        return SYNC_OK;
+    return errctx_set(e, SYNC_EIO, "cannot remove the stale lock %s: %s", path, strerror(errno));
 }
 
 int gitmap_head(uint8_t out[GITMAP_OID_LEN], int *found, struct gitmap *g, struct errctx *e)

@@ -60,6 +60,11 @@ int gitmap_commit(uint8_t out[GITMAP_OID_LEN], struct gitmap *g, const uint8_t t
 int gitmap_set_head(struct gitmap *g, const uint8_t commit[GITMAP_OID_LEN], const char *why,
                     struct errctx *e) SYNC_WUR;
 
+/* Removes GITMAP_BRANCH's lock file if one is left (a writer that died while
+ * moving the branch).  Call only while holding the hub's write lock, when no
+ * other writer can be moving it. */
+int gitmap_clear_stale_lock(struct gitmap *g, struct errctx *e) SYNC_WUR;
+
 /* The commit GITMAP_BRANCH names; *found = 0 when the branch has no commit yet. */
 int gitmap_head(uint8_t out[GITMAP_OID_LEN], int *found, struct gitmap *g,
                 struct errctx *e) SYNC_WUR;

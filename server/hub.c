@@ -180,6 +180,10 @@ static int branch_repair(struct hub *h, struct errctx *e)
     uint64_t seq;
     int found, on_branch, rc;
 
+    /* Every ref update happens under SQLite's write lock, which we hold: a ref
+     * lock file now is left over from a writer that died. */
+    if ((rc = gitmap_clear_stale_lock(h->git, e)) != SYNC_OK)
+        return rc;
     if ((rc = head_ids(h->db, &seq, commit, tree, &found, e)) != SYNC_OK || !found)
         return rc;
     if ((rc = gitmap_head(at, &on_branch, h->git, e)) != SYNC_OK)
