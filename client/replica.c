@@ -130,12 +130,14 @@ static int readonly_triggers(sqlite3 *db, const struct schema_table *t, struct e
 }
 
 /* The base copy: the same columns and constraints under another name. */
-static int base_table(sqlite3 *db, const struct schema_table *t, struct errctx *e)
+/* A copy of T's columns and constraints under the name prefix||T. */
+static int copy_table(sqlite3 *db, const struct schema_table *t, const char *prefix,
+                      struct errctx *e)
 {
     const char *cols = strchr(t->create_sql, '(');
     if (cols == NULL)
         return errctx_set(e, SYNC_ESCHEMA, "schema: cannot read the columns of %s", t->name);
-    return db_exec_free(db, sqlite3_mprintf("CREATE TABLE \"" BASE_PREFIX "%w\" %s", t->name, cols),
+    return db_exec_free(db, sqlite3_mprintf("CREATE TABLE \"%w%w\" %s", prefix, t->name, cols),
                         "replica", e);
 }
 
@@ -147,11 +149,12 @@ static int schema_install(sqlite3 *db, const struct schema *s, struct errctx *e)
         rc = db_exec(db, t->create_sql, "replica", e);
         if (rc != SYNC_OK || !schema_class_replicated(t->cls))
             continue;
-        if ((rc = base_table(db, t, e)) != SYNC_OK)
+        if ((rc = copy_table(db, t, BASE_PREFIX, e)) != SYNC_OK)
             break;
         if (t->cls == CLASS_HUB)
             rc = readonly_triggers(db, t, e);
-        else if ((rc = dirty_triggers(db, t, e)) == SYNC_OK && t->cls == CLASS_OWNED)
+        else if ((rc = copy_table(db, t, SNAP_PREFIX, e)) == SYNC_OK &&
+                 (rc = dirty_triggers(db, t, e)) == SYNC_OK && t->cls == CLASS_OWNED)
             rc = owner_triggers(db, t, e);
     }
     return rc;

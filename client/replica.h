@@ -14,6 +14,8 @@
  *   _empact_outbox                       the push being sent: kept until the hub's
  *                                        version of it is applied, so a retry
  *                                        sends the very same push
+ *   _empact_snap_T                       the outbox's rows of T as they were
+ *                                        when it was built
  */
 #ifndef EMPACT_REPLICA_H
 #define EMPACT_REPLICA_H

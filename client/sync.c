@@ -216,7 +216,10 @@ static int outbox_store(const struct outbox *ob, sqlite3 *db, struct errctx *e)
     return rc;
 }
 
-/* Drops dirty keys that are not in cs: edits undone before the sync. */
+/* Drops dirty keys that are not in cs (edits undone before the sync) and
+ * snapshots the rows of the keys that are: if the coordinator edits them
+ * again before the hub's version of this push is applied, the snapshot tells
+ * which columns were edited since. */
 static int dirty_drop_noops(struct sync *y, const struct outbox *ob, struct errctx *e)
 {
     int rc = changeset_touched_reset(y->db, y->s, e);
@@ -224,18 +227,27 @@ static int dirty_drop_noops(struct sync *y, const struct outbox *ob, struct errc
         rc = changeset_touched_add(y->db, y->s, ob->cs.data, ob->cs.len, e);
     for (int i = 0; rc == SYNC_OK && i < y->s->ntable; i++) {
         const struct schema_table *t = &y->s->tables[i];
-        char *keys;
+        char *keys, *match;
 
         if (t->cls != CLASS_SHARED && t->cls != CLASS_OWNED)
             continue;
-        if ((keys = schema_sql_cols(t, SCHEMA_COLS_PK, NULL)) == NULL)
-            return errctx_set(e, SYNC_ENOMEM, "out of memory");
-        rc = db_exec_free(y->db,
-                          sqlite3_mprintf("DELETE FROM \"" DIRTY_PREFIX "%w\" WHERE (%s) NOT IN "
-                                          "(SELECT %s FROM temp.\"" TOUCHED_PREFIX "%w\")",
-                                          t->name, keys, keys, t->name),
-                          "replica", e);
+        keys = schema_sql_cols(t, SCHEMA_COLS_PK, NULL);
+        match = schema_sql_pk_match(t, "k", "t");
+        rc = keys && match
+                 ? db_exec_free(y->db,
+                                sqlite3_mprintf("DELETE FROM \"" DIRTY_PREFIX
+                                                "%w\" WHERE (%s) NOT IN "
+                                                "(SELECT %s FROM temp.\"" TOUCHED_PREFIX "%w\");"
+                                                "DELETE FROM \"" SNAP_PREFIX "%w\";"
+                                                "INSERT INTO \"" SNAP_PREFIX
+                                                "%w\" SELECT t.* FROM temp.\"" TOUCHED_PREFIX
+                                                "%w\" k JOIN \"%w\" t ON %s;",
+                                                t->name, keys, keys, t->name, t->name, t->name,
+                                                t->name, t->name, match),
+                                "replica", e)
+                 : errctx_set(e, SYNC_ENOMEM, "out of memory");
         sqlite3_free(keys);
+        sqlite3_free(match);
     }
     return rc;
 }
@@ -447,9 +459,64 @@ static int pull(struct sync *y, uint8_t end_tree[20], struct errctx *e)
 /* Step 4: every touched key of every replicated table gets base's row,
  * except keys still dirty (edited again after the push was built): those keep
  * the coordinator's value and go out with the next push. */
+/* For keys of the outbox the coordinator edited again before the hub's
+ * version of the push arrived (still dirty): columns not edited since the
+ * outbox was built take the hub's merged value, so the next push carries only
+ * the new edits and cannot undo another site's change with stale values.  A
+ * row the hub deleted meanwhile keeps its snapshot: the next push is built
+ * against it (see changeset_build_local), so the hub sees an update of a
+ * deleted row, keeps the delete and logs the edit.  Other snapshots go. */
+static int refresh_redirtied(struct sync *y, const struct schema_table *t, struct errctx *e)
+{
+    char *keys = schema_sql_cols(t, SCHEMA_COLS_PK, NULL);
+    char *tkeys = schema_sql_cols(t, SCHEMA_COLS_PK, "t");
+    char *m_ts = schema_sql_pk_match(t, "t", "s"), *m_sb = schema_sql_pk_match(t, "s", "b");
+    char *set = sqlite3_mprintf("%s", "");
+    int rc;
+
+    for (int i = 0; set != NULL && i < t->ncol; i++) {
+        const char *c = t->cols[i].name;
+        char *next;
+        if (t->cols[i].pk)
+            continue;
+        next = sqlite3_mprintf("%s%s\"%w\" = CASE WHEN t.\"%w\" IS s.\"%w\" THEN b.\"%w\" ELSE "
+                               "t.\"%w\" END",
+                               set, *set ? ", " : "", c, c, c, c, c);
+        sqlite3_free(set);
+        set = next;
+    }
+    if (keys == NULL || tkeys == NULL || m_ts == NULL || m_sb == NULL || set == NULL) {
+        rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
+        goto out;
+    }
+    rc = db_exec_free(
+        y->db,
+        sqlite3_mprintf(
+            "UPDATE \"%w\" AS t SET %s FROM \"" SNAP_PREFIX "%w\" s JOIN \"" BASE_PREFIX
+            "%w\" b ON %s WHERE %s AND (%s) IN (SELECT %s FROM \"" DIRTY_PREFIX "%w\");"
+            "DELETE FROM \"" SNAP_PREFIX "%w\" WHERE (%s) IN (SELECT %s FROM \"" BASE_PREFIX
+            "%w\") OR (%s) NOT IN (SELECT %s FROM \"" DIRTY_PREFIX "%w\");",
+            t->name, set, t->name, t->name, m_sb, m_ts, tkeys, keys, t->name, /* update */
+            t->name, keys, keys, t->name, keys, keys, t->name),               /* keep orphans */
+        "replica", e);
+out:
+    sqlite3_free(keys);
+    sqlite3_free(tkeys);
+    sqlite3_free(m_ts);
+    sqlite3_free(m_sb);
+    sqlite3_free(set);
+    return rc;
+}
+
 static int settle(struct sync *y, struct errctx *e)
 {
     int rc = db_exec(y->db, "INSERT INTO _empact_syncing VALUES (1)", "replica", e);
+
+    for (int i = 0; rc == SYNC_OK && i < y->s->ntable; i++) {
+        const struct schema_table *t = &y->s->tables[i];
+        if (t->cls == CLASS_SHARED || t->cls == CLASS_OWNED)
+            rc = refresh_redirtied(y, t, e);
+    }
 
     for (int i = 0; rc == SYNC_OK && i < y->s->ntable; i++) {
         const struct schema_table *t = &y->s->tables[i];

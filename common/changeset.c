@@ -121,15 +121,21 @@ static int load_old_rows(sqlite3 *db, sqlite3 *scratch, const struct schema_tabl
 {
     sqlite3_stmt *src = NULL, *dst = NULL;
     char *match = schema_sql_pk_match(t, "d", "b");
+    char *smatch = schema_sql_pk_match(t, "d", "s");
     char *ph = placeholders(t->ncol);
     char *q_src = NULL, *q_dst = NULL;
     int rc = SYNC_ENOMEM;
 
-    if (match == NULL || ph == NULL)
+    if (match == NULL || smatch == NULL || ph == NULL)
         goto oom;
+    /* The old row is base's; for a key the hub deleted while the coordinator
+     * edited it again, the row as it was when the last push was built (so
+     * the change goes out as an update of a deleted row, not an insert). */
     q_src = sqlite3_mprintf("SELECT b.* FROM \"" DIRTY_PREFIX "%w\" d JOIN \"" BASE_PREFIX
-                            "%w\" b ON %s",
-                            t->name, t->name, match);
+                            "%w\" b ON %s UNION ALL SELECT s.* FROM \"" DIRTY_PREFIX
+                            "%w\" d JOIN \"" SNAP_PREFIX "%w\" s ON %s WHERE NOT EXISTS "
+                            "(SELECT 1 FROM \"" BASE_PREFIX "%w\" b WHERE %s)",
+                            t->name, t->name, match, t->name, t->name, smatch, t->name, match);
     q_dst = sqlite3_mprintf("INSERT INTO \"%w\" VALUES (%s)", t->name, ph);
     if (q_src == NULL || q_dst == NULL)
         goto oom;
@@ -148,6 +154,7 @@ oom:
 out:
     sqlite3_finalize(src);
     sqlite3_finalize(dst);
+    sqlite3_free(smatch);
     sqlite3_free(match);
     sqlite3_free(ph);
     sqlite3_free(q_src);

@@ -22,6 +22,8 @@
 #define BASE_PREFIX "_empact_base_"
 #define DIRTY_PREFIX "_empact_dirty_"
 #define TOUCHED_PREFIX "_touched_"
+/* Site only: the rows of T as they were when the outbox was built. */
+#define SNAP_PREFIX "_empact_snap_"
 /* The column of _empact_dirty_T holding the key's last edit time (ms). */
 #define EDITED_AT_COL "_empact_edited_at"
 

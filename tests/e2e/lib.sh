@@ -19,6 +19,9 @@
 # Sites:        site_add ID [opts], site_join ID, site_sync ID, setup_hub_and_sites ID...
 #               site_db ID, site_sql ID SQL, status_get ID KEY, status_json ID KEY
 # Checks:       assert_converged ID..., new_uuid, bundle_get, bundle_set
+# Crashes:      skip_all, require_test_hooks, tp_name, hub_alive, hub_reap, hub_kill,
+#               sites_follow_hub, replica_matches_hub, assert_tree_matches_hub (tree2sql.pl),
+#               ledger_note, ledger_diff, ledger_ok
 
 set -u
 
@@ -164,9 +167,9 @@ untrack_pid() {
 # Waits for child PID at most SECS seconds; sets WAIT_RC (124 if it had to be killed).
 wait_bounded() {
     local pid=$1 secs=$2 i killed=0
-    for ((i = 0; i < secs * 10; i++)); do
+    for ((i = 0; i < secs * 50; i++)); do
         _pid_running "$pid" || break
-        sleep 0.1
+        sleep 0.02
     done
     if _pid_running "$pid"; then kill -KILL "$pid" 2>/dev/null; killed=1; fi
     wait "$pid" 2>/dev/null
@@ -302,14 +305,14 @@ start_hub() {
     HUB_PID=$!
     track_pid "$HUB_PID"
     HUB_PORT=""
-    for i in $(seq 1 100); do
+    for i in $(seq 1 500); do
         line=$(head -n 1 "$out" 2>/dev/null)
         if [[ "$line" =~ ^listening\ on\ 127\.0\.0\.1:([0-9]+)$ ]]; then
             HUB_PORT=${BASH_REMATCH[1]}
             break
         fi
         _pid_running "$HUB_PID" || break
-        sleep 0.1
+        sleep 0.02
     done
     export HUB_PORT HUB_PID
     if [ -n "$HUB_PORT" ] && [ "$HUB_PORT" -gt 0 ]; then
@@ -446,6 +449,173 @@ bundle_set() {
         print $o JSON::PP->new->canonical->pretty->encode($j);
         close $o or die "$out: $!\n";
     ' "$@"
+}
+
+# ---- crash injection (test builds only; see common/testpoint.h) ---------------
+# Test builds (HOOKS=1: build-test/, build-asan/) honour EMPACT_KILL_AFTER=N
+# (SIGKILL at the N-th test point reached) and EMPACT_TESTPOINT_LOG=FILE ("N
+# name" per point reached); release builds (bin/) ignore both.
+
+# skip_all REASON: skips the whole test (TAP "1..0 # SKIP"); call before any test line.
+skip_all() { echo "1..0 # SKIP $*"; exit 0; }
+
+# require_test_hooks: skip_all unless both binaries log their test points.  No
+# hub is served: `empact-hub init` commits the seed data, and a join to a port
+# nobody listens on builds its (empty) outbox before it fails to connect.
+require_test_hooks() {
+    local d="$E2E_TMP/.hook-probe"
+    mkdir -p "$d"
+    EMPACT_TESTPOINT_LOG="$d/hub.tp" timeout -k 5 "$E2E_TIMEOUT" "$EMPACT_HUB" init "$d/hub" \
+        >/dev/null 2>"$d/err.1" </dev/null
+    timeout -k 5 "$E2E_TIMEOUT" "$EMPACT_HUB" add-site "$d/hub" probe --address 127.0.0.1:1 \
+        -o "$d/probe.join" >/dev/null 2>"$d/err.2" </dev/null
+    EMPACT_TESTPOINT_LOG="$d/site.tp" timeout -k 5 "$E2E_TIMEOUT" "$EMPACT" join "$d/probe.db" \
+        "$d/probe.join" >/dev/null 2>"$d/err.3" </dev/null
+    check_sanitizer_file "$d/err.1" "empact-hub init (hook probe)"
+    check_sanitizer_file "$d/err.3" "empact join (hook probe)"
+    if [ -s "$d/hub.tp" ] && [ -s "$d/site.tp" ]; then rm -rf "$d"; return 0; fi
+    rm -rf "$d"
+    skip_all "no test hooks in EMPACT_BIN=$EMPACT_BIN (EMPACT_TESTPOINT_LOG ignored: a release build); use a HOOKS=1 build such as build-test/bin"
+}
+
+# tp_name LOG N: the name of the N-th point in a test point log.
+tp_name() { sed -n "s/^$2 //p" "$1" 2>/dev/null | head -n 1; }
+
+# hub_alive: the hub of the last start_hub still runs.
+hub_alive() { [ -n "$HUB_PID" ] && _pid_running "$HUB_PID"; }
+
+# hub_reap: waits at most 10 s for the hub to end (it killed itself, or was
+# killed) and forgets it; WAIT_RC is its status (137: SIGKILL, 124: had to be killed).
+hub_reap() {
+    local pid=$HUB_PID c
+    [ -n "$pid" ] || return 0
+    wait_bounded "$pid" 10
+    if [ "$WAIT_RC" -eq 124 ]; then   # the `timeout` wrapper was killed: its child too
+        for c in $(ps -o pid= --ppid "$pid" 2>/dev/null); do kill -KILL "$c" 2>/dev/null; done
+    fi
+    untrack_pid "$pid"
+    HUB_PID=""
+}
+
+# hub_kill: SIGKILL to the hub process itself (not its `timeout` wrapper), then hub_reap.
+hub_kill() {
+    local c
+    [ -n "$HUB_PID" ] || return 0
+    for c in $(ps -o pid= --ppid "$HUB_PID" 2>/dev/null); do kill -KILL "$c" 2>/dev/null; done
+    hub_reap
+}
+
+# sites_follow_hub ID...: points each replica at 127.0.0.1:$HUB_PORT (a hub
+# started again listens on a new port).
+sites_follow_hub() {
+    local id
+    for id in "$@"; do
+        sq "$(site_db "$id")" "UPDATE _empact_meta SET value = '127.0.0.1:$HUB_PORT' WHERE key = 'hub_address'" ||
+            { fail "point $id at the hub on port $HUB_PORT"; return 1; }
+    done
+}
+
+# replica_matches_hub DESC ID [TABLE...]: one TAP line, sqldiff --table of each
+# TABLE (default: every replicated table) between hub.db and the replica prints nothing.
+replica_matches_hub() {
+    local desc=$1 id=$2 t d out="" ; shift 2
+    for t in ${*:-$REPL_TABLES}; do
+        d=$(timeout -k 5 "$E2E_TIMEOUT" sqldiff --table "$t" "$HUB_DIR/hub.db" "$(site_db "$id")" 2>&1) ||
+            d="sqldiff failed (exit $?): $d"
+        [ -z "$d" ] || out="$out$t:"$'\n'"$(printf '%s\n' "$d" | head -n 10)"$'\n'
+    done
+    [ -z "$out" ]
+    ok $? "$desc" || diag "sqldiff hub.db $id.db:" "$out"
+}
+
+# assert_tree_matches_hub DESC [REV]: rebuilds every replicated table from the
+# tree of REV (default HEAD) of history.git with tree2sql.pl (own parser of the
+# row files, checks paths and shards too) into a scratch database made with
+# hub.db's own CREATE TABLE statements; one TAP line: each table equals hub.db's
+# (sqldiff --table prints nothing).
+assert_tree_matches_hub() {
+    local desc=$1 rev=${2:-HEAD} db="$E2E_TMP/.tree.db" t specs out="" in
+    rm -f "$db" "$db-wal" "$db-shm"
+    in=$(printf "('%s')," $REPL_TABLES)
+    specs=$(hub_sql "SELECT t.column1 || '=' ||
+        (SELECT group_concat(name, ',') FROM (SELECT name FROM pragma_table_info(t.column1) ORDER BY cid)) || ';' ||
+        (SELECT group_concat(name, ',') FROM (SELECT name FROM pragma_table_info(t.column1) WHERE pk > 0 ORDER BY pk))
+        FROM (VALUES ${in%,}) t") || { fail "$desc"; diag "cannot read hub.db's columns"; return 1; }
+    if ! hub_sql "SELECT sql || ';' FROM sqlite_schema WHERE type = 'table' AND name IN ($(printf "'%s'," $REPL_TABLES | sed 's/,$//'))" \
+            >"$db.schema.sql" || ! timeout -k 5 "$E2E_TIMEOUT" sqlite3 -bail "$db" <"$db.schema.sql" >/dev/null 2>"$db.err"; then
+        fail "$desc"; diag "cannot make the scratch database:" "$(cat "$db.err" 2>/dev/null)"; return 1
+    fi
+    # shellcheck disable=SC2086
+    if ! timeout -k 5 "$E2E_TIMEOUT" perl "$E2E_LIB_DIR/tree2sql.pl" "$HUB_DIR/history.git" "$rev" $specs \
+            >"$db.rows.sql" 2>"$db.err"; then
+        out="tree2sql.pl: $(head -n 20 "$db.err")"$'\n'
+    fi
+    if ! timeout -k 5 "$E2E_TIMEOUT" sqlite3 -bail "$db" <"$db.rows.sql" >/dev/null 2>>"$db.err"; then
+        out="${out}loading the rows: $(tail -n 5 "$db.err")"$'\n'
+    fi
+    for t in $REPL_TABLES; do
+        run sqldiff --table "$t" "$db" "$HUB_DIR/hub.db"
+        if [ "$RUN_RC" -ne 0 ] || [ -n "$RUN_OUT$RUN_ERR" ]; then
+            out="${out}table $t differs (tree -> hub.db, exit $RUN_RC):"$'\n'"$(printf '%s\n%s' "$RUN_OUT" "$RUN_ERR" | head -n 10)"$'\n'
+        fi
+    done
+    [ -z "$out" ]
+    ok $? "$desc" || diag "$out"
+}
+
+# ---- a ledger of expected rows ---------------------------------------------------
+# Tests that kill processes note, right after making edits, what each edited
+# key must end up as (its whole row, or no row) in $E2E_TMP/ledger.db, read from
+# the replica that made the edits; later they check any database against it.
+#   ledger_note WHO ROUND DB TABLE:KEY...  KEY: the primary key values joined by '|'
+#   ledger_diff DB [CONDITION]              prints one line per ledger row DB does not hold
+#   ledger_ok DB DESC [CONDITION]           one TAP line: ledger_diff prints nothing
+# CONDITION is SQL on the ledger's columns tbl, key, who, round, row.
+LEDGER_DB="$E2E_TMP/ledger.db"
+LEDGER_TABLES="resource metric_value"
+declare -A _LEDGER_KEY _LEDGER_ROW
+_ledger_init() {
+    local t
+    [ -f "$LEDGER_DB" ] && return 0
+    sq "$LEDGER_DB" "CREATE TABLE ledger (tbl TEXT NOT NULL, key TEXT NOT NULL, who TEXT NOT NULL,
+        round INTEGER NOT NULL, row TEXT, PRIMARY KEY (tbl, key))" || bail "cannot create $LEDGER_DB"
+    for t in $LEDGER_TABLES; do
+        _LEDGER_KEY[$t]=$(hub_sql "SELECT group_concat('x.\"' || name || '\"', ' || ''|'' || ') FROM
+            (SELECT name FROM pragma_table_info('$t') WHERE pk > 0 ORDER BY pk)")
+        _LEDGER_ROW[$t]=$(hub_sql "SELECT group_concat('quote(x.\"' || name || '\")', ' || ''|'' || ') FROM
+            (SELECT name FROM pragma_table_info('$t') ORDER BY cid)")
+        [ -n "${_LEDGER_KEY[$t]}" ] && [ -n "${_LEDGER_ROW[$t]}" ] || bail "cannot read the columns of $t from hub.db"
+    done
+}
+ledger_note() {
+    local who=$1 round=$2 db=$3 k t sql=""; shift 3
+    _ledger_init
+    for k in "$@"; do
+        t=${k%%:*} k=${k#*:}
+        [ -n "${_LEDGER_ROW[$t]:-}" ] || { fail "ledger_note: table '$t' is not in LEDGER_TABLES"; return 1; }
+        sql="$sql INSERT OR REPLACE INTO L.ledger (tbl, key, who, round, row) VALUES ('$t', '${k//\'/\'\'}', '$who', $round,
+            (SELECT ${_LEDGER_ROW[$t]} FROM main.\"$t\" x WHERE ${_LEDGER_KEY[$t]} = '${k//\'/\'\'}'));"
+    done
+    sq "$db" "ATTACH '$LEDGER_DB' AS L; BEGIN; $sql COMMIT;" ||
+        fail "note the rows $who edited in $(basename "$db") in the ledger"
+}
+ledger_diff() {
+    local db=$1 cond=${2:-1} t cases=""
+    _ledger_init
+    for t in $LEDGER_TABLES; do
+        cases="$cases WHEN '$t' THEN (SELECT ${_LEDGER_ROW[$t]} FROM main.\"$t\" x WHERE ${_LEDGER_KEY[$t]} = l.key)"
+    done
+    sq "$db" "ATTACH '$LEDGER_DB' AS L;
+        SELECT tbl || ' ' || key || ' (' || who || ', round ' || round || '): want ' ||
+               coalesce(row, 'no row') || '; got ' || coalesce(got, 'no row')
+        FROM (SELECT l.*, CASE l.tbl $cases END AS got FROM L.ledger l WHERE $cond)
+        WHERE row IS NOT got ORDER BY round, tbl, key;" 2>&1
+}
+ledger_ok() {
+    local db=$1 desc=$2 out
+    out=$(ledger_diff "$db" "${3:-1}")
+    [ -z "$out" ]
+    ok $? "$desc" || diag "$(printf '%s\n' "$out" | head -n 15)"
 }
 
 # ---- preconditions -------------------------------------------------------------
