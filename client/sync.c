@@ -459,10 +459,11 @@ static int pull(struct sync *y, uint8_t end_tree[20], struct errctx *e)
 /* Step 4: every touched key of every replicated table gets base's row,
  * except keys still dirty (edited again after the push was built): those keep
  * the coordinator's value and go out with the next push. */
-/* For keys of the outbox the coordinator edited again before the hub's
- * version of the push arrived (still dirty): columns not edited since the
- * outbox was built take the hub's merged value, so the next push carries only
- * the new edits and cannot undo another site's change with stale values.  A
+/* For keys still dirty after the pull (edited after the outbox was built, or
+ * edited meanwhile and not in it): columns not edited since the snapshot (the
+ * outbox's row, else the old base row) take the hub's new value, so the next
+ * push carries only the coordinator's edits and cannot undo another site's
+ * change with stale values.  A
  * row the hub deleted meanwhile keeps its snapshot: the next push is built
  * against it (see changeset_build_local), so the hub sees an update of a
  * deleted row, keeps the delete and logs the edit.  Other snapshots go. */
@@ -612,6 +613,32 @@ static int read_meta(struct sync *y, struct errctx *e)
     return SYNC_OK;
 }
 
+/* Before base moves: every dirty key without a snapshot gets its base row as
+ * one (keys of the outbox already have theirs), so that after the pull the
+ * columns the coordinator did not touch can take the hub's new values. */
+static int snapshot_dirty_base(struct sync *y, struct errctx *e)
+{
+    int rc = SYNC_OK;
+
+    for (int i = 0; rc == SYNC_OK && i < y->s->ntable; i++) {
+        const struct schema_table *t = &y->s->tables[i];
+        char *keys;
+
+        if (t->cls != CLASS_SHARED && t->cls != CLASS_OWNED)
+            continue;
+        if ((keys = schema_sql_cols(t, SCHEMA_COLS_PK, NULL)) == NULL)
+            return errctx_set(e, SYNC_ENOMEM, "out of memory");
+        rc = db_exec_free(y->db,
+                          sqlite3_mprintf("INSERT OR IGNORE INTO \"" SNAP_PREFIX "%w\" SELECT * "
+                                          "FROM \"" BASE_PREFIX "%w\" WHERE (%s) IN (SELECT %s "
+                                          "FROM \"" DIRTY_PREFIX "%w\")",
+                                          t->name, t->name, keys, keys, t->name),
+                          "replica", e);
+        sqlite3_free(keys);
+    }
+    return rc;
+}
+
 /* Second transaction: push the outbox, pull, settle, verify, empty the
  * outbox.  Holds the replica's write lock while it talks to the hub. */
 static int exchange(struct sync *y, const struct outbox *ob, struct errctx *e)
@@ -631,7 +658,7 @@ static int exchange(struct sync *y, const struct outbox *ob, struct errctx *e)
         return rc;
     if (ob->present && (rc = push(y, ob, e)) != SYNC_OK)
         return rc;
-    if ((rc = pull(y, tree, e)) != SYNC_OK)
+    if ((rc = snapshot_dirty_base(y, e)) != SYNC_OK || (rc = pull(y, tree, e)) != SYNC_OK)
         return rc;
     testpoint("pull done");
     if (ob->present &&

@@ -54,8 +54,14 @@ struct change {
     sqlite3_value **oldv; /* borrowed from the iterator; NULL entries: absent */
     sqlite3_value **newv;
     sqlite3_value **row; /* the hub's current row (owned copies), or NULL */
-    int64_t meta_at;     /* last accepted edit of the row: time and site */
+    int64_t meta_at;     /* the row's insert or delete: time and site */
     char meta_site[SITE_ID_MAX + 8];
+    struct stamp *col; /* per column: the edit that typed its current value */
+};
+
+struct stamp {
+    int64_t at;
+    char site[SITE_ID_MAX + 8];
 };
 
 static int sql_err(struct errctx *e, sqlite3 *db, const char *what)
@@ -74,13 +80,19 @@ int merge_tables_create(sqlite3 *db, const struct schema *s, struct errctx *e)
             continue;
         if ((keys = schema_sql_cols(t, SCHEMA_COLS_PK, NULL)) == NULL)
             return errctx_set(e, SYNC_ENOMEM, "out of memory");
-        rc = db_exec_free(db,
-                          sqlite3_mprintf("CREATE TABLE IF NOT EXISTS \"" ROWMETA_PREFIX "%w\" "
-                                          "(%s, _empact_edited_at INTEGER NOT NULL, "
-                                          "_empact_site TEXT NOT NULL, PRIMARY KEY (%s)) "
-                                          "WITHOUT ROWID",
-                                          t->name, keys, keys),
-                          "hub database", e);
+        rc = db_exec_free(
+            db,
+            sqlite3_mprintf("CREATE TABLE IF NOT EXISTS \"" ROWMETA_PREFIX "%w\" "
+                            "(%s, _empact_edited_at INTEGER NOT NULL, "
+                            "_empact_site TEXT NOT NULL, PRIMARY KEY (%s)) "
+                            "WITHOUT ROWID;"
+                            "CREATE TABLE IF NOT EXISTS \"" COLMETA_PREFIX "%w\" "
+                            "(%s, _empact_col INTEGER NOT NULL, "
+                            "_empact_edited_at INTEGER NOT NULL, "
+                            "_empact_site TEXT NOT NULL, PRIMARY KEY (%s, _empact_col)) "
+                            "WITHOUT ROWID",
+                            t->name, keys, keys, t->name, keys, keys),
+            "hub database", e);
         sqlite3_free(keys);
         if (rc != SYNC_OK)
             return rc;
@@ -196,7 +208,41 @@ static int state_load(struct mctx *m, struct change *c, struct errctx *e)
                  (const char *)sqlite3_column_text(st, 1));
     } else if (step != SQLITE_DONE) {
         rc = sql_err(e, m->db, "reading row times");
+        goto out;
     }
+    sqlite3_finalize(st);
+    st = NULL;
+    if ((c->col = calloc((size_t)t->ncol, sizeof(*c->col))) == NULL) {
+        rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < t->ncol; i++) { /* by default, the row's insert typed it */
+        c->col[i].at = c->meta_at;
+        memcpy(c->col[i].site, c->meta_site, sizeof(c->col[i].site));
+    }
+    sqlite3_free(q_meta);
+    if ((q_meta = sqlite3_mprintf(
+             "SELECT _empact_col, _empact_edited_at, _empact_site FROM \"" COLMETA_PREFIX
+             "%w\" WHERE %s",
+             t->name, where)) == NULL) {
+        rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (sqlite3_prepare_v2(m->db, q_meta, -1, &st, NULL) != SQLITE_OK) {
+        rc = sql_err(e, m->db, "reading column times");
+        goto out;
+    }
+    bind_key(st, c, 1);
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        int i = sqlite3_column_int(st, 0);
+        if (i < 0 || i >= t->ncol)
+            continue;
+        c->col[i].at = sqlite3_column_int64(st, 1);
+        snprintf(c->col[i].site, sizeof(c->col[i].site), "%s",
+                 (const char *)sqlite3_column_text(st, 2));
+    }
+    if (step != SQLITE_DONE)
+        rc = sql_err(e, m->db, "reading column times");
 out:
     sqlite3_finalize(st);
     sqlite3_free(where);
@@ -205,12 +251,12 @@ out:
     return rc;
 }
 
-/* 1 if the pusher's edit is later than the row's last accepted edit. */
-static int pusher_later(const struct mctx *m, const struct change *c)
+/* 1 if the pusher's edit is later than the edit that typed column i. */
+static int pusher_later(const struct mctx *m, const struct change *c, int i)
 {
-    if ((int64_t)c->at != c->meta_at)
-        return (int64_t)c->at > c->meta_at;
-    return strcmp(m->site, c->meta_site) > 0;
+    if ((int64_t)c->at != c->col[i].at)
+        return (int64_t)c->at > c->col[i].at;
+    return strcmp(m->site, c->col[i].site) > 0;
 }
 
 /* ---- the conflict log ------------------------------------------------------------ */
@@ -336,17 +382,15 @@ static int log_column(struct mctx *m, const struct change *c, const char *kind, 
 
 /* ---- writing ---------------------------------------------------------------------- */
 
-enum stamp_rule {
-    STAMP_IF_LATER, /* an older edit that applied cleanly keeps the newer stamp */
-    STAMP_ALWAYS,   /* a delete wins whatever its time: the tombstone is the deleter's */
-};
-
-static int meta_put(struct mctx *m, const struct change *c, enum stamp_rule rule, struct errctx *e)
+/* Stamps the row with the pusher's insert or delete (a delete wins whatever
+ * its time: the tombstone is the deleter's) and forgets column stamps. */
+static int meta_put(struct mctx *m, const struct change *c, struct errctx *e)
 {
     const struct schema_table *t = c->t;
     char *keys = schema_sql_cols(t, SCHEMA_COLS_PK, NULL), *sql = NULL, *ph;
+    char *where = pk_where(t);
     sqlite3_stmt *st = NULL;
-    int rc = SYNC_OK, later = rule == STAMP_ALWAYS || pusher_later(m, c);
+    int rc = SYNC_OK;
 
     ph = sqlite3_mprintf("%s", "");
     for (int k = 0; ph != NULL && k < t->npk; k++) {
@@ -354,9 +398,7 @@ static int meta_put(struct mctx *m, const struct change *c, enum stamp_rule rule
         sqlite3_free(ph);
         ph = next;
     }
-    if (!later)
-        goto out;
-    if (keys == NULL || ph == NULL ||
+    if (keys == NULL || ph == NULL || where == NULL ||
         (sql = sqlite3_mprintf("INSERT INTO \"" ROWMETA_PREFIX "%w\" VALUES (%s?, ?) ON CONFLICT "
                                "(%s) DO UPDATE SET _empact_edited_at = excluded._empact_edited_at,"
                                " _empact_site = excluded._empact_site",
@@ -371,8 +413,74 @@ static int meta_put(struct mctx *m, const struct change *c, enum stamp_rule rule
     bind_key(st, c, 1);
     sqlite3_bind_int64(st, t->npk + 1, (sqlite3_int64)c->at);
     sqlite3_bind_text(st, t->npk + 2, m->site, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        rc = sql_err(e, m->db, "stamping a row");
+        goto out;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    sqlite3_free(sql);
+    if ((sql = sqlite3_mprintf("DELETE FROM \"" COLMETA_PREFIX "%w\" WHERE %s", t->name, where)) ==
+        NULL) {
+        rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (sqlite3_prepare_v2(m->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        rc = sql_err(e, m->db, "stamping a row");
+        goto out;
+    }
+    bind_key(st, c, 1);
     if (sqlite3_step(st) != SQLITE_DONE)
         rc = sql_err(e, m->db, "stamping a row");
+out:
+    sqlite3_finalize(st);
+    sqlite3_free(keys);
+    sqlite3_free(ph);
+    sqlite3_free(sql);
+    sqlite3_free(where);
+    return rc;
+}
+
+/* Stamps each chosen column with the pusher's edit (the time never moves
+ * back: an edit that applied cleanly after a newer-clocked one keeps that
+ * time, but the value is now the pusher's). */
+static int col_stamp(struct mctx *m, const struct change *c, const int *chosen, struct errctx *e)
+{
+    const struct schema_table *t = c->t;
+    char *keys = schema_sql_cols(t, SCHEMA_COLS_PK, NULL), *ph = sqlite3_mprintf("%s", "");
+    char *sql = NULL;
+    sqlite3_stmt *st = NULL;
+    int rc = SYNC_OK;
+
+    for (int k = 0; ph != NULL && k < t->npk; k++) {
+        char *next = sqlite3_mprintf("%s?, ", ph);
+        sqlite3_free(ph);
+        ph = next;
+    }
+    if (keys == NULL || ph == NULL ||
+        (sql = sqlite3_mprintf("INSERT INTO \"" COLMETA_PREFIX "%w\" VALUES (%s?, ?, ?) ON "
+                               "CONFLICT (%s, _empact_col) DO UPDATE SET _empact_edited_at = "
+                               "excluded._empact_edited_at, _empact_site = excluded._empact_site",
+                               t->name, ph, keys)) == NULL) {
+        rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (sqlite3_prepare_v2(m->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        rc = sql_err(e, m->db, "stamping a column");
+        goto out;
+    }
+    for (int i = 0; rc == SYNC_OK && i < t->ncol; i++) {
+        int64_t at = (int64_t)c->at > c->col[i].at ? (int64_t)c->at : c->col[i].at;
+        if (!chosen[i])
+            continue;
+        bind_key(st, c, 1);
+        sqlite3_bind_int(st, t->npk + 1, i);
+        sqlite3_bind_int64(st, t->npk + 2, at);
+        sqlite3_bind_text(st, t->npk + 3, m->site, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = sql_err(e, m->db, "stamping a column");
+        sqlite3_reset(st);
+    }
 out:
     sqlite3_finalize(st);
     sqlite3_free(keys);
@@ -458,14 +566,14 @@ static int merge_update(struct mctx *m, struct change *c, int *constraint, char 
             continue;
         if (c->op == SQLITE_UPDATE && c->oldv[i] != NULL && value_eq(hv, c->oldv[i])) {
             chosen[i] = 1; /* only this site changed it since its base */
-        } else if (pusher_later(m, c)) {
+        } else if (pusher_later(m, c, i)) {
             chosen[i] = 1;
-            rc = log_column(m, c, CONFLICT_OVERWRITTEN, i, c->meta_site, hv, c->meta_at, m->site,
-                            nv, (int64_t)c->at, e);
+            rc = log_column(m, c, CONFLICT_OVERWRITTEN, i, c->col[i].site, hv, c->col[i].at,
+                            m->site, nv, (int64_t)c->at, e);
         } else {
             lost = 1;
-            rc = log_column(m, c, CONFLICT_OVERRIDDEN, i, m->site, nv, (int64_t)c->at, c->meta_site,
-                            hv, c->meta_at, e);
+            rc = log_column(m, c, CONFLICT_OVERRIDDEN, i, m->site, nv, (int64_t)c->at,
+                            c->col[i].site, hv, c->col[i].at, e);
         }
         if (chosen[i]) {
             char *next =
@@ -487,7 +595,7 @@ static int merge_update(struct mctx *m, struct change *c, int *constraint, char 
     if ((rc = write_row(m, c, sql, chosen, constraint, why, whysz, e)) != SYNC_OK || *constraint)
         goto out;
     m->st->applied++;
-    rc = meta_put(m, c, STAMP_IF_LATER, e);
+    rc = col_stamp(m, c, chosen, e);
 out:
     free(chosen);
     sqlite3_free(set);
@@ -522,7 +630,7 @@ static int merge_insert(struct mctx *m, struct change *c, int *constraint, char 
     if ((rc = write_row(m, c, sql, all, constraint, why, whysz, e)) != SYNC_OK || *constraint)
         goto out;
     m->st->applied++;
-    rc = meta_put(m, c, STAMP_IF_LATER, e);
+    rc = meta_put(m, c, e);
 out:
     free(all);
     sqlite3_free(ph);
@@ -542,9 +650,9 @@ static int merge_delete(struct mctx *m, struct change *c, int *constraint, char 
      * the row is logged for whoever typed it. */
     for (int i = 0; rc == SYNC_OK && i < c->t->ncol; i++) {
         if (c->t->cols[i].pk == 0 && c->oldv[i] != NULL && !value_eq(c->row[i], c->oldv[i]) &&
-            strcmp(c->meta_site, m->site) != 0)
-            rc = log_column(m, c, CONFLICT_DELETED, i, c->meta_site, c->row[i], c->meta_at, m->site,
-                            NULL, (int64_t)c->at, e);
+            strcmp(c->col[i].site, m->site) != 0)
+            rc = log_column(m, c, CONFLICT_DELETED, i, c->col[i].site, c->row[i], c->col[i].at,
+                            m->site, NULL, (int64_t)c->at, e);
     }
     if (rc != SYNC_OK)
         goto out;
@@ -556,7 +664,7 @@ static int merge_delete(struct mctx *m, struct change *c, int *constraint, char 
     if ((rc = write_row(m, c, sql, NULL, constraint, why, whysz, e)) != SYNC_OK || *constraint)
         goto out;
     m->st->applied++;
-    rc = meta_put(m, c, STAMP_ALWAYS, e);
+    rc = meta_put(m, c, e);
 out:
     sqlite3_free(where);
     sqlite3_free(sql);
@@ -654,6 +762,7 @@ int merge_apply(sqlite3 *db, const struct schema *s, const char *site, const cha
         c.at = times[i++];
         rc = merge_one(&m, &c, e);
         row_free(c.row, ncol);
+        free(c.col);
         if (rc != SYNC_OK)
             break;
     }

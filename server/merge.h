@@ -15,10 +15,13 @@
 #include "schema.h"
 
 /* Hub tables the merge keeps besides the replicated ones:
- *   _empact_rowmeta_T(key..., _empact_edited_at, _empact_site)  last accepted
- *       edit of each row (kept after a delete, as a tombstone)
+ *   _empact_rowmeta_T(key..., _empact_edited_at, _empact_site)  the row's
+ *       insert or delete (kept after a delete, as a tombstone)
+ *   _empact_colmeta_T(key..., _empact_col, _empact_edited_at, _empact_site)
+ *       the edit that typed each column's current value, when not the insert
  *   _empact_conflict(...)  the conflict log; see hub.c for the columns */
 #define ROWMETA_PREFIX "_empact_rowmeta_"
+#define COLMETA_PREFIX "_empact_colmeta_"
 
 /* Conflict kinds, as stored and sent to sites. */
 #define CONFLICT_OVERRIDDEN "overridden"   /* your edit lost to a later edit of the column */

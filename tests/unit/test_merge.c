@@ -174,11 +174,16 @@ static void assert_row(sqlite3 *db, const char *table, const char *where, const 
 }
 
 /* The row's stamp as "time/site" (NULL: expect none). */
+/* The row's newest stamp: its insert/delete stamp or a column's, whichever is
+ * later (the greater site on a tie). */
 static void assert_stamp(sqlite3 *db, const char *table, const char *where, const char *want)
 {
     char *sql = sqlite3_mprintf(
-        "SELECT _empact_edited_at || '/' || _empact_site FROM \"" ROWMETA_PREFIX "%w\" WHERE %s",
-        table, where);
+        "SELECT a || '/' || s FROM (SELECT _empact_edited_at a, _empact_site s FROM "
+        "\"" ROWMETA_PREFIX
+        "%w\" WHERE %s UNION ALL SELECT _empact_edited_at, _empact_site FROM \"" COLMETA_PREFIX
+        "%w\" WHERE %s) ORDER BY a DESC, s DESC LIMIT 1",
+        table, where, table, where);
     assert_non_null(sql);
     assert_text(q_text(db, sql), want, sql);
     sqlite3_free(sql);
@@ -554,6 +559,35 @@ static void test_same_column_later_push_wins(void **state)
     buf_free(&cs);
 }
 
+/* 3b. Conflicts are attributed per column: the loser of an overwritten title
+ * is the site that typed the title, not the site that edited the row last
+ * (another column), and the title's time, not the row's, decides. */
+static void test_conflict_names_the_columns_typist(void **state)
+{
+    struct fx *f = *state;
+    struct buf cs = {0};
+    const struct at map[] = {{"r1", 300}, {NULL, 0}};
+    const struct cf want[] = {{"resource", "\"r1\"", "title", CONFLICT_OVERWRITTEN, "sa",
+                               "\"v-by-sa\"", 200, "st", "\"v-by-st\"", 300}};
+
+    /* sa typed the title at 200, su the summary at 350 (later than st's 300) */
+    exec(f->db, "INSERT INTO resource (id, title, summary) VALUES ('r1', 'v-by-sa', 'v-by-su');"
+                "INSERT INTO _empact_rowmeta_resource VALUES ('r1', 100, 'a');"
+                "INSERT INTO _empact_colmeta_resource VALUES ('r1', 1, 200, 'sa'),"
+                " ('r1', 3, 350, 'su');");
+    make_cs(&cs, NULL, BASE_R1, "UPDATE resource SET title = 'v-by-st' WHERE id = 'r1'");
+    push(f, "st", &cs, map);
+
+    assert_row(f->db, "resource", "id = 'r1'", RES("r1", "v-by-st", "v-by-su"));
+    assert_stats(f, 1, 0, 1);
+    assert_conflicts(f, want, 1);
+    assert_text(q_text(f->db, "SELECT group_concat(_empact_col || ':' || _empact_edited_at || '/' "
+                              "|| _empact_site, ' ') FROM (SELECT * FROM _empact_colmeta_resource "
+                              "ORDER BY _empact_col)"),
+                "1:300/st 3:350/su", "column stamps");
+    buf_free(&cs);
+}
+
 /* 4. Same column, the pusher's edit older: the hub keeps its value, the row is
  * not written, and the pusher is told it was overridden. */
 static void test_same_column_older_push_loses(void **state)
@@ -884,8 +918,9 @@ static void test_constraint_failure_rejected(void **state)
     buf_free(&cs);
 }
 
-/* 13. An older edit that applies cleanly to a column does not move the row's
- * stamp backwards. */
+/* 13. An older edit that applies cleanly to a column does not move time
+ * backwards: the column is stamped with the newer time, but as the pusher's
+ * (it typed the value now there); the row's insert stamp is untouched. */
 static void test_older_clean_edit_keeps_stamp(void **state)
 {
     struct fx *f = *state;
@@ -898,7 +933,12 @@ static void test_older_clean_edit_keeps_stamp(void **state)
     push(f, "b", &cs, map);
 
     assert_row(f->db, "resource", "id = 'r1'", RES("r1", "Toolkit 2", "Sum B"));
-    assert_stamp(f->db, "resource", "id = 'r1'", "300/a");
+    assert_text(q_text(f->db, "SELECT _empact_edited_at || '/' || _empact_site FROM "
+                              "_empact_rowmeta_resource WHERE id = 'r1'"),
+                "300/a", "the row's insert stamp");
+    assert_text(q_text(f->db, "SELECT group_concat(_empact_col || ':' || _empact_edited_at || '/' "
+                              "|| _empact_site) FROM _empact_colmeta_resource WHERE id = 'r1'"),
+                "3:300/b", "the summary column's stamp");
     assert_stats(f, 1, 0, 0);
     assert_int_equal(writes(f), 1);
     assert_conflicts(f, NULL, 0);
@@ -1005,6 +1045,8 @@ int main(void)
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_different_columns_both_kept, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_same_column_later_push_wins, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_conflict_names_the_columns_typist, fx_setup,
+                                        fx_teardown),
         cmocka_unit_test_setup_teardown(test_same_column_older_push_loses, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_equal_times_greater_site_wins, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_same_value_no_conflict, fx_setup, fx_teardown),
