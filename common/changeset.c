@@ -815,6 +815,19 @@ static int check_one(sqlite3_changeset_iter *it, const struct schema *s, const c
             e->code = rc = SYNC_EREFUSED; /* a push that does not fit the schema is refused */
         return rc;
     }
+    /* The image that identifies the row must be whole: an insert carries
+     * every value, a delete every old value, an update its old key.  SQLite's
+     * own apply, and our merge, read these without checking. */
+    for (int k = 0; k < t->ncol; k++) {
+        sqlite3_value *v = NULL;
+        int need = op == SQLITE_INSERT || op == SQLITE_DELETE || t->cols[k].pk > 0;
+        int got =
+            op == SQLITE_INSERT ? sqlite3changeset_new(it, k, &v) : sqlite3changeset_old(it, k, &v);
+        if (need && (got != SQLITE_OK || v == NULL))
+            return errctx_set(e, SYNC_EREFUSED,
+                              "push changes a row of %s without giving its column %s", t->name,
+                              t->cols[k].name);
+    }
     if (t->cls == CLASS_OWNED) {
         if (op != SQLITE_INSERT)
             (void)sqlite3changeset_old(it, t->site_col, &ov);
