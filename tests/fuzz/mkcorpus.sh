@@ -132,8 +132,12 @@ seeds_bundle() {
     head -c -3 "$B/valid-hub-format" >"$B/bad-truncated-end"
     printf '["empact-join", 1]' >"$B/bad-not-object"
     printf '"empact-join"' >"$B/bad-string"
-    { printf '{"format": "empact-join", "version": 1, "note": '; rep 1100 '['; rep 1100 ']'; printf '}'; } \
-        >"$B/bad-deep-nesting"
+    {
+        printf '{"format": "empact-join", "version": 1, "note": '
+        rep 1100 '['
+        rep 1100 ']'
+        printf '}'
+    } >"$B/bad-deep-nesting"
     printf '{"format": "empact-join", "version": 1, "site_id": "tor\\ud800x"}' \
         >"$B/bad-lone-surrogate"
     # wrong types and values
@@ -151,7 +155,8 @@ seeds_bundle() {
     bundle bad-site-id-path site_id='"../etc"'
     bundle bad-site-id-empty site_id='""'
     bundle bad-site-id-33 site_id="\"$(rep 33 a)\""
-    bundle bad-site-id-nul site_id='"tor\u0000onto"'
+    # cJSON ends a string at an escaped NUL: this parses as site "tor"
+    bundle odd-site-id-nul site_id='"tor\u0000onto"'
     bundle bad-schema-short schema='"0413"'
     bundle bad-schema-upper schema='"04130085CCC22C2F2F7B5712686AC7C1A05B460B1F32041698D88BEE982BC9B8"'
     bundle bad-schema-object schema='{}'
@@ -167,7 +172,9 @@ seeds_bundle() {
     bundle bad-pem-array ca_cert="[$B_CERT]"
     bundle bad-pem-missing site_key=
     # huge strings: a PEM over PEM_MAX, a file over JOIN_BUNDLE_MAX
-    bundle bad-pem-16k site_cert="\"-----BEGIN CERTIFICATE-----\\n$(rep 16384 A)\\n-----END CERTIFICATE-----\""
+    local big
+    big="\"-----BEGIN CERTIFICATE-----\\n$(rep 16384 A)\\n-----END CERTIFICATE-----\""
+    bundle bad-pem-16k site_cert="$big"
     bundle bad-over-64k note="\"$(rep 65536 z)\""
 }
 
@@ -209,7 +216,7 @@ seeds_changeset_check() {
     cs valid-mixed changeset "$S" "$R" "$MV
         INSERT INTO resource (id, title) VALUES ('r2', 'é ü ' || char(0) || 'x'), ('r3', '');
         UPDATE resource SET summary = -1.5e300 WHERE id = 'r1';"
-    cs valid-mixed-patchset patchset "$S" "$R $MV" \
+    cs bad-patchset-mixed patchset "$S" "$R $MV" \
         "UPDATE resource SET title = 't2'; DELETE FROM metric_value WHERE period = '2026-Q2';
          INSERT INTO resource (id, title) VALUES ('r9', 'nine');"
     cat "$C/valid-metric-value-insert" "$C/valid-metric-value-update" \
@@ -230,7 +237,7 @@ seeds_changeset_check() {
         "INSERT INTO metric VALUES ('ed-visits', 'ED visits', 'count', NULL, 5);" \
         "UPDATE metric SET suppress_below = 0;"
     cs refused-site-hub changeset "$S" '' "INSERT INTO site VALUES ('evil', 'Evil', NULL, NULL);"
-    cs refused-member-patchset patchset "$S" "INSERT INTO member VALUES (1, 'A', NULL, NULL);" \
+    cs bad-patchset-member patchset "$S" "INSERT INTO member VALUES (1, 'A', NULL, NULL);" \
         "UPDATE member SET notes = 'n'; DELETE FROM member;"
     # refused: shapes that do not fit the schema
     cs refused-unknown-table changeset 'CREATE TABLE evil (k TEXT PRIMARY KEY, v);' '' \
@@ -253,7 +260,26 @@ seeds_changeset_check() {
     # damaged bytes
     printf 'this is not a changeset\n' >"$C/bad-garbage"
     head -c -4 "$C/valid-mixed" >"$C/bad-truncated"
-    head -c 20 "$C/valid-metric-value-insert" >"$C/bad-truncated-header"
+    # table headers cut short, on which SQLite 3.40's iterator loops for ever
+    # unless changeset.c refuses them first (found by this target, fixed)
+    head -c 20 "$C/valid-metric-value-insert" >"$C/bad-hang-truncated-name"
+    printf 'T' >"$C/bad-hang-one-byte"
+    printf 'P\x03\x01' >"$C/bad-hang-patchset-key-flags"
+    { cat "$C/valid-resource-insert"; printf 'T\x06\x01\x01\x01\x00\x00\x00metric_value'; } \
+        >"$C/bad-hang-second-header"
+    # a site_id with an embedded NUL once passed as the pushing site's (fixed)
+    cs refused-site-id-nul changeset "$S" '' "INSERT INTO metric_value
+        VALUES ('toronto' || char(0) || 'ottawa', 'ed-visits', '2026-Q3', 1, 0, NULL);"
+    # changes whose key, or an inserted value, is "undefined" (type 0): they
+    # crashed SQLite's apply and the hub's merge until the check refused them
+    local mv='T\x06\x01\x02\x03\x00\x00\x00metric_value\x00' tor='\x03\x07toronto'
+    local ed='\x03\x09ed-visits' zero='\x01\x00\x00\x00\x00\x00\x00\x00\x00'
+    printf '%b' "$mv\\x17\\x00$tor\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x05\\x00\\x00" \
+        >"$C/refused-key-missing-update"
+    printf '%b' "$mv\\x09\\x00$tor$ed\\x00\\x05\\x05\\x05" >"$C/refused-key-missing-delete"
+    printf '%b' "$mv\\x12\\x00$tor$ed\\x00\\x05$zero\\x05" >"$C/refused-key-missing-insert"
+    printf '%b' "$mv\\x12\\x00$tor$ed\\x03\\x072026-Q4\\x00$zero\\x05" \
+        >"$C/refused-key-missing-insert-value"
     printf 'T\x03\x01\x00\x00resource\x00' >"$C/odd-header-only"
     printf 'T\x00resource\x00\x12\x00' >"$C/bad-zero-columns"
     printf 'T\x01\x01resource\x00\x12\x00\x03\xff\xff\xff\xff\x0fabc' >"$C/bad-huge-length"

@@ -10,6 +10,8 @@
 # fuzzing to tests/fuzz/build/corpus-NAME/ (the committed seeds in
 # corpus/NAME/ are only read), crashes to tests/fuzz/build/artifacts/.
 # FUZZ_ARGS adds libFuzzer options to every run (e.g. FUZZ_ARGS=-jobs=2).
+# An input that takes longer than FUZZ_TIMEOUT seconds (default 30) counts
+# as a hang and fails the run, in regress as well as run mode.
 #
 # Each target names what it links in its header comment, so a module in flux
 # elsewhere in common/ cannot break it:
@@ -25,6 +27,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 OUT=$HERE/build
 CC=${FUZZ_CC:-clang}
+TIMEOUT=${FUZZ_TIMEOUT:-30}
 
 # As in the Makefile, except -iquote for our headers: with -I, common/limits.h
 # would be found for <limits.h> by system headers too.
@@ -81,7 +84,8 @@ regress_one() {
     fi
     echo "== regress fuzz_$name: ${#files[@]} seeds"
     # shellcheck disable=SC2086
-    "$OUT/fuzz_$name" -runs=1 ${FUZZ_ARGS:-} "${files[@]}" >"$OUT/regress-$name.log" 2>&1 || {
+    "$OUT/fuzz_$name" -runs=1 -timeout="$TIMEOUT" ${FUZZ_ARGS:-} "${files[@]}" \
+        >"$OUT/regress-$name.log" 2>&1 || {
         cat "$OUT/regress-$name.log" >&2
         echo "run.sh: fuzz_$name failed on a seed; log in $OUT/regress-$name.log" >&2
         exit 1
@@ -94,7 +98,7 @@ fuzz_one() {
     mkdir -p "$OUT/corpus-$name" "$OUT/artifacts"
     echo "== fuzz fuzz_$name for ${seconds}s"
     # shellcheck disable=SC2086
-    "$OUT/fuzz_$name" -max_total_time="$seconds" -print_final_stats=1 \
+    "$OUT/fuzz_$name" -max_total_time="$seconds" -timeout="$TIMEOUT" -print_final_stats=1 \
         -artifact_prefix="$OUT/artifacts/$name-" ${FUZZ_ARGS:-} \
         "$OUT/corpus-$name" "$HERE/corpus/$name" >"$OUT/fuzz-$name.log" 2>&1 || {
         tail -n 60 "$OUT/fuzz-$name.log" >&2
