@@ -68,6 +68,16 @@ static int copy_field(char *dst, size_t dstsz, const cJSON *root, const char *na
     return rc;
 }
 
+/* 1 if the n bytes at p are all JSON white space. */
+static int only_space(const char *p, size_t n)
+{
+    for (size_t i = 0; p != NULL && i < n; i++) {
+        if (p[i] != ' ' && p[i] != '\t' && p[i] != '\n' && p[i] != '\r')
+            return 0;
+    }
+    return 1;
+}
+
 int bundle_parse(struct bundle **out, const char *text, size_t n, struct errctx *e)
 {
     cJSON *root = NULL;
@@ -82,7 +92,10 @@ int bundle_parse(struct bundle **out, const char *text, size_t n, struct errctx 
         return errctx_set(e, SYNC_EDATA,
                           "join bundle is %zu bytes, more than the %d a bundle can be", n,
                           JOIN_BUNDLE_MAX);
-    if ((root = cJSON_ParseWithLength(text, n)) == NULL || !cJSON_IsObject(root)) {
+    const char *end = NULL;
+
+    if ((root = cJSON_ParseWithLengthOpts(text, n, &end, 0)) == NULL || !cJSON_IsObject(root) ||
+        !only_space(end, (size_t)(text + n - end))) {
         rc = errctx_set(e, SYNC_EDATA,
                         "join bundle is not valid JSON (truncated or damaged?); ask the central "
                         "team for a new one");

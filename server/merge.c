@@ -757,6 +757,18 @@ int merge_apply(sqlite3 *db, const struct schema *s, const char *site, const cha
             if (c.op != SQLITE_DELETE)
                 (void)sqlite3changeset_new(it, k, &newv[k]);
         }
+        /* changeset_check_push() refuses these; checked again so that this
+         * module never binds a missing value */
+        for (int k = 0; k < ncol && rc == SYNC_OK; k++) {
+            int need = c.op != SQLITE_UPDATE || c.t->cols[k].pk > 0;
+            if (need && (c.op == SQLITE_INSERT ? newv[k] : oldv[k]) == NULL)
+                rc = errctx_set(e, SYNC_EREFUSED,
+                                "push changes a row of %s without giving its "
+                                "column %s",
+                                c.t->name, c.t->cols[k].name);
+        }
+        if (rc != SYNC_OK)
+            break;
         c.oldv = oldv;
         c.newv = newv;
         c.at = times[i++];

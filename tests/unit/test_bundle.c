@@ -399,6 +399,10 @@ static void test_too_large(void **state)
     text[n] = 'X';
     assert_int_equal(bundle_parse(&out, text, n, &e), SYNC_OK);
     bundle_free(out);
+    out = NULL;
+    /* ... but bytes after the object other than white space are refused. */
+    assert_int_equal(bundle_parse(&out, text, n + 1, &e), SYNC_EDATA);
+    assert_null(out);
 
     /* A PEM field over PEM_MAX is refused, naming the field. */
     {
