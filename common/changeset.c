@@ -41,19 +41,6 @@ static char *placeholders(int n)
     return out;
 }
 
-/* `"k1" = ? AND "k2" = ?` over t's key; sqlite3_free() it. */
-static char *pk_where(const struct schema_table *t)
-{
-    char *out = sqlite3_mprintf("%s", "");
-    for (int i = 0; out != NULL && i < t->npk; i++) {
-        char *next =
-            sqlite3_mprintf("%s%s\"%w\" = ?", out, i ? " AND " : "", t->cols[t->pk[i]].name);
-        sqlite3_free(out);
-        out = next;
-    }
-    return out;
-}
-
 /* Binds the key of the change at it (old image, or new for an insert) to
  * st's parameters 1..npk. */
 static int bind_key(sqlite3_stmt *st, sqlite3_changeset_iter *it, const struct schema_table *t,
@@ -173,7 +160,7 @@ static int write_new_rows(sqlite3 *db, sqlite3 *scratch, const struct schema_tab
     char *keys = schema_sql_cols(t, SCHEMA_COLS_PK, NULL);
     char *ph = placeholders(t->ncol);
     char *set = sqlite3_mprintf("%s", "");
-    char *where = pk_where(t);
+    char *where = schema_sql_pk_where(t);
     char *q_src = NULL, *q_up = NULL, *q_del = NULL;
     int rc, step;
 
@@ -683,7 +670,7 @@ static int time_one(void *ctx, sqlite3_changeset_iter *it, const struct schema_t
 {
     struct times_ctx *c = ctx;
     sqlite3_stmt *st = NULL;
-    char *where = pk_where(t);
+    char *where = schema_sql_pk_where(t);
     char *sql = NULL;
     int rc;
 
@@ -721,7 +708,7 @@ static int done_one(void *ctx, sqlite3_changeset_iter *it, const struct schema_t
                     struct errctx *e)
 {
     struct done_ctx *c = ctx;
-    char *where = pk_where(t), *sql = NULL;
+    char *where = schema_sql_pk_where(t), *sql = NULL;
     sqlite3_stmt *st = NULL;
     uint64_t at = 0;
     int rc;

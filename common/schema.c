@@ -320,3 +320,16 @@ char *schema_sql_pk_match(const struct schema_table *t, const char *a, const cha
     }
     return out;
 }
+
+char *schema_sql_pk_where(const struct schema_table *t)
+{
+    char *out = sqlite3_mprintf("%s", "");
+
+    for (int i = 0; out != NULL && i < t->npk; i++) {
+        char *next =
+            sqlite3_mprintf("%s%s\"%w\" = ?", out, i ? " AND " : "", t->cols[t->pk[i]].name);
+        sqlite3_free(out);
+        out = next;
+    }
+    return out;
+}

@@ -73,9 +73,11 @@ extern const char schema_sql_text[];
  * sqlite3_mprintf() (caller frees with sqlite3_free()), NULL when out of memory.
  *   schema_sql_cols(t, which, alias): the columns as `alias."c1", alias."c2"`
  *     (alias may be NULL); which is SCHEMA_COLS_ALL or SCHEMA_COLS_PK.
- *   schema_sql_pk_match(t, a, b): `a."k1" = b."k1" AND ...` over the key. */
+ *   schema_sql_pk_match(t, a, b): `a."k1" = b."k1" AND ...` over the key.
+ *   schema_sql_pk_where(t): `"k1" = ? AND "k2" = ?` over the key. */
 enum schema_cols { SCHEMA_COLS_ALL, SCHEMA_COLS_PK };
 char *schema_sql_cols(const struct schema_table *t, enum schema_cols which, const char *alias);
 char *schema_sql_pk_match(const struct schema_table *t, const char *a, const char *b);
+char *schema_sql_pk_where(const struct schema_table *t);
 
 #endif

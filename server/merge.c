@@ -134,18 +134,6 @@ static void bind_key(sqlite3_stmt *st, const struct change *c, int first)
         sqlite3_bind_value(st, first + k, key_value(c, k));
 }
 
-static char *pk_where(const struct schema_table *t)
-{
-    char *out = sqlite3_mprintf("%s", "");
-    for (int i = 0; out != NULL && i < t->npk; i++) {
-        char *next =
-            sqlite3_mprintf("%s%s\"%w\" = ?", out, i ? " AND " : "", t->cols[t->pk[i]].name);
-        sqlite3_free(out);
-        out = next;
-    }
-    return out;
-}
-
 /* ---- reading the hub's state --------------------------------------------------- */
 
 static void row_free(sqlite3_value **row, int n)
@@ -161,7 +149,7 @@ static void row_free(sqlite3_value **row, int n)
 static int state_load(struct mctx *m, struct change *c, struct errctx *e)
 {
     const struct schema_table *t = c->t;
-    char *where = pk_where(t), *q_row = NULL, *q_meta = NULL;
+    char *where = schema_sql_pk_where(t), *q_row = NULL, *q_meta = NULL;
     sqlite3_stmt *st = NULL;
     int rc = SYNC_OK, step;
 
@@ -388,7 +376,7 @@ static int meta_put(struct mctx *m, const struct change *c, struct errctx *e)
 {
     const struct schema_table *t = c->t;
     char *keys = schema_sql_cols(t, SCHEMA_COLS_PK, NULL), *sql = NULL, *ph;
-    char *where = pk_where(t);
+    char *where = schema_sql_pk_where(t);
     sqlite3_stmt *st = NULL;
     int rc = SYNC_OK;
 
@@ -544,7 +532,7 @@ static int merge_update(struct mctx *m, struct change *c, int *constraint, char 
     const struct schema_table *t = c->t;
     int *chosen = calloc((size_t)t->ncol, sizeof(int));
     int nchosen = 0, lost = 0, rc = SYNC_OK;
-    char *set = sqlite3_mprintf("%s", ""), *where = pk_where(t), *sql = NULL;
+    char *set = sqlite3_mprintf("%s", ""), *where = schema_sql_pk_where(t), *sql = NULL;
 
     *constraint = 0;
     if (chosen == NULL || set == NULL || where == NULL) {
@@ -641,7 +629,7 @@ out:
 static int merge_delete(struct mctx *m, struct change *c, int *constraint, char *why, size_t whysz,
                         struct errctx *e)
 {
-    char *where = pk_where(c->t), *sql = NULL;
+    char *where = schema_sql_pk_where(c->t), *sql = NULL;
     int rc = SYNC_OK;
 
     if (c->row == NULL) /* already gone: the site agrees with the hub */
