@@ -613,9 +613,12 @@ static int read_meta(struct sync *y, struct errctx *e)
     return SYNC_OK;
 }
 
-/* Before base moves: every dirty key without a snapshot gets its base row as
- * one (keys of the outbox already have theirs), so that after the pull the
- * columns the coordinator did not touch can take the hub's new values. */
+/* Before base moves: every dirty key that is not in the outbox gets its base
+ * row as a snapshot, so that after the pull the columns the coordinator did
+ * not touch can take the hub's new values.  Keys of the outbox keep the
+ * outbox's own snapshot, or none when the outbox deleted the row: a row this
+ * site deleted and typed again is a new insert, not an update of a row the
+ * hub deleted.  (temp._touched_T holds the outbox keys at this point.) */
 static int snapshot_dirty_base(struct sync *y, struct errctx *e)
 {
     int rc = SYNC_OK;
@@ -631,8 +634,10 @@ static int snapshot_dirty_base(struct sync *y, struct errctx *e)
         rc = db_exec_free(y->db,
                           sqlite3_mprintf("INSERT OR IGNORE INTO \"" SNAP_PREFIX "%w\" SELECT * "
                                           "FROM \"" BASE_PREFIX "%w\" WHERE (%s) IN (SELECT %s "
-                                          "FROM \"" DIRTY_PREFIX "%w\")",
-                                          t->name, t->name, keys, keys, t->name),
+                                          "FROM \"" DIRTY_PREFIX "%w\") AND (%s) NOT IN (SELECT "
+                                          "%s FROM temp.\"" TOUCHED_PREFIX "%w\")",
+                                          t->name, t->name, keys, keys, t->name, keys, keys,
+                                          t->name),
                           "replica", e);
         sqlite3_free(keys);
     }
