@@ -82,6 +82,20 @@ out:
     return rc;
 }
 
+/* _empact_insert_T (see changeset.h): added in replica format 3. */
+static int inserted_table(sqlite3 *db, const struct schema_table *t, struct errctx *e)
+{
+    char *keys = schema_sql_cols(t, SCHEMA_COLS_PK, NULL);
+    int rc = keys ? db_exec_free(db,
+                                 sqlite3_mprintf("CREATE TABLE \"" INSERTED_PREFIX
+                                                 "%w\" (%s, PRIMARY KEY (%s)) WITHOUT ROWID",
+                                                 t->name, keys, keys),
+                                 "replica", e)
+                  : errctx_set(e, SYNC_ENOMEM, "out of memory");
+    sqlite3_free(keys);
+    return rc;
+}
+
 /* Owned tables: a site writes only rows whose site_id is its own. */
 static int owner_triggers(sqlite3 *db, const struct schema_table *t, struct errctx *e)
 {
@@ -154,6 +168,7 @@ static int schema_install(sqlite3 *db, const struct schema *s, struct errctx *e)
         if (t->cls == CLASS_HUB)
             rc = readonly_triggers(db, t, e);
         else if ((rc = copy_table(db, t, SNAP_PREFIX, e)) == SYNC_OK &&
+                 (rc = inserted_table(db, t, e)) == SYNC_OK &&
                  (rc = dirty_triggers(db, t, e)) == SYNC_OK && t->cls == CLASS_OWNED)
             rc = owner_triggers(db, t, e);
     }
@@ -243,6 +258,23 @@ int replica_create(sqlite3 **out, const char *path, const struct schema *s, cons
     return SYNC_OK;
 }
 
+/* Format 2 -> 3: adds _empact_insert_T; nothing else changed. */
+static int upgrade_from_2(sqlite3 *db, const struct schema *s, struct errctx *e)
+{
+    int rc = db_exec(db, "BEGIN IMMEDIATE", "replica", e);
+
+    if (rc != SYNC_OK)
+        return rc;
+    for (int i = 0; rc == SYNC_OK && i < s->ntable; i++)
+        if (s->tables[i].cls == CLASS_SHARED || s->tables[i].cls == CLASS_OWNED)
+            rc = inserted_table(db, &s->tables[i], e);
+    if (rc == SYNC_OK && (rc = replica_meta_set(db, "format", REPLICA_FORMAT, e)) == SYNC_OK)
+        rc = db_exec(db, "COMMIT", "replica", e);
+    if (rc != SYNC_OK)
+        (void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
 int replica_open(sqlite3 **out, const char *path, const struct schema *s, struct errctx *e)
 {
     sqlite3 *db = NULL;
@@ -261,8 +293,14 @@ int replica_open(sqlite3 **out, const char *path, const struct schema *s, struct
     }
     sqlite3_free(fp);
     fp = NULL;
-    if ((rc = replica_meta_get(&fp, db, "format", e)) != SYNC_OK ||
-        strcmp(fp, REPLICA_FORMAT) != 0) {
+    if ((rc = replica_meta_get(&fp, db, "format", e)) == SYNC_OK && strcmp(fp, "2") == 0) {
+        sqlite3_free(fp);
+        fp = NULL;
+        if ((rc = upgrade_from_2(db, s, e)) != SYNC_OK)
+            goto out;
+        rc = replica_meta_get(&fp, db, "format", e);
+    }
+    if (rc != SYNC_OK || strcmp(fp, REPLICA_FORMAT) != 0) {
         rc = errctx_set(e, SYNC_EDATA,
                         "%s was made by an older version of empact; join the site again into a "
                         "new file",

@@ -14,8 +14,11 @@
  *   _empact_outbox                       the push being sent: kept until the hub's
  *                                        version of it is applied, so a retry
  *                                        sends the very same push
- *   _empact_snap_T                       the outbox's rows of T as they were
- *                                        when it was built
+ *   _empact_snap_T                       for dirty keys: the row the pending
+ *                                        edits are based on (the outbox's row,
+ *                                        or base's from before a pull)
+ *   _empact_insert_T                     dirty keys created here before the hub
+ *                                        had them (format 3)
  */
 #ifndef EMPACT_REPLICA_H
 #define EMPACT_REPLICA_H
@@ -28,7 +31,7 @@
 #include "schema.h"
 
 /* The layout version of the replica's own tables, in _empact_meta 'format'. */
-#define REPLICA_FORMAT "2"
+#define REPLICA_FORMAT "3"
 
 /* Creates a new replica at path (mode 0600; refuses an existing file) for
  * the site in bundle b; hub_address overrides the bundle's when non-NULL.

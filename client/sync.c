@@ -216,15 +216,19 @@ static int outbox_store(const struct outbox *ob, sqlite3 *db, struct errctx *e)
     return rc;
 }
 
-/* Drops dirty keys that are not in cs (edits undone before the sync) and
- * snapshots the rows of the keys that are: if the coordinator edits them
- * again before the hub's version of this push is applied, the snapshot tells
- * which columns were edited since. */
+/* Drops dirty keys that are not in cs (edits undone before the sync, or
+ * that change nothing against the row they were made on) and gives their
+ * rows base's (a row the hub deleted or changed under an edit that came to
+ * nothing must not linger), then snapshots the rows of the keys that are in
+ * cs: if the coordinator edits them again before the hub's version of this
+ * push is applied, the snapshot tells which columns were edited since. */
 static int dirty_drop_noops(struct sync *y, const struct outbox *ob, struct errctx *e)
 {
     int rc = changeset_touched_reset(y->db, y->s, e);
     if (rc == SYNC_OK)
         rc = changeset_touched_add(y->db, y->s, ob->cs.data, ob->cs.len, e);
+    if (rc == SYNC_OK)
+        rc = db_exec(y->db, "INSERT INTO _empact_syncing VALUES (1)", "replica", e);
     for (int i = 0; rc == SYNC_OK && i < y->s->ntable; i++) {
         const struct schema_table *t = &y->s->tables[i];
         char *keys, *match;
@@ -235,20 +239,32 @@ static int dirty_drop_noops(struct sync *y, const struct outbox *ob, struct errc
         match = schema_sql_pk_match(t, "k", "t");
         rc = keys && match
                  ? db_exec_free(y->db,
-                                sqlite3_mprintf("DELETE FROM \"" DIRTY_PREFIX
-                                                "%w\" WHERE (%s) NOT IN "
+                                sqlite3_mprintf("CREATE TEMP TABLE _dropped AS SELECT %s FROM "
+                                                "\"" DIRTY_PREFIX "%w\" WHERE (%s) NOT IN "
                                                 "(SELECT %s FROM temp.\"" TOUCHED_PREFIX "%w\");"
+                                                "DELETE FROM \"%w\" WHERE (%s) IN (SELECT * FROM "
+                                                "temp._dropped);"
+                                                "INSERT INTO \"%w\" SELECT * FROM \"" BASE_PREFIX
+                                                "%w\" WHERE (%s) IN (SELECT * FROM temp._dropped);"
+                                                "DELETE FROM \"" DIRTY_PREFIX "%w\" WHERE (%s) IN "
+                                                "(SELECT * FROM temp._dropped);"
+                                                "DROP TABLE temp._dropped;"
                                                 "DELETE FROM \"" SNAP_PREFIX "%w\";"
+                                                "DELETE FROM \"" INSERTED_PREFIX "%w\";"
                                                 "INSERT INTO \"" SNAP_PREFIX
                                                 "%w\" SELECT t.* FROM temp.\"" TOUCHED_PREFIX
                                                 "%w\" k JOIN \"%w\" t ON %s;",
-                                                t->name, keys, keys, t->name, t->name, t->name,
-                                                t->name, t->name, match),
+                                                keys, t->name, keys, keys, t->name, /* dropped */
+                                                t->name, keys, t->name, t->name, keys, t->name,
+                                                keys, /* settled, undirtied */
+                                                t->name, t->name, t->name, t->name, t->name, match),
                                 "replica", e)
                  : errctx_set(e, SYNC_ENOMEM, "out of memory");
         sqlite3_free(keys);
         sqlite3_free(match);
     }
+    if (rc == SYNC_OK)
+        rc = db_exec(y->db, "DELETE FROM _empact_syncing", "replica", e);
     return rc;
 }
 
@@ -456,56 +472,74 @@ static int pull(struct sync *y, uint8_t end_tree[20], struct errctx *e)
     return SYNC_OK;
 }
 
-/* Step 4: every touched key of every replicated table gets base's row,
- * except keys still dirty (edited again after the push was built): those keep
- * the coordinator's value and go out with the next push. */
 /* For keys still dirty after the pull (edited after the outbox was built, or
- * edited meanwhile and not in it): columns not edited since the snapshot (the
- * outbox's row, else the old base row) take the hub's new value, so the next
- * push carries only the coordinator's edits and cannot undo another site's
- * change with stale values.  A
- * row the hub deleted meanwhile keeps its snapshot: the next push is built
- * against it (see changeset_build_local), so the hub sees an update of a
- * deleted row, keeps the delete and logs the edit.  Other snapshots go. */
+ * edited meanwhile and not in it): columns not edited since the snapshot take
+ * the hub's new value, in the row and in the snapshot; edited columns keep
+ * the coordinator's value and, in the snapshot, the value it replaced.  The
+ * next push is built against the snapshot (see changeset_build_local), so it
+ * carries only the coordinator's edits, each with the value the coordinator
+ * saw: the hub tells a concurrent change from a knowing one and logs what
+ * loses.  A row the hub deleted meanwhile keeps its whole snapshot: the hub
+ * sees an update of a deleted row, keeps the delete and logs the edit.
+ * Snapshots and insert marks of keys no longer dirty go. */
 static int refresh_redirtied(struct sync *y, const struct schema_table *t, struct errctx *e)
 {
     char *keys = schema_sql_cols(t, SCHEMA_COLS_PK, NULL);
     char *tkeys = schema_sql_cols(t, SCHEMA_COLS_PK, "t");
+    char *skeys = schema_sql_cols(t, SCHEMA_COLS_PK, "s");
     char *m_ts = schema_sql_pk_match(t, "t", "s"), *m_sb = schema_sql_pk_match(t, "s", "b");
-    char *set = sqlite3_mprintf("%s", "");
+    char *m_tb = schema_sql_pk_match(t, "t", "b");
+    char *set = sqlite3_mprintf("%s", ""), *sset = sqlite3_mprintf("%s", "");
     int rc;
 
-    for (int i = 0; set != NULL && i < t->ncol; i++) {
+    for (int i = 0; set != NULL && sset != NULL && i < t->ncol; i++) {
         const char *c = t->cols[i].name;
-        char *next;
+        char *next, *snext;
         if (t->cols[i].pk)
             continue;
         next = sqlite3_mprintf("%s%s\"%w\" = CASE WHEN t.\"%w\" IS s.\"%w\" THEN b.\"%w\" ELSE "
                                "t.\"%w\" END",
                                set, *set ? ", " : "", c, c, c, c, c);
+        snext = sqlite3_mprintf("%s%s\"%w\" = CASE WHEN t.\"%w\" IS b.\"%w\" THEN b.\"%w\" ELSE "
+                                "s.\"%w\" END",
+                                sset, *sset ? ", " : "", c, c, c, c, c);
         sqlite3_free(set);
+        sqlite3_free(sset);
         set = next;
+        sset = snext;
     }
-    if (keys == NULL || tkeys == NULL || m_ts == NULL || m_sb == NULL || set == NULL) {
+    if (keys == NULL || tkeys == NULL || skeys == NULL || m_ts == NULL || m_sb == NULL ||
+        m_tb == NULL || set == NULL || sset == NULL) {
         rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
         goto out;
     }
+    /* The row first (against the old snapshot), then the snapshot (against
+     * the refreshed row: a column now equal to base's is not an edit). */
     rc = db_exec_free(
         y->db,
         sqlite3_mprintf(
             "UPDATE \"%w\" AS t SET %s FROM \"" SNAP_PREFIX "%w\" s JOIN \"" BASE_PREFIX
             "%w\" b ON %s WHERE %s AND (%s) IN (SELECT %s FROM \"" DIRTY_PREFIX "%w\");"
-            "DELETE FROM \"" SNAP_PREFIX "%w\" WHERE (%s) IN (SELECT %s FROM \"" BASE_PREFIX
-            "%w\") OR (%s) NOT IN (SELECT %s FROM \"" DIRTY_PREFIX "%w\");",
-            t->name, set, t->name, t->name, m_sb, m_ts, tkeys, keys, t->name, /* update */
-            t->name, keys, keys, t->name, keys, keys, t->name),               /* keep orphans */
+            "UPDATE \"" SNAP_PREFIX "%w\" AS s SET %s FROM \"%w\" t JOIN \"" BASE_PREFIX
+            "%w\" b ON %s WHERE %s AND (%s) IN (SELECT %s FROM \"" DIRTY_PREFIX "%w\");"
+            "DELETE FROM \"" SNAP_PREFIX "%w\" WHERE (%s) NOT IN (SELECT %s FROM \"" DIRTY_PREFIX
+            "%w\");"
+            "DELETE FROM \"" INSERTED_PREFIX
+            "%w\" WHERE (%s) NOT IN (SELECT %s FROM \"" DIRTY_PREFIX "%w\");",
+            t->name, set, t->name, t->name, m_sb, m_ts, tkeys, keys, t->name,  /* the row */
+            t->name, sset, t->name, t->name, m_tb, m_ts, skeys, keys, t->name, /* snapshot */
+            t->name, keys, keys, t->name,                                      /* done */
+            t->name, keys, keys, t->name),
         "replica", e);
 out:
     sqlite3_free(keys);
     sqlite3_free(tkeys);
+    sqlite3_free(skeys);
     sqlite3_free(m_ts);
     sqlite3_free(m_sb);
+    sqlite3_free(m_tb);
     sqlite3_free(set);
+    sqlite3_free(sset);
     return rc;
 }
 
@@ -613,12 +647,14 @@ static int read_meta(struct sync *y, struct errctx *e)
     return SYNC_OK;
 }
 
-/* Before base moves: every dirty key that is not in the outbox gets its base
- * row as a snapshot, so that after the pull the columns the coordinator did
- * not touch can take the hub's new values.  Keys of the outbox keep the
- * outbox's own snapshot, or none when the outbox deleted the row: a row this
- * site deleted and typed again is a new insert, not an update of a row the
- * hub deleted.  (temp._touched_T holds the outbox keys at this point.) */
+/* Before base moves: every dirty key that is not in the outbox and has no
+ * snapshot yet gets its base row as one (the row its edits were made on), or
+ * an insert mark when base has no row (the coordinator created it), so that
+ * after the pull the columns the coordinator did not touch can take the hub's
+ * new values and the next push still says what the coordinator saw.  Keys of
+ * the outbox keep the outbox's own snapshot, or none when the outbox deleted
+ * the row: a row this site deleted and typed again is a new insert, not an
+ * update of a row the hub deleted.  (temp._touched_T holds the outbox keys.) */
 static int snapshot_dirty_base(struct sync *y, struct errctx *e)
 {
     int rc = SYNC_OK;
@@ -631,14 +667,21 @@ static int snapshot_dirty_base(struct sync *y, struct errctx *e)
             continue;
         if ((keys = schema_sql_cols(t, SCHEMA_COLS_PK, NULL)) == NULL)
             return errctx_set(e, SYNC_ENOMEM, "out of memory");
-        rc = db_exec_free(y->db,
-                          sqlite3_mprintf("INSERT OR IGNORE INTO \"" SNAP_PREFIX "%w\" SELECT * "
-                                          "FROM \"" BASE_PREFIX "%w\" WHERE (%s) IN (SELECT %s "
-                                          "FROM \"" DIRTY_PREFIX "%w\") AND (%s) NOT IN (SELECT "
-                                          "%s FROM temp.\"" TOUCHED_PREFIX "%w\")",
-                                          t->name, t->name, keys, keys, t->name, keys, keys,
-                                          t->name),
-                          "replica", e);
+        rc = db_exec_free(
+            y->db,
+            sqlite3_mprintf("INSERT OR IGNORE INTO \"" SNAP_PREFIX "%w\" SELECT * "
+                            "FROM \"" BASE_PREFIX "%w\" WHERE (%s) IN (SELECT %s "
+                            "FROM \"" DIRTY_PREFIX "%w\") AND (%s) NOT IN (SELECT "
+                            "%s FROM temp.\"" TOUCHED_PREFIX "%w\");"
+                            "INSERT OR IGNORE INTO \"" INSERTED_PREFIX "%w\" SELECT %s FROM "
+                            "\"" DIRTY_PREFIX "%w\" WHERE (%s) NOT IN (SELECT %s FROM "
+                            "temp.\"" TOUCHED_PREFIX "%w\") AND (%s) NOT IN (SELECT %s FROM "
+                            "\"" BASE_PREFIX "%w\") AND (%s) NOT IN (SELECT %s FROM "
+                            "\"" SNAP_PREFIX "%w\")",
+                            t->name, t->name, keys, keys, t->name, keys, keys, t->name, /* snap */
+                            t->name, keys, t->name, keys, keys, t->name, keys, keys, t->name, keys,
+                            keys, t->name), /* insert marks */
+            "replica", e);
         sqlite3_free(keys);
     }
     return rc;

@@ -109,20 +109,23 @@ static int load_old_rows(sqlite3 *db, sqlite3 *scratch, const struct schema_tabl
     sqlite3_stmt *src = NULL, *dst = NULL;
     char *match = schema_sql_pk_match(t, "d", "b");
     char *smatch = schema_sql_pk_match(t, "d", "s");
+    char *imatch = schema_sql_pk_match(t, "d", "i");
     char *ph = placeholders(t->ncol);
     char *q_src = NULL, *q_dst = NULL;
     int rc = SYNC_ENOMEM;
 
-    if (match == NULL || smatch == NULL || ph == NULL)
+    if (match == NULL || smatch == NULL || imatch == NULL || ph == NULL)
         goto oom;
-    /* The old row is base's; for a key the hub deleted while the coordinator
-     * edited it again, the row as it was when the last push was built (so
-     * the change goes out as an update of a deleted row, not an insert). */
-    q_src = sqlite3_mprintf("SELECT b.* FROM \"" DIRTY_PREFIX "%w\" d JOIN \"" BASE_PREFIX
-                            "%w\" b ON %s UNION ALL SELECT s.* FROM \"" DIRTY_PREFIX
-                            "%w\" d JOIN \"" SNAP_PREFIX "%w\" s ON %s WHERE NOT EXISTS "
-                            "(SELECT 1 FROM \"" BASE_PREFIX "%w\" b WHERE %s)",
-                            t->name, t->name, match, t->name, t->name, smatch, t->name, match);
+    /* The old row is the one the pending edits were made on: the key's
+     * snapshot when a pull moved base under it (or the hub deleted it), none
+     * for a row the coordinator created before the hub had one, else base's. */
+    q_src = sqlite3_mprintf("SELECT s.* FROM \"" DIRTY_PREFIX "%w\" d JOIN \"" SNAP_PREFIX
+                            "%w\" s ON %s UNION ALL SELECT b.* FROM \"" DIRTY_PREFIX
+                            "%w\" d JOIN \"" BASE_PREFIX "%w\" b ON %s WHERE NOT EXISTS "
+                            "(SELECT 1 FROM \"" SNAP_PREFIX "%w\" s WHERE %s) AND NOT EXISTS "
+                            "(SELECT 1 FROM \"" INSERTED_PREFIX "%w\" i WHERE %s)",
+                            t->name, t->name, smatch, t->name, t->name, match, t->name, smatch,
+                            t->name, imatch);
     q_dst = sqlite3_mprintf("INSERT INTO \"%w\" VALUES (%s)", t->name, ph);
     if (q_src == NULL || q_dst == NULL)
         goto oom;
@@ -142,6 +145,7 @@ out:
     sqlite3_finalize(src);
     sqlite3_finalize(dst);
     sqlite3_free(smatch);
+    sqlite3_free(imatch);
     sqlite3_free(match);
     sqlite3_free(ph);
     sqlite3_free(q_src);

@@ -22,8 +22,15 @@
 #define BASE_PREFIX "_empact_base_"
 #define DIRTY_PREFIX "_empact_dirty_"
 #define TOUCHED_PREFIX "_touched_"
-/* Site only: the rows of T as they were when the outbox was built. */
+/* Site only: for a dirty key, the row its pending edits are based on (the
+ * row as the outbox carried it, or base's row from before a pull that came
+ * while the key was dirty); the next push is built against it, so the hub
+ * sees what the coordinator saw and logs any concurrent change it overwrites. */
 #define SNAP_PREFIX "_empact_snap_"
+/* Site only: dirty keys the coordinator created while base had no row, and
+ * whose row a later pull brought from another site: the next push still
+ * carries them as inserts, so the hub merges and logs them as such. */
+#define INSERTED_PREFIX "_empact_insert_"
 /* The column of _empact_dirty_T holding the key's last edit time (ms). */
 #define EDITED_AT_COL "_empact_edited_at"
 

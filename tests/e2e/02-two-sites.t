@@ -147,5 +147,16 @@ like "$path" '^resource/[0-9a-f]{2}/' "the row holding toronto's title is under 
 is "$(hub_git show "HEAD:$path" 2>&1 | grep -cE "^title: \"?Toronto equity toolkit v2 $U\"?$")" 1 \
     "its body has a 'title: ...' line"
 
+# ---- a replica of the previous layout (format 2, no insert marks) is upgraded in place ----
+O=$(site_db ottawa)
+ok_cmd "ottawa's replica is turned back into format 2" sq "$O" "
+  DROP TABLE _empact_insert_resource; DROP TABLE _empact_insert_metric_value;
+  UPDATE _empact_meta SET value = '2' WHERE key = 'format'"
+site_sync ottawa "a format 2 replica syncs"
+is "$(sq "$O" "SELECT value FROM _empact_meta WHERE key = 'format';
+               SELECT count(*) FROM sqlite_schema WHERE name LIKE '\_empact\_insert\_%' ESCAPE '\\'")" \
+    "3"$'\n'"2" "... and is format 3 afterwards, with its insert-mark tables"
+is "$(sq "$O" "PRAGMA integrity_check")" ok "... integrity_check ok"
+
 stop_hub
 done_testing

@@ -18,6 +18,9 @@
 # Then two cases of a row in the killed push that toronto edits again after the
 # kill: ottawa's later edit of another column must survive toronto's resumed
 # sync, and ottawa's delete must stand (toronto's edit logged update-of-deleted).
+# And three cases of a row edited only after the kill, whose resumed sync pulls
+# ottawa's concurrent change under it: toronto's later update, same-key insert
+# and delete win, and ottawa's overwritten value is in the conflict log.
 # Requires a build with test hooks (build-test/, build-asan/); skipped otherwise.
 . "$(dirname "$0")/lib.sh"
 require_test_hooks
@@ -203,6 +206,74 @@ is "$(hub_sql "SELECT count(*) FROM resource WHERE id = '$R2'")" 0 "ottawa's del
 is "$(hub_sql "SELECT count(*) FROM _empact_conflict WHERE row_key = '\"$R2\"' AND loser_site = 'toronto'
                AND kind = 'update-of-deleted' AND col = 'url' AND lost_value = '\"https://example.org/r2\"'")" \
     1 "toronto's url edit is in the conflict log as update-of-deleted"
+
+# ---- rows edited after the kill and not in the killed push: the resumed sync pulls other
+# sites' changes under them first; the next push must still say what toronto saw, so the
+# hub sees the concurrent change and logs what it overwrites ------------------------------
+cut_sync() {   # toronto pushes a throwaway retitle and is killed once the hub has it
+    local x; x=$(new_uuid)
+    sq "$T" "INSERT INTO resource(id, title) VALUES ('$x', 'throwaway $1')" &&
+        run "$EMPACT" sync "$T" && [ "$RUN_RC" -eq 0 ] &&
+        sq "$T" "UPDATE resource SET title = 'throwaway $1 again' WHERE id = '$x'" ||
+        fail "$1: set-up of a killed push"
+    EMPACT_KILL_AFTER=$ACK_K run "$EMPACT" sync "$T"
+    is "$RUN_RC" 137 "$1: toronto's sync is killed right after 'push acknowledged'"
+}
+conflicts_for() {   # KEY: the hub's log for that row, one "kind col loser lost" a line
+    hub_sql "SELECT kind || ' ' || col || ' ' || loser_site || ' ' || lost_value FROM _empact_conflict
+             WHERE row_key = '\"$1\"' ORDER BY id"
+}
+R3=$(new_uuid)
+ok_cmd "toronto adds r3" sq "$T" "INSERT INTO resource(id, title, summary) VALUES ('$R3', 'r3 title', 'r3 summary')"
+site_sync toronto "toronto pushes r3"
+site_sync ottawa "ottawa pulls r3"
+cut_sync r3
+ok_cmd "ottawa changes r3's summary" sq "$O" "UPDATE resource SET summary = 'r3 summary by ottawa' WHERE id = '$R3'"
+site_sync ottawa "ottawa pushes it"
+ok_cmd "toronto changes r3's summary later (its replica shows the old one)" \
+    sq "$T" "UPDATE resource SET summary = 'r3 summary by toronto' WHERE id = '$R3'"
+site_sync toronto "toronto syncs (resumed outbox, then r3)"
+is "$(hub_sql "SELECT summary FROM resource WHERE id = '$R3'")" "r3 summary by toronto" \
+    "r3: toronto's later summary wins"
+is "$(conflicts_for "$R3")" 'overwritten summary ottawa "r3 summary by ottawa"' \
+    "r3: ottawa's summary, replaced by an edit that never saw it, is in the conflict log"
+
+R4=$(new_uuid)
+cut_sync r4
+ok_cmd "ottawa inserts r4" sq "$O" "INSERT INTO resource(id, title, summary) VALUES ('$R4', 'r4 by ottawa', 'r4 summary')"
+site_sync ottawa "ottawa pushes r4"
+ok_cmd "toronto inserts a row with the same key later" sq "$T" "INSERT INTO resource(id, title, summary) VALUES ('$R4', 'r4 by toronto', 'r4 summary')"
+site_sync toronto "toronto syncs (resumed outbox, then r4)"
+is "$(hub_sql "SELECT title || ' | ' || summary FROM resource WHERE id = '$R4'")" "r4 by toronto | r4 summary" \
+    "r4: the two inserts merge column by column, toronto's later title wins"
+is "$(conflicts_for "$R4")" 'overwritten title ottawa "r4 by ottawa"' \
+    "r4: ottawa's title is in the conflict log (toronto's insert went out as an insert)"
+
+R5=$(new_uuid)
+ok_cmd "toronto adds r5" sq "$T" "INSERT INTO resource(id, title, summary) VALUES ('$R5', 'r5 title', 'r5 summary')"
+site_sync toronto "toronto pushes r5"
+site_sync ottawa "ottawa pulls r5"
+cut_sync r5
+ok_cmd "ottawa changes r5's summary" sq "$O" "UPDATE resource SET summary = 'r5 summary by ottawa' WHERE id = '$R5'"
+site_sync ottawa "ottawa pushes it"
+ok_cmd "toronto deletes r5 (its replica shows the old summary)" sq "$T" "DELETE FROM resource WHERE id = '$R5'"
+site_sync toronto "toronto syncs (resumed outbox, then the delete)"
+is "$(hub_sql "SELECT count(*) FROM resource WHERE id = '$R5'")" 0 "r5: toronto's delete stands"
+is "$(conflicts_for "$R5")" 'deleted summary ottawa "r5 summary by ottawa"' \
+    "r5: ottawa's summary, deleted by a site that never saw it, is in the conflict log"
+
+R6=$(new_uuid)
+ok_cmd "toronto adds r6" sq "$T" "INSERT INTO resource(id, title) VALUES ('$R6', 'r6 title')"
+site_sync toronto "toronto pushes r6"
+site_sync ottawa "ottawa pulls r6"
+cut_sync r6
+ok_cmd "ottawa deletes r6" sq "$O" "DELETE FROM resource WHERE id = '$R6'"
+site_sync ottawa "ottawa pushes the delete"
+ok_cmd "toronto sets r6's title to what it already is (an edit that changes nothing)" \
+    sq "$T" "UPDATE resource SET title = 'r6 title' WHERE id = '$R6'"
+site_sync toronto "toronto syncs (resumed outbox, then nothing for r6)"
+is "$(site_sql toronto "SELECT count(*) FROM resource WHERE id = '$R6'")|$(site_sql toronto "SELECT count(*) FROM _empact_dirty_resource")" \
+    "0|0" "r6: ottawa's delete reaches toronto's table (no lingering row, nothing left dirty)"
 exec 2>&3
 
 # ---- the end ------------------------------------------------------------------------------

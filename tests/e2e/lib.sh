@@ -75,19 +75,6 @@ ok() {
 }
 pass() { ok 0 "$@"; }
 
-# todo_ok STATUS REASON DESC: a check of a known, documented product bug (TAP
-# "# TODO"): reported by prove, but its failure does not fail the test file.
-# Remove the TODO when the bug is fixed; prove then lists it as passing.
-todo_ok() {
-    local st=$1 reason=$2; shift 2
-    _TAP_N=$((_TAP_N + 1))
-    if [ "$st" -eq 0 ] 2>/dev/null; then
-        printf 'ok %d - %s # TODO %s\n' "$_TAP_N" "$*" "$reason"
-    else
-        printf 'not ok %d - %s # TODO %s\n' "$_TAP_N" "$*" "$reason"
-    fi
-    return "$st"
-}
 fail() { ok 1 "$@"; }
 
 # ok_cmd DESC CMD...: passes when CMD (bounded by timeout) exits 0.
