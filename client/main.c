@@ -17,6 +17,7 @@
 #include "replica.h"
 #include "schema.h"
 #include "sync.h"
+#include "tls.h"
 
 static const char usage_main[] =
     "usage: empact COMMAND [ARGS]\n"
@@ -30,6 +31,7 @@ static const char usage_main[] =
     "  sync SITE.db                               push local changes, pull the hub's\n"
     "  status SITE.db [--json]                    what this replica holds and owes\n"
     "  conflicts SITE.db [--json]                 this site's edits that lost at the hub\n"
+    "  rejoin SITE.db FILE.join [--hub HOST:PORT] install a renewed join bundle\n"
     "\n"
     "Run 'empact COMMAND --help' for a command's options.\n"
     "Exit codes: 0 ok, 64 usage, 65 bad data or diverged replica, 70 internal,\n"
@@ -69,6 +71,18 @@ static const char usage_status[] =
     "\n"
     "Prints the site id, the hub address, the synced version, the number of local\n"
     "changes waiting to be sent, and the time of the last successful sync.\n";
+
+static const char usage_rejoin[] =
+    "usage: empact rejoin SITE.db FILE.join [--hub HOST:PORT]\n"
+    "\n"
+    "Installs a renewed join bundle (from 'empact-hub renew-site') into the\n"
+    "existing replica SITE.db: its new certificate and key replace the old ones,\n"
+    "in one transaction; the replica's data and pending changes stay as they are.\n"
+    "The bundle must be for this replica's site id and from this replica's hub\n"
+    "(same CA), and readable by its owner only.  The hub address becomes the\n"
+    "bundle's; --hub sets another.  Nothing is sent: run 'empact sync' next.\n"
+    "Exit codes: 0 installed, 64 usage, 65 bad bundle (other site, other hub,\n"
+    "readable by others) or not a replica, 74 i/o or replica busy.\n";
 
 static int fail(int rc, const struct errctx *e)
 {
@@ -125,6 +139,30 @@ static void remove_replica_files(const char *path)
     unlink(p);
 }
 
+/* The checks join and rejoin share: hub (may be NULL) is HOST:PORT, and the
+ * bundle at path is private to its owner, well formed and for schema s. */
+static int bundle_load(struct bundle **out, const char *path, const char *hub,
+                       const struct schema *s, struct errctx *e)
+{
+    char host[HUB_ADDRESS_MAX + 1], port[16];
+    int rc;
+
+    *out = NULL;
+    if (hub != NULL && (rc = address_split(hub, host, sizeof(host), port, sizeof(port), e)))
+        return rc;
+    if ((rc = bundle_read_file(out, path, e)) != SYNC_OK)
+        return rc;
+    if (strcmp((*out)->schema, s->fingerprint_hex) != 0) {
+        rc = errctx_set(e, SYNC_ESCHEMA,
+                        "the join bundle is for schema %.12s but this client has schema %.12s; "
+                        "install the client version that matches the hub",
+                        (*out)->schema, s->fingerprint_hex);
+        bundle_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
 /* Builds the replica under a temporary name, syncs it, then links it into
  * place: a failed join leaves nothing behind. */
 static int join(const char *path, const char *bundle_path, const char *hub, const struct schema *s,
@@ -132,22 +170,13 @@ static int join(const char *path, const char *bundle_path, const char *hub, cons
 {
     struct bundle *b = NULL;
     sqlite3 *db = NULL;
-    char tmp[4096], host[HUB_ADDRESS_MAX + 1], port[16];
+    char tmp[4096];
     int rc;
 
     if (access(path, F_OK) == 0)
         return errctx_set(e, SYNC_EUSAGE, "%s exists; a replica is joined only once", path);
-    if (hub != NULL && (rc = address_split(hub, host, sizeof(host), port, sizeof(port), e)))
+    if ((rc = bundle_load(&b, bundle_path, hub, s, e)) != SYNC_OK)
         return rc;
-    if ((rc = bundle_read_file(&b, bundle_path, e)) != SYNC_OK)
-        return rc;
-    if (strcmp(b->schema, s->fingerprint_hex) != 0) {
-        rc = errctx_set(e, SYNC_ESCHEMA,
-                        "the join bundle is for schema %.12s but this client has schema %.12s; "
-                        "install the client version that matches the hub",
-                        b->schema, s->fingerprint_hex);
-        goto out;
-    }
     snprintf(tmp, sizeof(tmp), "%s.joining", path);
     remove_replica_files(tmp); /* a join that died earlier */
     if ((rc = replica_create(&db, tmp, s, b, hub, e)) != SYNC_OK)
@@ -218,6 +247,134 @@ static int cmd_sync(int argc, char **argv, const struct schema *s)
     if (rc != SYNC_OK)
         return fail(rc, &e);
     print_result(argv[optind], &r);
+    return EXIT_OK;
+}
+
+/* *same = 1 when the replica's credential `key` (a PEM certificate) is the
+ * certificate pem (same SHA-256 fingerprint); what names it in messages. */
+static int same_cert(int *same, sqlite3 *db, const char *key, const char *pem, const char *what,
+                     struct errctx *e)
+{
+    char *have = NULL, fa[65], fb[65];
+    int rc;
+
+    *same = 0;
+    if ((rc = replica_meta_get(&have, db, key, e)) != SYNC_OK)
+        return rc;
+    if (tls_cert_fingerprint(fa, have, e) != SYNC_OK)
+        rc = errctx_set(e, SYNC_EDATA, "this replica's %s cannot be read; it is damaged", what);
+    else if (tls_cert_fingerprint(fb, pem, e) != SYNC_OK)
+        rc = errctx_set(e, SYNC_EDATA, "the join bundle's %s is not a valid certificate", what);
+    else
+        *same = strcmp(fa, fb) == 0;
+    sqlite3_free(have);
+    return rc;
+}
+
+/* Refuses a bundle not made for this replica: another site id, another hub
+ * (CA), a certificate for another site id, a key that is not the
+ * certificate's.  *unchanged = 1 when its certificate is already installed. */
+static int rejoin_check(sqlite3 *db, const struct bundle *b, int *unchanged, struct errctx *e)
+{
+    struct tls_ctx *ctx = NULL;
+    char *site = NULL, cn[SITE_ID_MAX + 1];
+    int same_ca = 0, rc;
+
+    if ((rc = replica_meta_get(&site, db, "site_id", e)) != SYNC_OK)
+        return rc;
+    if (strcmp(site, b->site_id) != 0) {
+        rc = errctx_set(e, SYNC_EDATA,
+                        "the join bundle is for site %s but this replica is site %s; ask the "
+                        "central team for site %s's renewed bundle",
+                        b->site_id, site, site);
+        goto out;
+    }
+    if ((rc = same_cert(&same_ca, db, "ca_cert", b->ca_cert, "hub CA", e)) != SYNC_OK)
+        goto out;
+    if (!same_ca) {
+        rc = errctx_set(e, SYNC_EDATA,
+                        "the join bundle comes from another hub: its CA certificate is not the "
+                        "one this replica trusts; ask this replica's central team for a bundle");
+        goto out;
+    }
+    if ((rc = tls_cert_cn(cn, sizeof(cn), b->site_cert, e)) != SYNC_OK ||
+        strcmp(cn, b->site_id) != 0) {
+        rc = errctx_set(e, SYNC_EDATA,
+                        "the join bundle's certificate is not issued to site %s; ask the "
+                        "central team for a new bundle",
+                        b->site_id);
+        goto out;
+    }
+    if (tls_ctx_new_client(&ctx, b->site_cert, b->site_key, b->ca_cert, e) != SYNC_OK) {
+        e->code = rc = SYNC_EDATA;
+        errctx_wrap(e, "the join bundle's certificate and key are unusable");
+        goto out;
+    }
+    rc = same_cert(unchanged, db, "site_cert", b->site_cert, "certificate", e);
+out:
+    tls_ctx_free(ctx);
+    sqlite3_free(site);
+    return rc;
+}
+
+static int rejoin(const char *path, const char *bundle_path, const char *hub,
+                  const struct schema *s, struct errctx *e)
+{
+    struct bundle *b = NULL;
+    sqlite3 *db = NULL;
+    char *old_hub = NULL;
+    int unchanged = 0, rc;
+
+    if ((rc = bundle_load(&b, bundle_path, hub, s, e)) != SYNC_OK ||
+        (rc = replica_open(&db, path, s, e)) != SYNC_OK ||
+        (rc = rejoin_check(db, b, &unchanged, e)) != SYNC_OK ||
+        (rc = replica_meta_get(&old_hub, db, "hub_address", e)) != SYNC_OK)
+        goto out;
+    if (hub == NULL)
+        hub = b->hub_address;
+    if ((rc = replica_set_credentials(db, b, hub, e)) != SYNC_OK)
+        goto out;
+    if (unchanged)
+        printf("%s: this bundle's certificate was already installed for site %s\n", path,
+               b->site_id);
+    else
+        printf("%s: installed the renewed certificate for site %s\n", path, b->site_id);
+    if (strcmp(old_hub, hub) != 0)
+        printf("%s: hub address changed from %s to %s\n", path, old_hub, hub);
+    printf("%s: run 'empact sync %s' to connect with it\n", path, path);
+out:
+    sqlite3_free(old_hub);
+    replica_close(db);
+    bundle_free(b);
+    return rc;
+}
+
+static int cmd_rejoin(int argc, char **argv, const struct schema *s)
+{
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'},
+                                         {"hub", required_argument, NULL, 'H'},
+                                         {NULL, 0, NULL, 0}};
+    const char *hub = NULL;
+    struct errctx e = {0, ""};
+    int c, rc;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "hH:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            fputs(usage_rejoin, stdout);
+            return EXIT_OK;
+        case 'H':
+            hub = optarg;
+            break;
+        default:
+            return usage_error(usage_rejoin, "unknown option");
+        }
+    }
+    if (argc - optind != 2)
+        return usage_error(usage_rejoin, "rejoin takes SITE.db and FILE.join");
+    if ((rc = rejoin(argv[optind], argv[optind + 1], hub, s, &e)) != SYNC_OK)
+        return fail(rc, &e);
     return EXIT_OK;
 }
 
@@ -405,6 +562,8 @@ int main(int argc, char **argv)
         rc = cmd_status(argc - 1, argv + 1, s);
     else if (strcmp(cmd, "conflicts") == 0)
         rc = cmd_conflicts(argc - 1, argv + 1, s);
+    else if (strcmp(cmd, "rejoin") == 0)
+        rc = cmd_rejoin(argc - 1, argv + 1, s);
     else
         rc = usage_error(usage_main, "unknown command");
     schema_free(s);

@@ -258,6 +258,22 @@ int replica_create(sqlite3 **out, const char *path, const struct schema *s, cons
     return SYNC_OK;
 }
 
+int replica_set_credentials(sqlite3 *db, const struct bundle *b, const char *hub_address,
+                            struct errctx *e)
+{
+    int rc = db_exec(db, "BEGIN IMMEDIATE", "replica", e);
+
+    if (rc != SYNC_OK)
+        return rc;
+    if ((rc = replica_meta_set(db, "site_cert", b->site_cert, e)) == SYNC_OK &&
+        (rc = replica_meta_set(db, "site_key", b->site_key, e)) == SYNC_OK &&
+        (rc = replica_meta_set(db, "hub_address", hub_address, e)) == SYNC_OK)
+        rc = db_exec(db, "COMMIT", "replica", e);
+    if (rc != SYNC_OK)
+        (void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
 /* Format 2 -> 3: adds _empact_insert_T; nothing else changed. */
 static int upgrade_from_2(sqlite3 *db, const struct schema *s, struct errctx *e)
 {

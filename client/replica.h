@@ -53,6 +53,12 @@ int replica_meta_get(char **out, sqlite3 *db, const char *key, struct errctx *e)
 /* Sets _empact_meta[key] = value. */
 int replica_meta_set(sqlite3 *db, const char *key, const char *value, struct errctx *e) SYNC_WUR;
 
+/* Installs the credentials of bundle b (site certificate and key) and
+ * hub_address in _empact_meta, in one transaction.  The caller has checked
+ * that b belongs to this replica (same site id and CA): this only writes. */
+int replica_set_credentials(sqlite3 *db, const struct bundle *b, const char *hub_address,
+                            struct errctx *e) SYNC_WUR;
+
 struct replica_status {
     char site[SITE_ID_MAX + 1];
     char hub[HUB_ADDRESS_MAX + 1];

@@ -4,7 +4,14 @@
  * Tables in hub.db besides the replicated ones (schema/README.md):
  *   _empact_version(seq, commit_id, tree_id, site_id, push_id, changeset, created_at)
  *   _empact_push(push_id, site_id, version, applied, overridden, created_at)
- *   _empact_site_cert(site_id, fingerprint, revoked, added_at)
+ *   _empact_site_cert(site_id, fingerprint, revoked, added_at, not_after, address)
+ *   _empact_site_seen(site_id, synced_at)    when each site's last sync ended
+ *
+ * Each site has exactly one registered certificate (its fingerprint): renewing
+ * replaces it, so the old certificate stops working at once.  not_after and
+ * address (the hub address written into the site's bundle) were added after
+ * the first release; hub_open() adds the columns to an older hub.db, where
+ * they stay NULL for sites enrolled before.
  *
  * Reconciliation (issue-3 rule, documented in PROTOCOL.md): a push is applied
  * with sqlite3changeset_apply_v2 onto the hub's current rows; when a row was
@@ -45,6 +52,11 @@ struct hub {
     pthread_mutex_t lock;
 };
 
+/* When each site's last sync ended (hub_site_synced). */
+#define SITE_SEEN_DDL                                                                              \
+    "CREATE TABLE IF NOT EXISTS _empact_site_seen ("                                               \
+    " site_id TEXT PRIMARY KEY, synced_at INTEGER NOT NULL) WITHOUT ROWID;"
+
 static const char hub_ddl[] =
     "CREATE TABLE IF NOT EXISTS _empact_version ("
     " seq INTEGER PRIMARY KEY, commit_id TEXT NOT NULL, tree_id TEXT NOT NULL,"
@@ -55,7 +67,7 @@ static const char hub_ddl[] =
     " PRIMARY KEY (site_id, push_id)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS _empact_site_cert ("
     " site_id TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, revoked INTEGER NOT NULL DEFAULT 0,"
-    " added_at INTEGER NOT NULL);"
+    " added_at INTEGER NOT NULL, not_after TEXT, address TEXT);" SITE_SEEN_DDL
     "CREATE TABLE IF NOT EXISTS _empact_conflict ("
     " id INTEGER PRIMARY KEY, version INTEGER NOT NULL, push_id TEXT, tbl TEXT NOT NULL,"
     " row_key TEXT NOT NULL, col TEXT NOT NULL, kind TEXT NOT NULL, loser_site TEXT NOT NULL,"
@@ -486,17 +498,18 @@ unlock:
 /* ---- sites --------------------------------------------------------------------- */
 
 int hub_add_site(struct hub *h, const char *site_id, const char *name, const char *jurisdiction,
-                 const char *fingerprint, struct errctx *e)
+                 const struct hub_cert *cert, struct errctx *e)
 {
     char *sql;
     char summary[96];
     int rc;
 
-    sql = sqlite3_mprintf("INSERT INTO _empact_site_cert (site_id, fingerprint, added_at) "
-                          "VALUES (%Q, %Q, strftime('%%s','now'));"
+    sql = sqlite3_mprintf("INSERT INTO _empact_site_cert (site_id, fingerprint, added_at, "
+                          "not_after, address) VALUES (%Q, %Q, strftime('%%s','now'), %Q, %Q);"
                           "INSERT INTO site (site_id, name, jurisdiction, added_at) "
                           "VALUES (%Q, %Q, %Q, strftime('%%Y-%%m-%%dT%%H:%%M:%%SZ','now'));",
-                          site_id, fingerprint, site_id, name, jurisdiction);
+                          site_id, cert->fingerprint, cert->not_after, cert->address, site_id, name,
+                          jurisdiction);
     if (sql == NULL)
         return errctx_set(e, SYNC_ENOMEM, "out of memory");
     snprintf(summary, sizeof(summary), "hub: register site %s", site_id);
@@ -504,6 +517,140 @@ int hub_add_site(struct hub *h, const char *site_id, const char *name, const cha
     sqlite3_free(sql);
     if (rc != SYNC_OK && strstr(e->msg, "UNIQUE") != NULL)
         rc = errctx_set(e, SYNC_EUSAGE, "site %s is already registered at this hub", site_id);
+    return rc;
+}
+
+/* Runs one statement with site_id bound as ?1 (and text values as ?2..)
+ * under the writer lock; *changed = rows changed. */
+static int site_update(struct hub *h, const char *sql, const char *site_id, const char *const *vals,
+                       int nvals, int *changed, struct errctx *e)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    pthread_mutex_lock(&h->lock);
+    if (sqlite3_prepare_v2(h->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        rc = sql_err(e, h->db, "updating a site");
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, site_id, -1, SQLITE_STATIC);
+    for (int i = 0; i < nvals; i++)
+        sqlite3_bind_text(st, i + 2, vals[i], -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        rc = sql_err(e, h->db, "updating a site");
+        goto out;
+    }
+    *changed = sqlite3_changes(h->db);
+    rc = SYNC_OK;
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&h->lock);
+    return rc;
+}
+
+/* For hub_site_renew and hub_site_revoke: the site's revoked flag. */
+static int site_state(void *arg, const struct hub_site *s)
+{
+    *(int *)arg = s->revoked;
+    return SYNC_OK;
+}
+
+int hub_site_renew(struct hub *h, const char *site_id, const struct hub_cert *cert,
+                   struct errctx *e)
+{
+    const char *vals[3] = {cert->fingerprint, cert->not_after, cert->address};
+    int found, revoked = 0, changed = 0, rc;
+
+    /* The revoked test is in the UPDATE itself, so a revoke that lands
+     * between the look-up and the write still wins. */
+    if ((rc = site_update(h,
+                          "UPDATE _empact_site_cert SET fingerprint = ?2, not_after = ?3, "
+                          "address = ?4 WHERE site_id = ?1 AND revoked = 0",
+                          site_id, vals, 3, &changed, e)) != SYNC_OK ||
+        changed == 1)
+        return rc;
+    if ((rc = hub_sites(h, site_id, site_state, &revoked, &found, e)) != SYNC_OK)
+        return rc;
+    if (!found)
+        return errctx_set(e, SYNC_EUSAGE, "site %s is not registered at this hub", site_id);
+    return errctx_set(e, SYNC_EUSAGE,
+                      "site %s is revoked; a revoked site gets no new certificate (enrol it "
+                      "again under a new site id if it should come back)",
+                      site_id);
+}
+
+int hub_site_revoke(struct hub *h, const char *site_id, int *already, struct errctx *e)
+{
+    int found, revoked = 0, changed = 0, rc;
+
+    *already = 0;
+    if ((rc = hub_sites(h, site_id, site_state, &revoked, &found, e)) != SYNC_OK)
+        return rc;
+    if (!found)
+        return errctx_set(e, SYNC_EUSAGE, "site %s is not registered at this hub", site_id);
+    if (revoked) {
+        *already = 1;
+        return SYNC_OK;
+    }
+    return site_update(h, "UPDATE _empact_site_cert SET revoked = 1 WHERE site_id = ?1", site_id,
+                       NULL, 0, &changed, e);
+}
+
+int hub_site_synced(struct hub *h, const char *site_id, struct errctx *e)
+{
+    int changed = 0;
+
+    return site_update(h,
+                       "INSERT INTO _empact_site_seen (site_id, synced_at) "
+                       "VALUES (?1, strftime('%s','now')) "
+                       "ON CONFLICT (site_id) DO UPDATE SET synced_at = excluded.synced_at",
+                       site_id, NULL, 0, &changed, e);
+}
+
+int hub_sites(struct hub *h, const char *site_id, int (*fn)(void *arg, const struct hub_site *s),
+              void *arg, int *found, struct errctx *e)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = SYNC_OK, step, n = 0;
+
+    pthread_mutex_lock(&h->lock);
+    if (sqlite3_prepare_v2(
+            h->db,
+            "SELECT c.site_id, s.name, s.jurisdiction, c.fingerprint, c.not_after, c.address,"
+            " (SELECT strftime('%Y-%m-%dT%H:%M:%SZ', synced_at, 'unixepoch')"
+            "  FROM _empact_site_seen WHERE site_id = c.site_id),"
+            " c.revoked,"
+            " (SELECT count(*) FROM _empact_conflict WHERE loser_site = c.site_id)"
+            " FROM _empact_site_cert c LEFT JOIN site s ON s.site_id = c.site_id"
+            " WHERE ?1 IS NULL OR c.site_id = ?1 ORDER BY c.site_id",
+            -1, &st, NULL) != SQLITE_OK) {
+        rc = sql_err(e, h->db, "listing sites");
+        goto out;
+    }
+    if (site_id != NULL)
+        sqlite3_bind_text(st, 1, site_id, -1, SQLITE_STATIC);
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        struct hub_site s;
+        s.site_id = (const char *)sqlite3_column_text(st, 0);
+        s.name = (const char *)sqlite3_column_text(st, 1);
+        s.jurisdiction = (const char *)sqlite3_column_text(st, 2);
+        s.fingerprint = (const char *)sqlite3_column_text(st, 3);
+        s.not_after = (const char *)sqlite3_column_text(st, 4);
+        s.address = (const char *)sqlite3_column_text(st, 5);
+        s.last_sync = (const char *)sqlite3_column_text(st, 6);
+        s.revoked = sqlite3_column_int(st, 7) != 0;
+        s.conflicts = sqlite3_column_int64(st, 8);
+        n++;
+        if ((rc = fn(arg, &s)) != SYNC_OK)
+            goto out;
+    }
+    if (step != SQLITE_DONE)
+        rc = sql_err(e, h->db, "listing sites");
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&h->lock);
+    if (found != NULL)
+        *found = n > 0;
     return rc;
 }
 
@@ -753,6 +900,31 @@ static int schema_check(sqlite3 *db, const struct schema *s, struct errctx *e)
     return rc;
 }
 
+/* Brings the site tables of a hub.db made by an older release up to date
+ * (see the file header); inside the caller's write transaction. */
+static int site_tables_upgrade(sqlite3 *db, struct errctx *e)
+{
+    sqlite3_stmt *st = NULL;
+    int has, rc;
+
+    if (sqlite3_prepare_v2(db,
+                           "SELECT count(*) FROM pragma_table_info('_empact_site_cert') "
+                           "WHERE name = 'not_after'",
+                           -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        return sql_err(e, db, "reading the site table");
+    }
+    has = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    if (!has && (rc = db_exec(db,
+                              "ALTER TABLE _empact_site_cert ADD COLUMN not_after TEXT;"
+                              "ALTER TABLE _empact_site_cert ADD COLUMN address TEXT;",
+                              "hub database", e)) != SYNC_OK)
+        return rc;
+    return db_exec(db, SITE_SEEN_DDL, "hub database", e);
+}
+
 int hub_open(struct hub **out, const char *dir, const struct schema *s, struct errctx *e)
 {
     struct hub *h;
@@ -781,7 +953,7 @@ int hub_open(struct hub **out, const char *dir, const struct schema *s, struct e
         goto out;
     pthread_mutex_lock(&h->lock);
     if ((rc = begin(h, e)) == SYNC_OK)
-        rc = finish(h, SYNC_OK, e);
+        rc = finish(h, site_tables_upgrade(h->db, e), e);
     pthread_mutex_unlock(&h->lock);
 out:
     free(gitpath);

@@ -42,10 +42,53 @@ int hub_open(struct hub **out, const char *dir, const struct schema *s, struct e
 /* Safe to call with NULL. */
 void hub_close(struct hub *h);
 
-/* Registers a site: its certificate fingerprint (hub.db) and its row in the
- * hub-class table `site` (a new version authored by the hub). */
+/* A site certificate as the hub registers it (strings borrowed). */
+struct hub_cert {
+    const char *fingerprint; /* lowercase hex SHA-256 of the DER (tls_cert_fingerprint) */
+    const char *not_after;   /* expiry, ISO 8601 UTC (pki_cert_not_after) */
+    const char *address;     /* the hub address written into the site's bundle */
+};
+
+/* Registers a site: its certificate (hub.db _empact_site_cert) and its row in
+ * the hub-class table `site` (a new version authored by the hub).
+ * SYNC_EUSAGE if site_id is already registered. */
 int hub_add_site(struct hub *h, const char *site_id, const char *name, const char *jurisdiction,
-                 const char *fingerprint, struct errctx *e) SYNC_WUR;
+                 const struct hub_cert *cert, struct errctx *e) SYNC_WUR;
+
+/* Replaces the registered certificate of an existing, non-revoked site with
+ * cert: from then on only the new certificate is accepted.  SYNC_EUSAGE with a
+ * sentence if site_id is unknown or revoked. */
+int hub_site_renew(struct hub *h, const char *site_id, const struct hub_cert *cert,
+                   struct errctx *e) SYNC_WUR;
+
+/* Marks site_id revoked: its next connection is refused, also by a hub that
+ * is already serving (hub_site_check reads the flag per connection).
+ * *already = 1 if it was revoked before (nothing changes).  SYNC_EUSAGE if
+ * site_id is not registered. */
+int hub_site_revoke(struct hub *h, const char *site_id, int *already, struct errctx *e) SYNC_WUR;
+
+/* Records now as the time site_id's last sync ended successfully. */
+int hub_site_synced(struct hub *h, const char *site_id, struct errctx *e) SYNC_WUR;
+
+/* One enrolled site, for listing (strings borrowed until the callback
+ * returns; those marked "or NULL" may be NULL). */
+struct hub_site {
+    const char *site_id;
+    const char *name;         /* or NULL: no row in `site` */
+    const char *jurisdiction; /* or NULL */
+    const char *fingerprint;
+    const char *not_after; /* or NULL: registered before expiry was recorded */
+    const char *address;   /* or NULL: registered before the address was recorded */
+    const char *last_sync; /* ISO 8601 UTC, or NULL: never synced */
+    int revoked;
+    int64_t conflicts; /* entries of the conflict log whose loser is this site */
+};
+
+/* Calls fn for each registered site in site id order, or only for site_id
+ * when it is not NULL (*found tells whether it exists; found may be NULL).
+ * A non-zero return from fn stops and is returned. */
+int hub_sites(struct hub *h, const char *site_id, int (*fn)(void *arg, const struct hub_site *s),
+              void *arg, int *found, struct errctx *e) SYNC_WUR;
 
 /* Applies one push from site_id (authenticated by TLS): m carries the push
  * id, base version and edit times, cs the decompressed changeset.  A push id

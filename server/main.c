@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "bundle.h"
 #include "cli.h"
 #include "hub.h"
@@ -37,6 +39,10 @@ static const char usage_main[] =
     "  add-site HUBDIR SITE_ID --address HOST:PORT -o FILE.join\n"
     "                                   register a site and write its join bundle\n"
     "  serve HUBDIR [--listen HOST:PORT] serve sites until SIGTERM or SIGINT\n"
+    "  sites HUBDIR [--json]            list enrolled sites, certificates, last syncs\n"
+    "  revoke-site HUBDIR SITE_ID       refuse the site from its next connection on\n"
+    "  renew-site HUBDIR SITE_ID -o FILE.join [--address HOST:PORT]\n"
+    "                                   new certificate and join bundle for a site\n"
     "\n"
     "Run 'empact-hub COMMAND --help' for a command's options.\n"
     "Exit codes: 0 ok, 64 usage, 65 bad data, 70 internal, 74 i/o, 77 refused.\n";
@@ -64,6 +70,42 @@ static const char usage_serve[] =
     "Serves sites.  --listen defaults to 127.0.0.1:0 (port 0 picks a free port).\n"
     "The first line on stdout is 'listening on HOST:PORT'; the log goes to stderr.\n"
     "SIGTERM or SIGINT stops the hub after open connections finish.\n";
+
+static const char usage_sites[] =
+    "usage: empact-hub sites HUBDIR [--json]\n"
+    "\n"
+    "Lists every enrolled site: site id, name, jurisdiction, the SHA-256\n"
+    "fingerprint of its registered certificate (lowercase hex of the DER, as\n"
+    "'openssl x509 -noout -fingerprint -sha256' shows it without the colons),\n"
+    "when that certificate expires (ISO 8601 UTC), whether the site is revoked,\n"
+    "when its last sync ended successfully (ISO 8601 UTC, 'never' if not yet), and\n"
+    "its conflicts: every entry of the hub's conflict log where this site's input\n"
+    "lost.  The hub does not track which entries a site has already received, so\n"
+    "this is the total since the site joined, not only the undelivered ones.\n"
+    "--json prints a JSON array with one object per site instead of a table.\n"
+    "Exit codes: 0 ok, 64 usage, 65 not a hub, 74 i/o.\n";
+
+static const char usage_revoke_site[] =
+    "usage: empact-hub revoke-site HUBDIR SITE_ID\n"
+    "\n"
+    "Revokes SITE_ID: the hub refuses its next connection (exit 77 at the site),\n"
+    "also when the hub is already serving, without a restart.  The site's data\n"
+    "at the hub stays.  Revoking a revoked site changes nothing and says so.\n"
+    "There is no un-revoke: enrol the site again under a new site id.\n"
+    "Exit codes: 0 revoked (or already revoked), 64 usage or unknown site id,\n"
+    "65 not a hub, 74 i/o.\n";
+
+static const char usage_renew_site[] =
+    "usage: empact-hub renew-site HUBDIR SITE_ID -o FILE.join [--address HOST:PORT]\n"
+    "\n"
+    "Issues a new key and certificate for the enrolled, non-revoked SITE_ID and\n"
+    "writes them as a new join bundle (mode 0600) for 'empact rejoin'.  The new\n"
+    "certificate replaces the registered one at once: the site's old certificate\n"
+    "is refused from its next connection, so hand over the bundle promptly.\n"
+    "--address sets the hub address written into the bundle; it defaults to the\n"
+    "address given when the site was enrolled or last renewed.\n"
+    "Exit codes: 0 ok, 64 usage, FILE.join exists, unknown or revoked site,\n"
+    "65 not a hub, 74 i/o.\n";
 
 static int fail(int rc, const struct errctx *e)
 {
@@ -95,17 +137,9 @@ static int cmd_init(int argc, char **argv, const struct schema *s)
     return EXIT_OK;
 }
 
-static int add_site(const char *dir, const char *site, const char *addr, const char *outpath,
-                    const char *name, const char *jur, const struct schema *s, struct errctx *e)
+/* Checks a site id given on the command line. */
+static int site_id_check(const char *site, struct errctx *e)
 {
-    char *ca_cert = NULL, *ca_key = NULL;
-    struct bundle b;
-    char fp[65], host[HUB_ADDRESS_MAX + 1], port[16];
-    struct hub *h = NULL;
-    struct stat st;
-    int rc;
-
-    memset(&b, 0, sizeof(b));
     if (strcmp(site, HUB_AUTHOR) == 0)
         return errctx_set(e, SYNC_EUSAGE,
                           "site id \"%s\" is reserved for the central team's own changes", site);
@@ -114,37 +148,83 @@ static int add_site(const char *dir, const char *site, const char *addr, const c
                           "site id \"%s\" is not valid: use 1-%d lowercase letters, digits or "
                           "'-', starting with a letter or digit",
                           site, SITE_ID_MAX);
+    return SYNC_OK;
+}
+
+/* Checks the hub address for a bundle and that its output file is new. */
+static int bundle_target_check(const char *addr, const char *outpath, struct errctx *e)
+{
+    char host[HUB_ADDRESS_MAX + 1], port[16];
+    struct stat st;
+    int rc;
+
     if ((rc = address_split(addr, host, sizeof(host), port, sizeof(port), e)) != SYNC_OK)
         return rc;
     if (strlen(addr) > HUB_ADDRESS_MAX)
         return errctx_set(e, SYNC_EUSAGE, "address is too long");
     if (stat(outpath, &st) == 0)
         return errctx_set(e, SYNC_EUSAGE, "%s exists; refusing to overwrite it", outpath);
+    return SYNC_OK;
+}
+
+/* What issue_bundle() hands back about the certificate it issued. */
+struct issued {
+    char fingerprint[65];
+    char not_after[PKI_TIME_LEN];
+};
+
+/* Issues a new key and certificate for site (CN = site id) with the hub's CA
+ * and writes them, with the CA and addr, as a join bundle to outpath (0600).
+ * The private key is wiped and freed here; it only ever reaches the file. */
+static int issue_bundle(const char *dir, const char *site, const char *addr, const char *outpath,
+                        const struct schema *s, struct issued *out, struct errctx *e)
+{
+    char *ca_cert = NULL, *ca_key = NULL;
+    struct bundle b;
+    int rc;
+
+    memset(&b, 0, sizeof(b));
     if ((rc = hub_read_pem(&ca_cert, dir, HUB_CA_CERT, e)) != SYNC_OK ||
         (rc = hub_read_pem(&ca_key, dir, HUB_CA_KEY, e)) != SYNC_OK ||
         (rc = pki_issue(&b.site_cert, &b.site_key, ca_cert, ca_key, site, PKI_ROLE_SITE, CERT_DAYS,
                         e)) != SYNC_OK ||
-        (rc = tls_cert_fingerprint(fp, b.site_cert, e)) != SYNC_OK ||
-        (rc = hub_open(&h, dir, s, e)) != SYNC_OK)
+        (rc = tls_cert_fingerprint(out->fingerprint, b.site_cert, e)) != SYNC_OK ||
+        (rc = pki_cert_not_after(out->not_after, b.site_cert, e)) != SYNC_OK)
         goto out;
-    /* The bundle is written first and removed if registering fails, so a
-     * site is never registered with a certificate nobody holds. */
     snprintf(b.site_id, sizeof(b.site_id), "%s", site);
     snprintf(b.hub_address, sizeof(b.hub_address), "%s", addr);
     snprintf(b.schema, sizeof(b.schema), "%s", s->fingerprint_hex);
     b.ca_cert = ca_cert;
     rc = bundle_write_file(&b, outpath, e);
     b.ca_cert = NULL;
-    if (rc != SYNC_OK)
-        goto out;
-    if ((rc = hub_add_site(h, site, name ? name : site, jur, fp, e)) != SYNC_OK)
-        unlink(outpath);
 out:
-    hub_close(h);
     pki_pem_free(ca_cert);
     pki_pem_free(ca_key);
     pki_pem_free(b.site_cert);
     pki_pem_free(b.site_key);
+    return rc;
+}
+
+static int add_site(const char *dir, const char *site, const char *addr, const char *outpath,
+                    const char *name, const char *jur, const struct schema *s, struct errctx *e)
+{
+    struct issued is;
+    struct hub_cert cert = {is.fingerprint, is.not_after, addr};
+    struct hub *h = NULL;
+    int rc;
+
+    if ((rc = site_id_check(site, e)) != SYNC_OK ||
+        (rc = bundle_target_check(addr, outpath, e)) != SYNC_OK ||
+        (rc = hub_open(&h, dir, s, e)) != SYNC_OK)
+        goto out;
+    /* The bundle is written first and removed if registering fails, so a
+     * site is never registered with a certificate nobody holds. */
+    if ((rc = issue_bundle(dir, site, addr, outpath, s, &is, e)) != SYNC_OK)
+        goto out;
+    if ((rc = hub_add_site(h, site, name ? name : site, jur, &cert, e)) != SYNC_OK)
+        unlink(outpath);
+out:
+    hub_close(h);
     return rc;
 }
 
@@ -190,6 +270,268 @@ static int cmd_add_site(int argc, char **argv, const struct schema *s)
         return fail(rc, &e);
     printf("registered site %s; join bundle written to %s (mode 0600)\n", argv[optind + 1], out);
     return EXIT_OK;
+}
+
+/* What renew_site() needs to know about the site before it issues. */
+struct site_found {
+    int revoked;
+    char address[HUB_ADDRESS_MAX + 1]; /* "" when none was recorded */
+};
+
+static int site_found_copy(void *arg, const struct hub_site *hs)
+{
+    struct site_found *f = arg;
+
+    f->revoked = hs->revoked;
+    snprintf(f->address, sizeof(f->address), "%s", hs->address ? hs->address : "");
+    return SYNC_OK;
+}
+
+static int renew_site(const char *dir, const char *site, const char *addr, const char *outpath,
+                      const struct schema *s, struct errctx *e)
+{
+    struct site_found f = {0, ""};
+    struct issued is;
+    struct hub_cert cert = {is.fingerprint, is.not_after, NULL};
+    struct hub *h = NULL;
+    int found, rc;
+
+    if ((rc = site_id_check(site, e)) != SYNC_OK || (rc = hub_open(&h, dir, s, e)) != SYNC_OK ||
+        (rc = hub_sites(h, site, site_found_copy, &f, &found, e)) != SYNC_OK)
+        goto out;
+    if (!found || f.revoked) {
+        rc = errctx_set(e, SYNC_EUSAGE,
+                        found ? "site %s is revoked; a revoked site gets no new certificate "
+                                "(enrol it again under a new site id if it should come back)"
+                              : "site %s is not registered at this hub; enrol it with add-site",
+                        site);
+        goto out;
+    }
+    if (addr == NULL && f.address[0] == '\0') {
+        rc = errctx_set(e, SYNC_EUSAGE,
+                        "the hub has no address recorded for site %s (enrolled by an older "
+                        "release); give --address HOST:PORT",
+                        site);
+        goto out;
+    }
+    cert.address = addr != NULL ? addr : f.address;
+    if ((rc = bundle_target_check(cert.address, outpath, e)) != SYNC_OK ||
+        (rc = issue_bundle(dir, site, cert.address, outpath, s, &is, e)) != SYNC_OK)
+        goto out;
+    /* As in add-site: the bundle exists before the hub trusts its certificate. */
+    if ((rc = hub_site_renew(h, site, &cert, e)) != SYNC_OK)
+        unlink(outpath);
+out:
+    hub_close(h);
+    return rc;
+}
+
+static int cmd_renew_site(int argc, char **argv, const struct schema *s)
+{
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'},
+                                         {"address", required_argument, NULL, 'a'},
+                                         {"output", required_argument, NULL, 'o'},
+                                         {NULL, 0, NULL, 0}};
+    const char *addr = NULL, *out = NULL;
+    struct errctx e = {0, ""};
+    int c, rc;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "ha:o:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            fputs(usage_renew_site, stdout);
+            return EXIT_OK;
+        case 'a':
+            addr = optarg;
+            break;
+        case 'o':
+            out = optarg;
+            break;
+        default:
+            return usage_error(usage_renew_site, "unknown option");
+        }
+    }
+    if (argc - optind != 2)
+        return usage_error(usage_renew_site, "renew-site takes HUBDIR and SITE_ID");
+    if (out == NULL)
+        return usage_error(usage_renew_site, "renew-site needs -o FILE.join");
+    if ((rc = renew_site(argv[optind], argv[optind + 1], addr, out, s, &e)) != SYNC_OK)
+        return fail(rc, &e);
+    printf("renewed the certificate of site %s; join bundle written to %s (mode 0600)\n"
+           "the old certificate is refused from now on: the site installs the bundle with\n"
+           "  empact rejoin SITE.db %s\n",
+           argv[optind + 1], out, out);
+    return EXIT_OK;
+}
+
+static int cmd_revoke_site(int argc, char **argv, const struct schema *s)
+{
+    struct errctx e = {0, ""};
+    struct hub *h = NULL;
+    int already = 0, rc = cli_only_help(argc, argv, "empact-hub", usage_revoke_site);
+
+    if (rc >= 0)
+        return rc;
+    if (argc - optind != 2)
+        return usage_error(usage_revoke_site, "revoke-site takes HUBDIR and SITE_ID");
+    if ((rc = site_id_check(argv[optind + 1], &e)) == SYNC_OK &&
+        (rc = hub_open(&h, argv[optind], s, &e)) == SYNC_OK)
+        rc = hub_site_revoke(h, argv[optind + 1], &already, &e);
+    hub_close(h);
+    if (rc != SYNC_OK)
+        return fail(rc, &e);
+    if (already)
+        printf("site %s was already revoked; nothing changed\n", argv[optind + 1]);
+    else
+        printf("revoked site %s: the hub refuses its next connection\n", argv[optind + 1]);
+    return EXIT_OK;
+}
+
+/* ---- sites: one JSON array feeds both the --json output and the table ---- */
+
+static void json_add_text(cJSON *o, const char *key, const char *v)
+{
+    if (v != NULL)
+        cJSON_AddStringToObject(o, key, v);
+    else
+        cJSON_AddNullToObject(o, key);
+}
+
+static int site_to_json(void *arg, const struct hub_site *hs)
+{
+    cJSON *o = cJSON_CreateObject();
+
+    if (o == NULL || !cJSON_AddItemToArray(arg, o)) {
+        cJSON_Delete(o);
+        return SYNC_ENOMEM;
+    }
+    json_add_text(o, "site_id", hs->site_id);
+    json_add_text(o, "name", hs->name);
+    json_add_text(o, "jurisdiction", hs->jurisdiction);
+    json_add_text(o, "cert_sha256", hs->fingerprint);
+    json_add_text(o, "cert_not_after", hs->not_after);
+    json_add_text(o, "hub_address", hs->address);
+    cJSON_AddBoolToObject(o, "revoked", hs->revoked);
+    json_add_text(o, "last_sync", hs->last_sync);
+    cJSON_AddNumberToObject(o, "conflicts", (double)hs->conflicts);
+    return SYNC_OK;
+}
+
+#define SITES_NCOL 8
+
+/* The text of column col for one site object (NULL shown as dflt). */
+static const char *site_cell(const cJSON *o, int col, char *num, size_t numsz)
+{
+    static const char *const keys[SITES_NCOL] = {"site_id",     "name",           "jurisdiction",
+                                                 "cert_sha256", "cert_not_after", "revoked",
+                                                 "last_sync",   "conflicts"};
+    static const char *const dflt[SITES_NCOL] = {"-", "-", "-", "-", "unknown", "-", "never", "-"};
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, keys[col]);
+
+    if (cJSON_IsString(v))
+        return v->valuestring;
+    if (cJSON_IsBool(v))
+        return cJSON_IsTrue(v) ? "yes" : "no";
+    if (cJSON_IsNumber(v)) {
+        snprintf(num, numsz, "%.0f", v->valuedouble);
+        return num;
+    }
+    return dflt[col];
+}
+
+/* Characters, not bytes, so names in UTF-8 line up. */
+static int text_width(const char *s)
+{
+    int n = 0;
+
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xc0) != 0x80;
+    return n;
+}
+
+static void sites_print_table(const cJSON *arr)
+{
+    static const char *const head[SITES_NCOL] = {"SITE",         "NAME",         "JURISDICTION",
+                                                 "CERT SHA-256", "CERT EXPIRES", "REVOKED",
+                                                 "LAST SYNC",    "CONFLICTS"};
+    int width[SITES_NCOL];
+    const cJSON *o;
+    char num[32];
+
+    if (cJSON_GetArraySize(arr) == 0) {
+        printf("no sites enrolled; add one with 'empact-hub add-site'\n");
+        return;
+    }
+    for (int c = 0; c < SITES_NCOL; c++)
+        width[c] = text_width(head[c]);
+    cJSON_ArrayForEach(o, arr)
+    {
+        for (int c = 0; c < SITES_NCOL; c++) {
+            int w = text_width(site_cell(o, c, num, sizeof(num)));
+            width[c] = w > width[c] ? w : width[c];
+        }
+    }
+    for (int c = 0; c < SITES_NCOL; c++)
+        printf("%s%-*s", c ? "  " : "", c < SITES_NCOL - 1 ? width[c] : 0, head[c]);
+    printf("\n");
+    cJSON_ArrayForEach(o, arr)
+    {
+        for (int c = 0; c < SITES_NCOL; c++) {
+            const char *cell = site_cell(o, c, num, sizeof(num));
+            int pad = c < SITES_NCOL - 1 ? width[c] - text_width(cell) : 0;
+            printf("%s%s%*s", c ? "  " : "", cell, pad, "");
+        }
+        printf("\n");
+    }
+}
+
+static int cmd_sites(int argc, char **argv, const struct schema *s)
+{
+    static const struct option opts[] = {
+        {"help", no_argument, NULL, 'h'}, {"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
+    struct errctx e = {0, ""};
+    struct hub *h = NULL;
+    cJSON *arr = NULL;
+    char *text = NULL;
+    int c, rc, json = 0;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "hj", opts, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            fputs(usage_sites, stdout);
+            return EXIT_OK;
+        case 'j':
+            json = 1;
+            break;
+        default:
+            return usage_error(usage_sites, "unknown option");
+        }
+    }
+    if (argc - optind != 1)
+        return usage_error(usage_sites, "sites takes one argument, HUBDIR");
+    if ((arr = cJSON_CreateArray()) == NULL) {
+        rc = errctx_set(&e, SYNC_ENOMEM, "out of memory");
+        goto out;
+    }
+    if ((rc = hub_open(&h, argv[optind], s, &e)) != SYNC_OK ||
+        (rc = hub_sites(h, NULL, site_to_json, arr, NULL, &e)) != SYNC_OK)
+        goto out;
+    if (!json) {
+        sites_print_table(arr);
+    } else if ((text = cJSON_Print(arr)) != NULL) {
+        printf("%s\n", text);
+    } else {
+        rc = errctx_set(&e, SYNC_ENOMEM, "out of memory");
+    }
+out:
+    if (rc == SYNC_ENOMEM && e.msg[0] == '\0')
+        errctx_set(&e, rc, "out of memory");
+    cJSON_free(text);
+    cJSON_Delete(arr);
+    hub_close(h);
+    return rc == SYNC_OK ? EXIT_OK : fail(rc, &e);
 }
 
 static int cmd_serve(int argc, char **argv, const struct schema *s)
@@ -251,6 +593,12 @@ int main(int argc, char **argv)
         rc = cmd_add_site(argc - 1, argv + 1, s);
     else if (strcmp(cmd, "serve") == 0)
         rc = cmd_serve(argc - 1, argv + 1, s);
+    else if (strcmp(cmd, "sites") == 0)
+        rc = cmd_sites(argc - 1, argv + 1, s);
+    else if (strcmp(cmd, "revoke-site") == 0)
+        rc = cmd_revoke_site(argc - 1, argv + 1, s);
+    else if (strcmp(cmd, "renew-site") == 0)
+        rc = cmd_renew_site(argc - 1, argv + 1, s);
     else
         rc = usage_error(usage_main, "unknown command");
     schema_free(s);

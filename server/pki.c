@@ -29,6 +29,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/bn.h>
 #include <openssl/err.h>
@@ -343,6 +344,35 @@ out:
     X509_free(ca);
     EVP_PKEY_free(key);
     EVP_PKEY_free(ca_key);
+    ERR_clear_error();
+    return rc;
+}
+
+int pki_cert_not_after(char out[PKI_TIME_LEN], const char *cert_pem, struct errctx *e)
+{
+    BIO *bio = NULL;
+    X509 *x = NULL;
+    struct tm tm;
+    int rc;
+
+    out[0] = '\0';
+    ERR_clear_error();
+    if (cert_pem == NULL || strnlen(cert_pem, (size_t)PEM_MAX + 1) > PEM_MAX)
+        return errctx_set(e, SYNC_ETLS, "a certificate must be PEM text of at most %d bytes",
+                          PEM_MAX);
+    memset(&tm, 0, sizeof(tm));
+    if ((bio = BIO_new_mem_buf(cert_pem, -1)) == NULL ||
+        (x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) == NULL)
+        rc = errctx_set(e, SYNC_ETLS, "not a PEM certificate: %s", ssl_reason());
+    else if (ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) != 1 ||
+             strftime(out, PKI_TIME_LEN, "%Y-%m-%dT%H:%M:%SZ", &tm) != PKI_TIME_LEN - 1)
+        rc = errctx_set(e, SYNC_ETLS, "the certificate's expiry time cannot be read");
+    else
+        rc = SYNC_OK;
+    if (rc != SYNC_OK)
+        out[0] = '\0';
+    X509_free(x);
+    BIO_free(bio);
     ERR_clear_error();
     return rc;
 }

@@ -25,6 +25,13 @@ int pki_ca_new(char **cert_pem, char **key_pem, const char *cn, struct errctx *e
 int pki_issue(char **cert_pem, char **key_pem, const char *ca_cert_pem, const char *ca_key_pem,
               const char *cn, enum pki_role role, int days, struct errctx *e) SYNC_WUR;
 
+/* Length of an ISO 8601 UTC time "YYYY-MM-DDTHH:MM:SSZ" plus its NUL. */
+#define PKI_TIME_LEN 21
+
+/* The notAfter time of a PEM certificate (borrowed) as ISO 8601 UTC into
+ * out.  SYNC_ETLS with a sentence if cert_pem is not a certificate. */
+int pki_cert_not_after(char out[PKI_TIME_LEN], const char *cert_pem, struct errctx *e) SYNC_WUR;
+
 /* Wipes and frees PEM text; NULL is fine. */
 void pki_pem_free(char *pem);
 
