@@ -94,6 +94,19 @@ int bundle_parse(struct bundle **out, const char *text, size_t n, struct errctx 
                           JOIN_BUNDLE_MAX);
     const char *end = NULL;
 
+    /* cJSON ends a string at an escaped NUL (\u0000): a field would be
+     * silently cut short, so no bundle may hold one */
+    if (memchr(text, '\0', n) != NULL)
+        return errctx_set(e, SYNC_EDATA,
+                          "join bundle holds a NUL byte; ask the central team for a new one");
+    for (size_t i = 0; i + 6 <= n; i++) {
+        if (text[i] == '\\' && text[i + 1] == 'u' && memcmp(text + i + 2, "0000", 4) == 0)
+            return errctx_set(e, SYNC_EDATA,
+                              "join bundle holds a NUL character (\\u0000); ask the central "
+                              "team for a new one");
+        if (text[i] == '\\')
+            i++; /* an escaped backslash cannot start an escape */
+    }
     if ((root = cJSON_ParseWithLengthOpts(text, n, &end, 0)) == NULL || !cJSON_IsObject(root) ||
         !only_space(end, (size_t)(text + n - end))) {
         rc = errctx_set(e, SYNC_EDATA,

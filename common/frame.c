@@ -93,6 +93,8 @@ int frame_read(struct frame **out, struct frame_io *io, uint32_t max_len, struct
         goto out;
     if ((rc = frame_header_parse(hdr, max_len, &type, &len, e)) != SYNC_OK)
         goto out;
+    if (io->frame_sized != NULL)
+        io->frame_sized(io->ctx, len);
     if ((f = frame_alloc(type, len, e)) == NULL) {
         rc = SYNC_ENOMEM;
         goto out;
@@ -100,9 +102,12 @@ int frame_read(struct frame **out, struct frame_io *io, uint32_t max_len, struct
     if (len > 0 && (rc = io->read(io->ctx, f->payload, len, e)) != SYNC_OK)
         goto out;
     testpoint("frame received");
+    testpoint_frame_log("recv", f->type, f->payload, f->len);
     *out = f;
     f = NULL;
 out:
+    if (io->frame_done != NULL)
+        io->frame_done(io->ctx);
     frame_free(f);
     return rc;
 }
@@ -118,6 +123,7 @@ int frame_write(struct frame_io *io, uint8_t type, const void *payload, size_t l
                           "cannot send a frame of %zu bytes: the limit is %lu bytes", len,
                           (unsigned long)FRAME_MAX);
     assert(payload != NULL || len == 0);
+    testpoint_frame_log("send", type, payload, len);
     frame_header_write(hdr, type, (uint32_t)len);
     if ((rc = io->write(io->ctx, hdr, sizeof(hdr), e)) != SYNC_OK)
         return rc;

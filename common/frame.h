@@ -15,11 +15,19 @@
 
 #include "errctx.h"
 
-/* A byte stream: read exactly n bytes or fail; write all n bytes or fail. */
+/*
+ * A byte stream: read exactly n bytes or fail; write all n bytes or fail.
+ * The two frame_ hooks are optional (NULL: not called); they let a stream
+ * bound the time a whole incoming frame may take (tls.c, FRAME_DEADLINE_MS):
+ * frame_read calls frame_sized with the payload length once it has the
+ * header, and frame_done when it returns, whatever the result.
+ */
 struct frame_io {
     int (*read)(void *ctx, void *buf, size_t n, struct errctx *e);
     int (*write)(void *ctx, const void *buf, size_t n, struct errctx *e);
     void *ctx;
+    void (*frame_sized)(void *ctx, uint32_t len);
+    void (*frame_done)(void *ctx);
 };
 
 struct frame {
@@ -38,7 +46,8 @@ void frame_header_write(uint8_t hdr[FRAME_HEADER_LEN], uint8_t type, uint32_t le
 
 /* Reads one frame from io.  On success *out is a new frame the caller frees
  * with frame_free().  Errors from io are passed up; an over-long length gives
- * SYNC_ELIMIT without reading the payload. */
+ * SYNC_ELIMIT without reading the payload.  Test builds log the frame to
+ * $EMPACT_FRAME_LOG (testpoint.h), as frame_write does. */
 int frame_read(struct frame **out, struct frame_io *io, uint32_t max_len,
                struct errctx *e) SYNC_WUR;
 

@@ -60,8 +60,25 @@
 /* A connection idle (no complete frame) longer than this is dropped. */
 #define IDLE_TIMEOUT_MS 30000
 
+/* The hub drops a connection whose frame has not arrived whole within this
+ * long of its first byte (the HELLO: of the handshake's end), plus one second
+ * per FRAME_MIN_RATE bytes of its announced length.  The idle timeout alone
+ * restarts on every byte, so without this a peer trickling one byte a second
+ * (slowloris) would hold a connection and its thread for ever; with it a
+ * connection costs its peer at least FRAME_MIN_RATE bytes a second. */
+#define FRAME_DEADLINE_MS 30000
+
+/* The slowest link a site may push over, in bytes per second (128 kbit/s):
+ * a FRAME_MAX push is given FRAME_DEADLINE_MS + 2048 s. */
+#define FRAME_MIN_RATE (16u * 1024u)
+
 /* Concurrent connections served by one hub; more wait in the listen backlog. */
 #define HUB_MAX_CONNS 256
+
+/* Concurrent connections the hub serves from one IP address: one address
+ * cannot take every worker, yet several sites behind one NAT still sync at
+ * once.  Connections over it are closed at once, with a log line. */
+#define MAX_CONN_PER_IP 32
 
 /* Pause after a failed accept() (e.g. out of file descriptors). */
 #define ACCEPT_BACKOFF_MS 100

@@ -26,6 +26,13 @@
  *     by the connection's inactivity timeout, default IDLE_TIMEOUT_MS), so
  *     SSL_ERROR_WANT_READ/WANT_WRITE are handled in one place and a silent
  *     peer can never hang a thread.
+ *   - With a frame timeout set (the hub's, FRAME_DEADLINE_MS), a frame read
+ *     through tls_conn_io() must also arrive whole by its deadline: its
+ *     clock starts when the first byte of it reaches the socket (TLS record
+ *     bytes count, so trickling the record itself does not help) and the
+ *     frame's announced length adds time at FRAME_MIN_RATE.  The inactivity
+ *     timeout restarts on every byte; this one does not, so a peer that
+ *     trickles cannot hold a thread for ever.
  *   - Writes go through a socket BIO that sends with MSG_NOSIGNAL: a peer
  *     that resets the connection gives EPIPE (SYNC_ENET), never SIGPIPE, so
  *     callers need not ignore SIGPIPE for this module's sake.
@@ -83,9 +90,12 @@ struct tls_conn {
     SSL *ssl;
     int fd;
     enum tls_side side;
-    int timeout_ms; /* inactivity bound for reads and writes; 0 = none */
-    int failed;     /* a fatal TLS or socket error: no close_notify may follow */
-    int bad_cn;     /* the verify callback refused the leaf's CN */
+    int timeout_ms;         /* inactivity bound for reads and writes; 0 = none */
+    int frame_ms;           /* bound on one incoming frame, from its first byte; 0 = none */
+    int64_t frame_start;    /* CLOCK_MONOTONIC ms the current frame's clock started; -1 = idle */
+    int64_t frame_deadline; /* frame_start + frame_ms + time its length buys; -1 = none */
+    int failed;             /* a fatal TLS or socket error: no close_notify may follow */
+    int bad_cn;             /* the verify callback refused the leaf's CN */
     char peer_id[SITE_ID_MAX + 1];
     char fingerprint[65];
     char peer_cn[CN_SHOWN_MAX + 1]; /* leaf CN seen during the handshake, for messages */
@@ -135,6 +145,15 @@ static int wait_fd(int fd, short events, int64_t deadline)
 static int64_t conn_deadline(const struct tls_conn *c)
 {
     return c->timeout_ms > 0 ? now_ms() + c->timeout_ms : -1;
+}
+
+/* Starts the clock of the incoming frame now, unless it already runs. */
+static void frame_clock_start(struct tls_conn *c)
+{
+    if (c->frame_ms <= 0 || c->frame_start >= 0)
+        return;
+    c->frame_start = now_ms();
+    c->frame_deadline = c->frame_start + c->frame_ms;
 }
 
 /* Checks a borrowed PEM string against PEM_MAX before OpenSSL parses it. */
@@ -621,6 +640,8 @@ static int conn_new(struct tls_conn **out, struct tls_ctx *ctx, int fd, struct e
     c->fd = fd;
     c->side = ctx->side;
     c->timeout_ms = IDLE_TIMEOUT_MS;
+    c->frame_start = -1;
+    c->frame_deadline = -1;
     /* Best effort: without it small frames only wait longer. */
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     *out = c;
@@ -836,16 +857,63 @@ void tls_conn_set_timeout(struct tls_conn *c, int timeout_ms)
     c->timeout_ms = timeout_ms > 0 ? timeout_ms : 0;
 }
 
-/* Waits for what the last SSL call asked for; SYNC_OK to retry it. */
+void tls_conn_set_frame_timeout(struct tls_conn *c, int frame_ms)
+{
+    c->frame_ms = frame_ms > 0 ? frame_ms : 0;
+    c->frame_start = -1;
+    c->frame_deadline = -1;
+}
+
+void tls_conn_start_frame_clock(struct tls_conn *c)
+{
+    frame_clock_start(c);
+}
+
+/* frame_io hook: the announced length buys time at FRAME_MIN_RATE. */
+static void frame_sized(void *ctx, uint32_t len)
+{
+    struct tls_conn *c = ctx;
+
+    if (c->frame_start >= 0)
+        c->frame_deadline = c->frame_start + c->frame_ms + (int64_t)len * 1000 / FRAME_MIN_RATE;
+}
+
+/* frame_io hook: the frame is in (or failed); the next one's clock starts
+ * at its first byte. */
+static void frame_done(void *ctx)
+{
+    struct tls_conn *c = ctx;
+
+    c->frame_start = -1;
+    c->frame_deadline = -1;
+}
+
+/*
+ * Waits for what the last SSL call asked for; SYNC_OK to retry it.  A read
+ * wait ends at the inactivity timeout or at the frame deadline, whichever
+ * comes first.
+ */
 static int conn_wait(struct tls_conn *c, int ssl_err, const char *doing, struct errctx *e)
 {
-    char what[128];
-    int w = wait_fd(c->fd, ssl_err == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, conn_deadline(c));
+    char what[160];
+    int reading = ssl_err == SSL_ERROR_WANT_READ;
+    int64_t idle = conn_deadline(c), deadline = idle;
+    int by_frame = 0, w;
 
+    if (reading && c->frame_deadline >= 0 && (idle < 0 || c->frame_deadline <= idle)) {
+        deadline = c->frame_deadline;
+        by_frame = 1;
+    }
+    w = wait_fd(c->fd, reading ? POLLIN : POLLOUT, deadline);
     if (w > 0)
         return SYNC_OK;
     if (w < 0)
         snprintf(what, sizeof(what), "could not be polled %s: %s", doing, strerror(errno));
+    else if (by_frame)
+        snprintf(what, sizeof(what),
+                 "did not send a whole frame within %lld ms (the deadline for one frame; "
+                 "slower than the hub allows)",
+                 (long long)(c->frame_deadline - c->frame_start));
     else
         snprintf(what, sizeof(what), "timed out after %d ms without progress %s", c->timeout_ms,
                  doing);
@@ -866,6 +934,7 @@ int tls_read(struct tls_conn *c, void *buf, size_t n, struct errctx *e)
         errno = 0;
         int r = SSL_read_ex(c->ssl, p + got, n - got, &k);
         if (r == 1) {
+            frame_clock_start(c);
             got += k;
             continue;
         }
@@ -874,6 +943,7 @@ int tls_read(struct tls_conn *c, void *buf, size_t n, struct errctx *e)
             return conn_fail(c, r, "while reading", e);
         if ((rc = conn_wait(c, ssl_err, "while reading", e)) != SYNC_OK)
             return rc;
+        frame_clock_start(c); /* bytes came: the frame's clock runs from now */
     }
     return SYNC_OK;
 }
@@ -942,7 +1012,11 @@ static int io_write(void *ctx, const void *buf, size_t n, struct errctx *e)
 
 struct frame_io tls_conn_io(struct tls_conn *c)
 {
-    struct frame_io io = {.read = io_read, .write = io_write, .ctx = c};
+    struct frame_io io = {.read = io_read,
+                          .write = io_write,
+                          .ctx = c,
+                          .frame_sized = frame_sized,
+                          .frame_done = frame_done};
 
     return io;
 }

@@ -59,11 +59,24 @@ const char *tls_conn_peer_fingerprint(const struct tls_conn *c);
 /* Sets the inactivity timeout for later reads and writes (0: none). */
 void tls_conn_set_timeout(struct tls_conn *c, int timeout_ms);
 
+/*
+ * Bounds each frame read through tls_conn_io(c) (0: no bound, the default):
+ * it must arrive whole within frame_ms of its first byte reaching the socket,
+ * plus one second per FRAME_MIN_RATE bytes of its announced payload length;
+ * otherwise the read fails with SYNC_ENET and a sentence saying so.
+ */
+void tls_conn_set_frame_timeout(struct tls_conn *c, int frame_ms);
+
+/* Starts the next frame's clock now instead of at its first byte (the hub
+ * does so after the handshake: the HELLO must follow within the bound). */
+void tls_conn_start_frame_clock(struct tls_conn *c);
+
 /* Reads exactly n bytes / writes all n bytes.  A timeout, reset or EOF is SYNC_ENET. */
 int tls_read(struct tls_conn *c, void *buf, size_t n, struct errctx *e) SYNC_WUR;
 int tls_write(struct tls_conn *c, const void *buf, size_t n, struct errctx *e) SYNC_WUR;
 
-/* A frame_io over this connection (borrows c). */
+/* A frame_io over this connection (borrows c), with the frame hooks that
+ * tls_conn_set_frame_timeout() needs. */
 struct frame_io tls_conn_io(struct tls_conn *c);
 
 /* Sends close_notify (best effort), closes the socket, frees c.  NULL is fine. */

@@ -19,6 +19,10 @@
  *  - the decoder's window is capped at ZCODEC_WINDOW_LOG_MAX, so a frame
  *    cannot ask for a large history buffer either.
  * On any failure out is truncated back to its length on entry.
+ *
+ * Test builds log what goes into the compressor and comes out of the
+ * decompressor to $EMPACT_FRAME_LOG (testpoint.h): with the frames that
+ * frame.c logs, that is every plaintext byte a connection carries.
  */
 #include "zcodec.h"
 
@@ -26,12 +30,15 @@
 #include <zstd.h>
 #include <zstd_errors.h>
 
+#include "testpoint.h"
+
 int zcodec_compress(struct buf *out, const void *p, size_t n, struct errctx *e)
 {
     size_t bound = ZSTD_compressBound(n);
     size_t got;
     int rc;
 
+    testpoint_frame_log("zstd-in", -1, p, n);
     if (ZSTD_isError(bound))
         return errctx_set(e, SYNC_ELIMIT, "cannot compress %zu bytes: too large for zstd", n);
     if ((rc = buf_reserve(out, bound, e)) != SYNC_OK)
@@ -168,6 +175,8 @@ int zcodec_decompress(struct buf *out, const void *p, size_t n, size_t max_out, 
 out:
     if (rc != SYNC_OK)
         out->len = len0;
+    else
+        testpoint_frame_log("zstd-out", -1, out->data + len0, out->len - len0);
     ZSTD_freeDCtx(dctx);
     return rc;
 }

@@ -3,8 +3,15 @@
  *
  * State machine of one connection (PROTOCOL.md): TLS handshake -> HELLO ->
  * WELCOME -> any number of PUSH / PULL -> BYE or close.  Every read has the
- * idle timeout; every frame length is checked against FRAME_MAX before
- * allocation; every changeset is decompressed with a bound.  Pushes go
+ * idle timeout, and every frame a deadline from its first byte (the HELLO:
+ * from the end of the handshake), so a peer that trickles is dropped too;
+ * every frame length is checked against FRAME_MAX before allocation; every
+ * changeset is decompressed with a bound.  One IP address holds at most
+ * MAX_CONN_PER_IP of the HUB_MAX_CONNS connections.
+ *
+ * Test builds (EMPACT_TEST_HOOKS) read shorter limits from the environment
+ * so the end-to-end tests run in seconds: EMPACT_IDLE_TIMEOUT_MS,
+ * EMPACT_FRAME_DEADLINE_MS and EMPACT_MAX_CONN_PER_IP (testpoint.h).  Pushes go
  * through hub_push(), which serialises writers; pulls read a snapshot on the
  * connection's own database handle, so they run concurrently.
  *
@@ -32,6 +39,7 @@
 #include "hub.h"
 #include "pki.h"
 #include "proto.h"
+#include "testpoint.h"
 #include "tls.h"
 #include "zcodec.h"
 
@@ -40,10 +48,14 @@ struct server {
     const struct schema *schema;
     struct hub *hub;
     struct tls_ctx *tls;
-    pthread_mutex_t lock; /* guards fds[] and nlive */
+    pthread_mutex_t lock; /* guards fds[], ips[] and nlive */
     pthread_cond_t idle;
     int fds[HUB_MAX_CONNS];
+    char ips[HUB_MAX_CONNS][NI_MAXHOST]; /* numeric peer address of each live slot */
     int nlive;
+    int idle_ms;    /* IDLE_TIMEOUT_MS, or a test build's override */
+    int frame_ms;   /* FRAME_DEADLINE_MS, or a test build's override */
+    int max_per_ip; /* MAX_CONN_PER_IP, or a test build's override */
 };
 
 struct conn {
@@ -290,7 +302,9 @@ static void session(struct conn *c)
     c->fd = -1;
     snprintf(c->site, sizeof(c->site), "%s", tls_conn_peer_id(c->tls));
     c->io = tls_conn_io(c->tls);
-    tls_conn_set_timeout(c->tls, IDLE_TIMEOUT_MS);
+    tls_conn_set_timeout(c->tls, c->srv->idle_ms);
+    tls_conn_set_frame_timeout(c->tls, c->srv->frame_ms);
+    tls_conn_start_frame_clock(c->tls); /* the HELLO is due from now */
     if ((rc = hub_reader_open(&c->rdb, c->srv->dir, &e)) != SYNC_OK) {
         msg_send_error(&c->io, WERR_INTERNAL, "the hub cannot open its database; retry later");
         logf_("site %s: %s", c->site, e.msg);
@@ -309,8 +323,12 @@ static void session(struct conn *c)
             logf_("site %s: connection ended: %s", c->site, e.msg);
             break;
         }
-        if (f->type == MSG_BYE)
+        if (f->type == MSG_BYE) {
+            /* a site says BYE only after its sync succeeded */
+            if (hub_site_synced(c->srv->hub, c->site, &e) != SYNC_OK)
+                logf_("site %s: cannot record the time of its sync: %s", c->site, e.msg);
             break;
+        }
         if (f->type == MSG_PUSH)
             rc = handle_push(c, f, &e);
         else if (f->type == MSG_PULL)
@@ -340,6 +358,7 @@ static void *conn_main(void *arg)
     sqlite3_close(c->rdb);
     pthread_mutex_lock(&srv->lock);
     srv->fds[c->slot] = -1;
+    srv->ips[c->slot][0] = '\0';
     if (--srv->nlive == 0)
         pthread_cond_broadcast(&srv->idle);
     pthread_mutex_unlock(&srv->lock);
@@ -388,20 +407,33 @@ static void conn_start(struct server *srv, int fd, const struct sockaddr_storage
     char host[NI_MAXHOST] = "?", port[NI_MAXSERV] = "?";
     pthread_attr_t attr;
     pthread_t tid;
-    int slot = -1;
+    int slot = -1, same_ip = 0;
 
     (void)getnameinfo((const struct sockaddr *)ss, sl, host, sizeof(host), port, sizeof(port),
                       NI_NUMERICHOST | NI_NUMERICSERV);
     pthread_mutex_lock(&srv->lock);
-    for (int i = 0; i < HUB_MAX_CONNS && c != NULL; i++) {
+    for (int i = 0; i < HUB_MAX_CONNS; i++) {
+        if (srv->fds[i] >= 0 && strcmp(srv->ips[i], host) == 0)
+            same_ip++;
+    }
+    for (int i = 0; i < HUB_MAX_CONNS && c != NULL && same_ip < srv->max_per_ip; i++) {
         if (srv->fds[i] < 0) {
             slot = i;
             srv->fds[i] = fd;
+            snprintf(srv->ips[i], sizeof(srv->ips[i]), "%s", host);
             srv->nlive++;
             break;
         }
     }
     pthread_mutex_unlock(&srv->lock);
+    if (c != NULL && same_ip >= srv->max_per_ip) {
+        logf_("connection from %s:%s refused: %d connections from %s already open (the limit "
+              "per address)",
+              host, port, same_ip, host);
+        close(fd);
+        free(c);
+        return;
+    }
     if (c == NULL || slot < 0) {
         logf_("connection from %s:%s refused: %d connections already open", host, port,
               HUB_MAX_CONNS);
@@ -421,6 +453,7 @@ static void conn_start(struct server *srv, int fd, const struct sockaddr_storage
         free(c);
         pthread_mutex_lock(&srv->lock);
         srv->fds[slot] = -1;
+        srv->ips[slot][0] = '\0';
         if (--srv->nlive == 0)
             pthread_cond_broadcast(&srv->idle);
         pthread_mutex_unlock(&srv->lock);
@@ -470,6 +503,9 @@ int serve_run(const char *dir, const char *listen_addr, const struct schema *s,
     pthread_cond_init(&srv.idle, NULL);
     for (int i = 0; i < HUB_MAX_CONNS; i++)
         srv.fds[i] = -1;
+    srv.idle_ms = testpoint_limit("EMPACT_IDLE_TIMEOUT_MS", IDLE_TIMEOUT_MS);
+    srv.frame_ms = testpoint_limit("EMPACT_FRAME_DEADLINE_MS", FRAME_DEADLINE_MS);
+    srv.max_per_ip = testpoint_limit("EMPACT_MAX_CONN_PER_IP", MAX_CONN_PER_IP);
     if ((rc = hub_open(&srv.hub, dir, s, e)) != SYNC_OK || (rc = tls_load(&srv.tls, dir, e)) ||
         (rc = listen_on(&lfd, listen_addr, shown, sizeof(shown), e)) != SYNC_OK)
         goto out;

@@ -2,10 +2,15 @@
 # 05-privacy-canary.t - a canary string written into every TEXT column of every
 # local (confidential) table appears nowhere on the hub: not in hub.db (or its
 # -wal/-shm), not in any git object or revision, not in the hub log, not in any
-# file under HUBDIR.  A positive-control string in a shared resource DOES reach
-# the hub and git, so the same checks can fail.
+# file under HUBDIR, and not on the decrypted wire (test builds: every frame's
+# plaintext, decompressed changesets included, is logged to EMPACT_FRAME_LOG by
+# the hub and the site).  A positive-control string in a shared resource DOES
+# reach the hub, git and the wire, so the same checks can fail.
 . "$(dirname "$0")/lib.sh"
 
+# Read by test builds only (common/testpoint.h); the hub inherits it from start_hub.
+FRAME_LOG="$E2E_TMP/frames.log"
+export EMPACT_FRAME_LOG="$FRAME_LOG"
 setup_hub_and_sites toronto
 
 CANARY="CANARY-$RANDOM-$$-secret"
@@ -65,6 +70,21 @@ site_sync toronto "first sync"
 site_sync toronto "second sync"
 is "$(status_get toronto 'pending changes')" 0 "nothing pending"
 
+# ---- the decrypted wire ----------------------------------------------------------------
+if [ -s "$FRAME_LOG" ]; then
+    n=$(grep -a -c -F "$CONTROL" "$FRAME_LOG")
+    [ "$n" -gt 0 ]; ok $? "control: the shared string is in the frame log ($n records)"
+    # "PID send|recv|zstd-in|zstd-out ..." record headers: both sides logged.
+    pids=$(grep -a -E '^[0-9]+ (send|recv|zstd-in|zstd-out) ' "$FRAME_LOG" | cut -d' ' -f1 | sort -u | wc -l)
+    [ "$pids" -ge 2 ]; ok $? "the frame log holds frames of the hub and of the site ($pids processes)"
+    grep -a -q -E '^[0-9]+ recv type=0x10 ' "$FRAME_LOG"; ok $? "... including a PUSH the hub received"
+    grep -a -q -E '^[0-9]+ zstd-out ' "$FRAME_LOG"; ok $? "... and decompressed changesets"
+    is "$(grep -a -c -F "$CANARY" "$FRAME_LOG")" 0 "canary absent from every frame on the wire (decrypted, decompressed)"
+else
+    skip "wire: no frame log (a release build ignores EMPACT_FRAME_LOG)"
+    skip "wire: canary check needs a HOOKS=1 build"
+fi
+
 # ---- positive controls: the checks below can see what reaches the hub -------------------
 H=$HUB_DIR
 hubdb_bytes() { cat "$H/hub.db" "$H/hub.db-wal" "$H/hub.db-shm" 2>/dev/null; }
@@ -103,4 +123,5 @@ stop_hub
 # After a clean stop (checkpoint, WAL merged) the canary is still absent.
 is "$(hubdb_bytes | grep -a -c -F "$CANARY")" 0 "canary absent from hub.db after the hub stopped"
 is "$(grep -a -c -F "$CANARY" "$H/hub.log")" 0 "canary absent from the full hub log"
+[ ! -s "$FRAME_LOG" ] || is "$(grep -a -c -F "$CANARY" "$FRAME_LOG")" 0 "canary absent from the whole frame log"
 done_testing

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tests/fuzz/mkcorpus.sh - writes the seed files in corpus/NAME/ for the
-# fuzz targets named (default: frame zcodec bundle changeset_check).  The
+# fuzz targets named (default: frame zcodec bundle changeset_check proto).  The
 # seeds are committed; this script says how they were made and remakes them
 # (needs printf, the zstd command and the sqlite3 shell).
 #
@@ -16,6 +16,7 @@ F=$HERE/corpus/frame
 Z=$HERE/corpus/zcodec
 B=$HERE/corpus/bundle
 C=$HERE/corpus/changeset_check
+P=$HERE/corpus/proto
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
@@ -286,8 +287,60 @@ seeds_changeset_check() {
     printf 'X\x01\x01resource\x00' >"$C/bad-table-marker"
 }
 
+# ---- proto -----------------------------------------------------------------
+# A seed is a frame type byte and a payload (fuzz_proto.c).  msg NAME TYPE
+# PAYLOAD writes one, and from a valid one (NAME valid-*) also the payload cut
+# short by one byte and with one byte too many.
+msg() {
+    printf '%b%b' "$2" "$3" >"$P/$1"
+    case $1 in
+    valid-*)
+        head -c -1 "$P/$1" >"$P/bad-${1#valid-}-cut"
+        { cat "$P/$1"; printf 'x'; } >"$P/bad-${1#valid-}-trailing"
+        ;;
+    esac
+}
+
+# The printf %b escapes of a u16-length string.
+str() { printf '\\x%02x\\x%02x%s' $((${#1} >> 8)) $((${#1} & 255)) "$1"; }
+
+seeds_proto() {
+    local u64='\x00\x00\x00\x00\x00\x00\x00\x07' fp oid zcs
+    mkdir -p "$P"
+    fp=$(printf '\\x%02x' $(seq 1 32))    # a schema fingerprint or push id
+    oid=$(printf '\\x%02x' $(seq 101 120)) # a commit or tree id
+    # a zstd frame holding a changeset table header
+    zcs=$(printf 'T\x01\x01resource\x00' | zstd -3 -q -c --no-check | od -An -v -tx1 |
+        tr -s ' \n' ' ' | sed 's/^ //; s/ $//; s/ /\\x/g; s/^/\\x/')
+    msg valid-hello '\x01' "\\x00\\x02$fp"
+    msg bad-hello-proto-1 '\x01' "\\x00\\x01$fp"
+    msg valid-welcome '\x02' "\\x00\\x02$u64"
+    msg valid-push '\x10' "$fp$u64\\x00\\x00\\x00\\x0e\\x00\\x00\\x00\\x02$u64$u64$zcs"
+    msg valid-push-no-times '\x10' "$fp$u64\\x00\\x00\\x00\\x0e\\x00\\x00\\x00\\x00$zcs"
+    msg valid-push-empty-z '\x10' "$fp$u64\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00"
+    msg bad-push-times-overflow '\x10' "$fp$u64\\x00\\x00\\x00\\x0e\\xff\\xff\\xff\\xff$u64"
+    msg bad-push-raw-over-limit '\x10' "$fp$u64\\x10\\x00\\x00\\x01\\x00\\x00\\x00\\x00$zcs"
+    msg valid-push-ok '\x11' "$u64\\x01\\x00\\x00\\x00\\x03\\x00\\x00\\x00\\x01"
+    msg valid-pull '\x20' "$u64$u64"
+    msg valid-version '\x21' "$u64$oid$oid$u64$(str toronto)\\x00\\x00\\x00\\x0e$zcs"
+    msg valid-version-empty-author '\x21' "$u64$oid$oid$u64\\x00\\x00\\x00\\x00\\x00\\x00"
+    msg bad-version-author-40 '\x21' "$u64$oid$oid$u64$(str "$(rep 40 a)")\\x00\\x00\\x00\\x00"
+    msg bad-version-raw-over-limit '\x21' "$u64$oid$oid$u64$(str hub)\\xff\\xff\\xff\\xff"
+    msg valid-pull-end '\x22' "$u64$oid\\x01"
+    msg valid-conflict '\x23' "$u64$u64$(str resource)$(str title)$(str overridden)$(str ottawa)$u64$u64\\x00\\x00\\x00\\x02r1\\x00\\x00\\x00\\x01T\\x00\\x00\\x00\\x00"
+    msg bad-conflict-table-64 '\x23' "$u64$u64$(str "$(rep 64 t)")$(str c)$(str k)$(str w)$u64$u64"
+    msg bad-conflict-b32-huge '\x23' "$u64$u64$(str t)$(str c)$(str k)$(str w)$u64$u64\\xff\\xff\\xff\\xff"
+    msg valid-bye '\x30' ''
+    msg valid-error '\x7f' "\\x00\\x02$(str 'hub refused: schema differs')"
+    printf '\x7f\x00\x05\x00\x03a\nb' >"$P/odd-error-newline"
+    msg bad-error-nul '\x7f' '\x00\x05\x00\x03a\x00b'
+    msg bad-error-401 '\x7f' "\\x00\\x07$(str "$(rep 401 e)")"
+    msg bad-unknown-type '\x55' "$u64"
+    : >"$P/bad-empty"
+}
+
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(frame zcodec bundle changeset_check)
+[ ${#names[@]} -gt 0 ] || names=(frame zcodec bundle changeset_check proto)
 for name in "${names[@]}"; do
     "seeds_$name"
 done

@@ -348,6 +348,33 @@ static void test_bad_values(void **state)
     }
 }
 
+/* cJSON would end a string at an escaped or raw NUL and cut the field short:
+ * both are refused outright. */
+static void test_nul(void **state)
+{
+    struct fx *f = *state;
+    struct bundle *b = NULL;
+    struct errctx e = {0};
+    cJSON *o = good_json();
+    char *text = cJSON_PrintUnformatted(o), *at;
+    size_t n = strlen(text);
+
+    cJSON_Delete(o);
+    (void)f;
+    assert_int_equal(bundle_parse(&b, text, n, &e), SYNC_OK);
+    bundle_free(b);
+    b = NULL;
+    at = strstr(text, "\"hub_address\":\"") + strlen("\"hub_address\":\"");
+    memcpy(at, "\\u0000", 6); /* overwrites six bytes of the address */
+    assert_int_equal(bundle_parse(&b, text, n, &e), SYNC_EDATA);
+    assert_null(b);
+    assert_non_null(strstr(e.msg, "NUL"));
+    at[0] = '\0';
+    assert_int_equal(bundle_parse(&b, text, n, &e), SYNC_EDATA);
+    assert_non_null(strstr(e.msg, "NUL byte"));
+    cJSON_free(text);
+}
+
 static void test_too_large(void **state)
 {
     struct fx *f = *state;
@@ -490,6 +517,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_missing_fields, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_wrong_types, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_bad_values, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_nul, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_too_large, fx_setup, fx_teardown),
         cmocka_unit_test(test_address_split),
     };

@@ -28,7 +28,25 @@ struct memio {
     int keep_writes; /* 0: count written bytes but drop them */
     int fail_write;  /* 1: every write fails as a lost connection would */
     struct buf out;
+    int sized;          /* frame_sized calls */
+    uint32_t sized_len; /* the length the last one gave */
+    int done;           /* frame_done calls */
 };
+
+static void mem_frame_sized(void *ctx, uint32_t len)
+{
+    struct memio *m = ctx;
+
+    m->sized++;
+    m->sized_len = len;
+}
+
+static void mem_frame_done(void *ctx)
+{
+    struct memio *m = ctx;
+
+    m->done++;
+}
 
 static int mem_read(void *ctx, void *dst, size_t n, struct errctx *e)
 {
@@ -60,7 +78,7 @@ static int mem_write(void *ctx, const void *src, size_t n, struct errctx *e)
 
 static struct frame_io memio_io(struct memio *m)
 {
-    return (struct frame_io){mem_read, mem_write, m};
+    return (struct frame_io){.read = mem_read, .write = mem_write, .ctx = m};
 }
 
 static void memio_input(struct memio *m, const void *p, size_t n)
@@ -156,6 +174,37 @@ static void test_truncated_header(void **state)
     assert_int_equal(frame_read(&f, &io, FRAME_MAX, &e), SYNC_ENET);
     assert_null(f);
     assert_string_equal(e.msg, "connection closed by the peer"); /* io's sentence, passed up */
+}
+
+/* The frame hooks: sized once the header is in, done whatever the result. */
+static void test_frame_hooks(void **state)
+{
+    static const uint8_t good[] = {0, 0, 0, 2, 1, 'a', 'b'};
+    static const uint8_t cut[] = {0, 0, 0, 10, 1, 'a'};
+    static const uint8_t big[] = {0, 0, 1, 0, 1};
+    struct memio m = {0};
+    struct frame_io io = memio_io(&m);
+    struct errctx e = {0};
+    struct frame *f = NULL;
+
+    (void)state;
+    io.frame_sized = mem_frame_sized;
+    io.frame_done = mem_frame_done;
+    memio_input(&m, good, sizeof(good));
+    assert_int_equal(frame_read(&f, &io, FRAME_MAX, &e), SYNC_OK);
+    frame_free(f);
+    assert_int_equal(m.sized, 1);
+    assert_int_equal(m.sized_len, 2);
+    assert_int_equal(m.done, 1);
+    memio_input(&m, cut, sizeof(cut));
+    assert_int_equal(frame_read(&f, &io, FRAME_MAX, &e), SYNC_ENET);
+    assert_int_equal(m.sized, 2);
+    assert_int_equal(m.sized_len, 10);
+    assert_int_equal(m.done, 2);
+    memio_input(&m, big, sizeof(big)); /* over the limit: never sized */
+    assert_int_equal(frame_read(&f, &io, 16, &e), SYNC_ELIMIT);
+    assert_int_equal(m.sized, 2);
+    assert_int_equal(m.done, 3);
 }
 
 static void test_truncated_payload(void **state)
@@ -310,6 +359,7 @@ int main(void)
         cmocka_unit_test(test_zero_length),
         cmocka_unit_test(test_truncated_header),
         cmocka_unit_test(test_truncated_payload),
+        cmocka_unit_test(test_frame_hooks),
         cmocka_unit_test(test_oversized),
         cmocka_unit_test(test_write_limit),
         cmocka_unit_test(test_write_error),

@@ -23,6 +23,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -230,9 +231,11 @@ struct hub {
     struct tls_ctx *ctx;
     enum hub_mode mode;
     pthread_t th;
-    int rc;     /* tls_accept's result */
-    int io_rc;  /* the first error after the handshake */
-    int echoed; /* frames echoed */
+    int rc;          /* tls_accept's result */
+    int io_rc;       /* the first error after the handshake */
+    int echoed;      /* frames echoed */
+    int frame_ms;    /* > 0: tls_conn_set_frame_timeout() after the handshake */
+    int hello_clock; /* start the first frame's clock at the handshake's end */
     struct errctx e;
     struct errctx io_e;
     char peer_id[SITE_ID_MAX + 1];
@@ -254,6 +257,10 @@ static void *hub_main(void *arg)
     snprintf(h->peer_id, sizeof(h->peer_id), "%s", tls_conn_peer_id(c));
     snprintf(h->fingerprint, sizeof(h->fingerprint), "%s", tls_conn_peer_fingerprint(c));
     tls_conn_set_timeout(c, 5000);
+    if (h->frame_ms > 0)
+        tls_conn_set_frame_timeout(c, h->frame_ms);
+    if (h->hello_clock)
+        tls_conn_start_frame_clock(c);
     struct frame_io io = tls_conn_io(c);
     for (;;) {
         struct frame *fr = NULL;
@@ -268,6 +275,24 @@ static void *hub_main(void *arg)
     }
     tls_conn_close(c);
     return NULL;
+}
+
+/* Starts a hub thread with a server context made of cert/key and ca, whose
+ * connection has a frame bound of frame_ms (0: none), clock started at the
+ * handshake's end if hello_clock. */
+static void hub_start_framed(struct hub *h, const struct pem_pair *id, const char *ca_cert,
+                             int frame_ms, int hello_clock)
+{
+    struct errctx e = {0};
+
+    memset(h, 0, sizeof(*h));
+    h->mode = HUB_ECHO;
+    h->frame_ms = frame_ms;
+    h->hello_clock = hello_clock;
+    h->lfd = listen_local(h->port);
+    if (tls_ctx_new_server(&h->ctx, id->cert, id->key, ca_cert, &e) != SYNC_OK)
+        fail_msg("tls_ctx_new_server: %s", e.msg);
+    assert_int_equal(pthread_create(&h->th, NULL, hub_main, h), 0);
 }
 
 /* Starts a hub thread with a server context made of cert/key and ca. */
@@ -748,6 +773,79 @@ static void test_read_timeout(void **state)
     tls_ctx_free(ctx);
 }
 
+/* Sends n bytes one TLS record at a time, pause_ms apart; stops at an error. */
+static void trickle(struct tls_conn *c, const unsigned char *p, size_t n, int pause_ms)
+{
+    struct errctx e = {0};
+
+    for (size_t i = 0; i < n; i++) {
+        if (tls_write(c, p + i, 1, &e) != SYNC_OK)
+            return;
+        poll(NULL, 0, pause_ms);
+    }
+}
+
+/*
+ * The frame deadline: a frame that comes whole after a pause longer than the
+ * bound is fine (the clock starts at its first byte), a frame trickled a byte
+ * at a time is dropped at the bound although each byte beats the idle timeout.
+ */
+static void test_frame_deadline(void **state)
+{
+    struct fixture *f = *state;
+    struct tls_ctx *ctx = site_ctx(&f->site, f->ca.cert);
+    struct tls_conn *c = NULL;
+    struct frame *fr = NULL;
+    struct errctx e = {0};
+    unsigned char frame[FRAME_HEADER_LEN + 10];
+    struct hub h;
+
+    hub_start_framed(&h, &f->hub, f->ca.cert, SHORT_MS, 0);
+    if (tls_connect(&c, ctx, "127.0.0.1", h.port, &e) != SYNC_OK)
+        fail_msg("tls_connect: %s", e.msg);
+    tls_conn_set_timeout(c, 5000);
+    struct frame_io io = tls_conn_io(c);
+    poll(NULL, 0, 2 * SHORT_MS);
+    assert_int_equal(frame_write(&io, 0x01, "hello", 5, &e), SYNC_OK);
+    assert_int_equal(frame_read(&fr, &io, FRAME_MAX, &e), SYNC_OK);
+    frame_free(fr);
+    frame_header_write(frame, 0x01, 10);
+    memset(frame + FRAME_HEADER_LEN, 'x', 10);
+    int64_t t0 = now_ms();
+    trickle(c, frame, sizeof(frame), 100);
+    tls_conn_close(c);
+    hub_join(&h);
+    assert_int_equal(h.rc, SYNC_OK);
+    assert_int_equal(h.echoed, 1);
+    expect_error(&h.io_e, h.io_rc, SYNC_ENET, "did not send a whole frame within 300 ms");
+    assert_true(now_ms() - t0 < 3000);
+    tls_ctx_free(ctx);
+}
+
+/* With the clock started at the handshake's end, a silent site is dropped at
+ * the frame bound, well before the idle timeout. */
+static void test_first_frame_deadline(void **state)
+{
+    struct fixture *f = *state;
+    struct tls_ctx *ctx = site_ctx(&f->site, f->ca.cert);
+    struct tls_conn *c = NULL;
+    struct errctx e = {0};
+    struct hub h;
+    unsigned char b;
+
+    hub_start_framed(&h, &f->hub, f->ca.cert, SHORT_MS, 1);
+    int64_t t0 = now_ms();
+    if (tls_connect(&c, ctx, "127.0.0.1", h.port, &e) != SYNC_OK)
+        fail_msg("tls_connect: %s", e.msg);
+    tls_conn_set_timeout(c, 5000);
+    expect_error(&e, tls_read(c, &b, 1, &e), SYNC_ENET, "while reading");
+    tls_conn_close(c);
+    hub_join(&h);
+    expect_error(&h.io_e, h.io_rc, SYNC_ENET, "did not send a whole frame within 300 ms");
+    assert_true(now_ms() - t0 < 3000);
+    tls_ctx_free(ctx);
+}
+
 /* A raw OpenSSL client: TLS 1.2 at most, or TLS 1.3 without a certificate. */
 static int raw_client(const char *port, int max_version, struct errctx *e)
 {
@@ -823,6 +921,8 @@ int main(void)
         cmocka_unit_test(test_silent_hub_times_out),
         cmocka_unit_test(test_silent_site_times_out),
         cmocka_unit_test(test_read_timeout),
+        cmocka_unit_test(test_frame_deadline),
+        cmocka_unit_test(test_first_frame_deadline),
         cmocka_unit_test(test_tls12_client_refused),
         cmocka_unit_test(test_no_client_cert_refused),
     };
