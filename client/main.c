@@ -14,6 +14,7 @@
 
 #include "bundle.h"
 #include "cli.h"
+#include "hea.h"
 #include "replica.h"
 #include "schema.h"
 #include "sync.h"
@@ -32,6 +33,12 @@ static const char usage_main[] =
     "  status SITE.db [--json]                    what this replica holds and owes\n"
     "  conflicts SITE.db [--json]                 this site's edits that lost at the hub\n"
     "  rejoin SITE.db FILE.join [--hub HOST:PORT] install a renewed join bundle\n"
+    "\n"
+    "the site's confidential work (never sent to the hub):\n"
+    "  partner add|list SITE.db ...               impact partners\n"
+    "  member add|list SITE.db ...                community members\n"
+    "  hea add|advance|partner|member|decision|pay|list|show SITE.db ...\n"
+    "                                             Health Equity Analyses, step by step\n"
     "\n"
     "Run 'empact COMMAND --help' for a command's options.\n"
     "Exit codes: 0 ok, 64 usage, 65 bad data or diverged replica, 70 internal,\n"
@@ -564,6 +571,8 @@ int main(int argc, char **argv)
         rc = cmd_conflicts(argc - 1, argv + 1, s);
     else if (strcmp(cmd, "rejoin") == 0)
         rc = cmd_rejoin(argc - 1, argv + 1, s);
+    else if (strcmp(cmd, "hea") == 0 || strcmp(cmd, "partner") == 0 || strcmp(cmd, "member") == 0)
+        rc = hea_main(argc - 1, argv + 1, s);
     else
         rc = usage_error(usage_main, "unknown command");
     schema_free(s);

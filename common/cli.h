@@ -24,4 +24,24 @@ int cli_usage_error(const char *prog, const char *usage, const char *why);
  * optind at the first operand. */
 int cli_only_help(int argc, char **argv, const char *prog, const char *usage);
 
+/* One option of a subcommand: --name (and -c when c is not 0).  A flag
+ * (has_arg 0) sets *value to "1"; an option with an argument sets it to the
+ * argument (given twice, the last wins). */
+struct cli_opt {
+    const char *name;
+    char c;
+    int has_arg;
+    const char **value;
+};
+
+#define CLI_OPTS_MAX 16
+
+/* Parses argv (argv[0] is the subcommand) with opts (terminated by a NULL
+ * name; --help is always known and prints usage).  Returns EXIT_OK after
+ * --help, EXIT_USAGE (with the reason on stderr) for an unknown option or an
+ * operand count outside [min, max], or -1 to go on with optind at the first
+ * operand. */
+int cli_parse(int argc, char **argv, const char *prog, const char *usage,
+              const struct cli_opt *opts, int min, int max);
+
 #endif

@@ -68,31 +68,61 @@ CREATE TABLE metric_value (
 ) WITHOUT ROWID;
 INSERT INTO schema_class VALUES ('metric_value', 'owned');
 
--- Confidential HEA work: these tables never leave the site.
+-- Confidential HEA work: these tables never leave the site.  Dates are
+-- YYYY-MM-DD text.
+
+-- A person at a decision-making organisation ("impact partner"); an
+-- organisation the site works with is an impact partnership.
 CREATE TABLE impact_partner (
     id INTEGER PRIMARY KEY,
     organisation TEXT NOT NULL,
-    level TEXT CHECK (level IN ('hospital', 'provincial-regional', 'national')),
+    level TEXT NOT NULL CHECK (level IN ('hospital', 'provincial-regional', 'national')),
     contact TEXT,
     notes TEXT
 );
 INSERT INTO schema_class VALUES ('impact_partner', 'local');
 
-CREATE TABLE engagement (
+-- A Health Equity Analysis.  step is the step in progress, 'closed' once the
+-- fifth is done; each finished step has a row in hea_step.
+CREATE TABLE hea (
     id INTEGER PRIMARY KEY,
-    partner_id INTEGER REFERENCES impact_partner(id),
     title TEXT NOT NULL,
-    step TEXT NOT NULL DEFAULT 'intake',
-    intake_on TEXT,
-    preparation_on TEXT,
-    engagement_on TEXT,
-    report_on TEXT,
-    feedback_on TEXT,
-    decisions_informed TEXT,
+    opened_on TEXT NOT NULL,
+    step TEXT NOT NULL DEFAULT 'intake' CHECK (step IN
+        ('intake', 'preparation', 'engagement', 'report', 'feedback', 'closed')),
     notes TEXT
 );
-INSERT INTO schema_class VALUES ('engagement', 'local');
+INSERT INTO schema_class VALUES ('hea', 'local');
 
+-- A finished step: done on a date, or skipped, with the reason why.
+CREATE TABLE hea_step (
+    hea_id INTEGER NOT NULL REFERENCES hea(id),
+    step TEXT NOT NULL CHECK (step IN ('intake', 'preparation', 'engagement', 'report', 'feedback')),
+    done_on TEXT NOT NULL,
+    skipped_because TEXT,
+    PRIMARY KEY (hea_id, step)
+);
+INSERT INTO schema_class VALUES ('hea_step', 'local');
+
+-- The impact partners an HEA works with.
+CREATE TABLE hea_partner (
+    hea_id INTEGER NOT NULL REFERENCES hea(id),
+    partner_id INTEGER NOT NULL REFERENCES impact_partner(id),
+    PRIMARY KEY (hea_id, partner_id)
+);
+INSERT INTO schema_class VALUES ('hea_partner', 'local');
+
+-- A decision an HEA informed, at the level of the partner who took it.
+CREATE TABLE hea_decision (
+    id INTEGER PRIMARY KEY,
+    hea_id INTEGER NOT NULL REFERENCES hea(id),
+    partner_id INTEGER NOT NULL REFERENCES impact_partner(id),
+    decided_on TEXT NOT NULL,
+    description TEXT NOT NULL
+);
+INSERT INTO schema_class VALUES ('hea_decision', 'local');
+
+-- A community member with lived experience.
 CREATE TABLE member (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL,
@@ -101,12 +131,21 @@ CREATE TABLE member (
 );
 INSERT INTO schema_class VALUES ('member', 'local');
 
+-- The members who took part in an HEA's engagement.
+CREATE TABLE hea_member (
+    hea_id INTEGER NOT NULL REFERENCES hea(id),
+    member_id INTEGER NOT NULL REFERENCES member(id),
+    PRIMARY KEY (hea_id, member_id)
+);
+INSERT INTO schema_class VALUES ('hea_member', 'local');
+
+-- Compensation paid to a member for taking part in an HEA.
 CREATE TABLE compensation (
     id INTEGER PRIMARY KEY,
-    engagement_id INTEGER REFERENCES engagement(id),
-    member_id INTEGER REFERENCES member(id),
-    amount_cents INTEGER NOT NULL,
-    paid_on TEXT,
+    hea_id INTEGER NOT NULL REFERENCES hea(id),
+    member_id INTEGER NOT NULL REFERENCES member(id),
+    amount_cents INTEGER NOT NULL CHECK (amount_cents > 0),
+    paid_on TEXT NOT NULL,
     notes TEXT
 );
 INSERT INTO schema_class VALUES ('compensation', 'local');

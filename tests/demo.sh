@@ -135,17 +135,24 @@ SELECT 'toronto', m.code, '2026-Q3',
        CASE WHEN v.val < m.suppress_below THEN NULL ELSE v.val END,
        CASE WHEN v.val < m.suppress_below THEN 1 ELSE 0 END, '2026-09-30'
 FROM v JOIN metric m ON m.code = v.code;
--- confidential: stays in toronto.db
-INSERT INTO impact_partner(id, organisation, level, contact, notes) VALUES
- (1, 'A Toronto hospital', 'hospital', 'lead@hospital.example', 'confidential notes'),
- (2, 'Ontario Health region', 'provincial-regional', NULL, NULL);
-INSERT INTO engagement(id, partner_id, title, step, intake_on) VALUES
- (1, 1, 'Discharge planning HEA', 'report', '2026-05-01'),
- (2, 2, 'Regional wait-list HEA', 'preparation', '2026-08-15');
-INSERT INTO member(id, name, contact) VALUES (1, 'Community member A', 'a@example.org'), (2, 'Community member B', NULL);
-INSERT INTO compensation(id, engagement_id, member_id, amount_cents, paid_on) VALUES (1, 1, 1, 10000, '2026-06-01'), (2, 1, 2, 10000, '2026-06-01');
 SQL
-say "toronto: 6 resources, $(sq toronto.db "SELECT count(*) FROM metric_value") metric values, and confidential partners/engagements/members/compensation"
+say "toronto: 6 resources and $(sq toronto.db "SELECT count(*) FROM metric_value") metric values"
+say "toronto records its confidential HEA work offline (it stays in toronto.db):"
+run_empact "$EMPACT" partner add toronto.db --organisation "A Toronto hospital" --level hospital --contact lead@hospital.example
+run_empact "$EMPACT" partner add toronto.db --organisation "Ontario Health region" --level provincial-regional
+run_empact "$EMPACT" member add toronto.db --name "Community member A" --contact a@example.org
+run_empact "$EMPACT" member add toronto.db --name "Community member B"
+run_empact "$EMPACT" hea add toronto.db --title "Discharge planning HEA" --opened 2026-05-01
+run_empact "$EMPACT" hea partner toronto.db 1 1
+run_empact "$EMPACT" hea advance toronto.db 1 --on 2026-05-08
+run_empact "$EMPACT" hea advance toronto.db 1 --on 2026-05-20
+run_empact "$EMPACT" hea pay toronto.db 1 --member 1 --amount 100 --on 2026-06-01
+run_empact "$EMPACT" hea pay toronto.db 1 --member 2 --amount 100 --on 2026-06-01
+run_empact "$EMPACT" hea advance toronto.db 1 --on 2026-06-01
+run_empact "$EMPACT" hea decision toronto.db 1 --partner 1 --what "Discharge letters in plain language" --on 2026-07-15
+run_empact "$EMPACT" hea add toronto.db --title "Regional wait-list HEA" --opened 2026-08-15
+run_empact "$EMPACT" hea partner toronto.db 2 2
+run_empact "$EMPACT" hea list toronto.db
 
 sq ottawa.db <<'SQL'
 INSERT INTO resource(id, title, kind, phm_component, oht_block, population_group, added_by_site, updated_at) VALUES
@@ -164,11 +171,11 @@ SELECT 'ottawa', m.code, '2026-Q3',
        CASE WHEN v.val < m.suppress_below THEN NULL ELSE v.val END,
        CASE WHEN v.val < m.suppress_below THEN 1 ELSE 0 END, '2026-09-30'
 FROM v JOIN metric m ON m.code = v.code;
-INSERT INTO impact_partner(id, organisation, level) VALUES (1, 'An Ottawa hospital', 'hospital');
-INSERT INTO engagement(id, partner_id, title, step) VALUES (1, 1, 'Emergency department HEA', 'intake');
-INSERT INTO member(id, name) VALUES (1, 'Community member C');
 SQL
-say "ottawa: 6 resources, $(sq ottawa.db "SELECT count(*) FROM metric_value") metric values, and its own confidential rows"
+say "ottawa: 6 resources, $(sq ottawa.db "SELECT count(*) FROM metric_value") metric values, and its own confidential HEA"
+run_empact "$EMPACT" partner add ottawa.db --organisation "An Ottawa hospital" --level hospital
+run_empact "$EMPACT" member add ottawa.db --name "Community member C"
+run_empact "$EMPACT" hea add ottawa.db --title "Emergency department HEA" --opened 2026-08-20
 say "toronto also adds a summary to one of its resources (an UPDATE)"
 sq toronto.db "UPDATE resource SET summary = 'Checklist for step 1 of a Health Equity Analysis' WHERE id = '7c0f9a3e-0001-4d1a-9b1e-000000000001'"
 
@@ -210,7 +217,7 @@ printf '     %-16s %-8s %6s %8s %8s\n' table class hub toronto ottawa
 for t in resource metric_value metric site; do
     printf '     %-16s %-8s %6s %8s %8s\n' "$t" replicated "$(count hub/hub.db "$t")" "$(count toronto.db "$t")" "$(count ottawa.db "$t")"
 done
-for t in impact_partner engagement member compensation; do
+for t in impact_partner hea hea_step hea_partner hea_decision member hea_member compensation; do
     has=$(sq hub/hub.db "SELECT count(*) FROM sqlite_master WHERE name = '$t'")
     hubn="-"; [ "$has" = 0 ] || hubn=$(count hub/hub.db "$t")
     printf '     %-16s %-8s %6s %8s %8s\n' "$t" local "$hubn" "$(count toronto.db "$t")" "$(count ottawa.db "$t")"

@@ -26,11 +26,11 @@ canary_insert() {
         [ -n "$name" ] || continue
         case "$(printf '%s' "$type" | tr a-z A-Z)" in
         *TEXT* | *CHAR* | *CLOB* | "")
-            if [ "$t.$name" = impact_partner.level ]; then
-                v="'hospital'"   # CHECK (level IN (...)): the canary cannot go here
-            else
-                v="'$CANARY-$t-$name-$row'"
-            fi ;;
+            case $t.$name in   # CHECK (... IN (...)) columns: the canary cannot go there
+            impact_partner.level) v="'hospital'" ;;
+            hea.step | hea_step.step) v="'intake'" ;;
+            *) v="'$CANARY-$t-$name-$row'" ;;
+            esac ;;
         *INT*)
             case $name in
             id) v=$row ;;
@@ -47,15 +47,16 @@ canary_insert() {
 
 sql=""
 for t in $LOCAL_TABLES; do
+    ncol=$(sq "$DB" "SELECT count(*) FROM pragma_table_info('$t')")
     ntext=$(sq "$DB" "SELECT count(*) FROM pragma_table_info('$t') WHERE upper(type) LIKE '%TEXT%'")
-    [ "${ntext:-0}" -gt 0 ] 2>/dev/null; ok $? "local table $t exists at the site with $ntext TEXT columns"
+    [ "${ncol:-0}" -gt 0 ] 2>/dev/null; ok $? "local table $t exists at the site ($ncol columns, $ntext TEXT)"
     for row in 1 2 3; do sql="$sql$(canary_insert "$t" "$row")"$'\n'; done
 done
 ok_cmd "the canary goes into every TEXT column of every local table (3 rows each)" sq "$DB" "$sql"
 # Edits to local rows must not leak either.
 ok_cmd "local rows are updated and deleted too" sq "$DB" "
 UPDATE member SET notes = '$CANARY-updated' WHERE id = 1;
-UPDATE engagement SET step = 'report', report_on = '$CANARY-report-date' WHERE id = 2;
+UPDATE hea SET step = 'report', notes = '$CANARY-report-notes' WHERE id = 2;
 DELETE FROM compensation WHERE id = 3;"
 for t in $LOCAL_TABLES; do
     n=$(sq "$DB" "SELECT count(*) FROM $t")
@@ -112,7 +113,7 @@ for t in $LOCAL_TABLES; do
     is "$(hub_sql "SELECT count(*) FROM sqlite_master WHERE name = '$t'" 2>/dev/null || echo 0)" 0 \
         "hub.db has no local table $t"
 done
-is "$(hub_git ls-tree -r --name-only HEAD 2>&1 | grep -Ec '^(impact_partner|engagement|member|compensation)/')" 0 \
+is "$(hub_git ls-tree -r --name-only HEAD 2>&1 | grep -Ec "^($(echo $LOCAL_TABLES | tr ' ' '|'))/")" 0 \
     "the git tree has no local table"
 
 # ---- and still at the site -------------------------------------------------------------

@@ -38,7 +38,8 @@ E2E_HUB_MAX=${E2E_HUB_MAX:-900}
 
 # Tables by class, as in schema/schema.sql.
 REPL_TABLES="resource metric_value metric site"
-LOCAL_TABLES="impact_partner engagement member compensation"
+LOCAL_TABLES=$(sed -n "s/^INSERT INTO schema_class VALUES ('\([a-z_]*\)', 'local');\$/\1/p" \
+    "$(dirname "${BASH_SOURCE[0]}")/../../schema/schema.sql" | tr '\n' ' ')
 
 # Keep messages from the tools stable.
 export LC_ALL=C TZ=UTC

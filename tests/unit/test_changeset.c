@@ -404,8 +404,8 @@ static void test_build_never_reads_local(void **state)
 
     exec(f->db,
          "INSERT INTO impact_partner VALUES (1, 'CANARY-ORG-51ab', 'hospital', 'x', 'n');"
-         "INSERT INTO engagement (id, partner_id, title, notes) VALUES "
-         " (1, 1, 'CANARY-ENG-51ab', 'CANARY-NOTE-51ab');"
+         "INSERT INTO hea (id, title, opened_on, notes) VALUES "
+         " (1, 'CANARY-ENG-51ab', '2026-01-01', 'CANARY-NOTE-51ab');"
          "INSERT INTO member VALUES (1, 'CANARY-MEMBER-51ab', 'c', 'n');"
          "INSERT INTO compensation VALUES (1, 1, 1, 5000, '2026-01-01', 'CANARY-PAY-51ab');");
     build(&cs, f->db);
@@ -790,9 +790,9 @@ static void test_check_push_refuses_classes(void **state)
     scratch_cs(&cs, ddl("member"),
                "INSERT INTO member VALUES (1, 'CANARY-MEMBER-93', 'CANARY-CONTACT', 'n')");
     expect_refused(&cs, "member", "CANARY");
-    scratch_cs(&cs, ddl("engagement"),
-               "INSERT INTO engagement (id, title) VALUES (1, 'CANARY-ENG-93')");
-    expect_refused(&cs, "engagement", "CANARY");
+    scratch_cs(&cs, ddl("hea"),
+               "INSERT INTO hea (id, title, opened_on) VALUES (1, 'CANARY-ENG-93', '2026-01-01')");
+    expect_refused(&cs, "hea", "CANARY");
 
     /* Updates and deletes of a local table, not only inserts. */
     snprintf(setup, sizeof(setup), "%s; INSERT INTO member VALUES (1, 'CANARY-M', 'c', 'n');",

@@ -158,7 +158,8 @@ static void seed(sqlite3 *db)
              "INSERT INTO metric_value VALUES ('site-a', 'heas', '2026-Q1', 22.0, 0, NULL),"
              " ('site-a', 'heas', '2026-Q2', 0.1, 0, NULL);"
              "INSERT INTO member VALUES (1, 'CANARY-MEMBER-gm', 'c', 'n');"
-             "INSERT INTO engagement (id, title, notes) VALUES (1, 'CANARY-ENG-gm', 'x');");
+             "INSERT INTO hea (id, title, opened_on, notes) VALUES (1, 'CANARY-ENG-gm', "
+             "'2026-01-01', 'x');");
 }
 
 static void full(uint8_t out[GITMAP_OID_LEN], struct gitmap *g, sqlite3 *db)
@@ -395,7 +396,7 @@ static void test_full_disk_equals_memory(void **state)
     full(c, f->mem, f->db);
     assert_memory_not_equal(a, c, GITMAP_OID_LEN);
     exec(f->db, "UPDATE metric_value SET value = 0.1 WHERE period = '2026-Q2';"
-                "UPDATE member SET notes = 'changed'; DELETE FROM engagement");
+                "UPDATE member SET notes = 'changed'; DELETE FROM hea");
     full(c, f->mem, f->db);
     assert_memory_equal(a, c, GITMAP_OID_LEN);
 
@@ -564,7 +565,7 @@ static void test_commit_and_git_cli(void **state)
     assert_non_null(strstr(out, "\tresource\n"));
     assert_non_null(strstr(out, "\tsite\n"));
     assert_null(strstr(out, "member"));
-    assert_null(strstr(out, "engagement"));
+    assert_null(strstr(out, "hea/"));
     assert_null(strstr(out, "impact_partner"));
     assert_null(strstr(out, "compensation"));
     free(out);

@@ -61,7 +61,7 @@ static void test_load_builtin(void **state)
     assert_non_null(t);
     assert_int_equal(t->cls, CLASS_HUB);
 
-    t = schema_find(s, "engagement");
+    t = schema_find(s, "hea");
     assert_non_null(t);
     assert_int_equal(t->cls, CLASS_LOCAL);
     assert_false(schema_class_replicated(t->cls));
@@ -102,7 +102,7 @@ static void test_canonical_text(void **state)
     assert_non_null(text);
     assert_non_null(strstr(text, "table resource shared\nCREATE TABLE resource ("));
     assert_non_null(strstr(text, "table metric_value owned\n"));
-    assert_non_null(strstr(text, "table engagement local\n"));
+    assert_non_null(strstr(text, "table hea local\n"));
     free(text);
     schema_free(s);
 }
