@@ -19,6 +19,7 @@
 #include "cli.h"
 #include "db.h"
 #include "replica.h"
+#include "sitecmd.h"
 #include "tabular.h"
 
 const char *const hea_steps[] = {"intake", "preparation", "engagement", "report", "feedback", NULL};
@@ -114,174 +115,9 @@ static const char usage_hea_show[] =
     "Shows one HEA: each step's date (or why it was skipped), its partners, the\n"
     "decisions it informed, its members and the compensation paid.\n";
 
-static int fail(int rc, const struct errctx *e)
-{
-    fprintf(stderr, "empact: %s\n", e->msg[0] ? e->msg : errctx_code_name(rc));
-    return cli_exit_code(rc);
-}
-
-static int bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int bad(const char *fmt, ...)
-{
-    va_list ap;
-    fputs("empact: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    return EXIT_DATA;
-}
-
-static int index_of(const char *const *list, const char *v)
-{
-    for (int i = 0; list[i] != NULL; i++)
-        if (strcmp(list[i], v) == 0)
-            return i;
-    return -1;
-}
-
-static int parse_id(const char *text, sqlite3_int64 *id)
-{
-    char *end;
-    long long v;
-
-    errno = 0;
-    v = strtoll(text, &end, 10);
-    if (errno != 0 || end == text || *end != '\0' || v <= 0)
-        return -1;
-    *id = v;
-    return 0;
-}
-
-/* A statement with its parameters bound from a type string: 'i' for a
- * sqlite3_int64, 't' for a string (NULL binds NULL). */
-static sqlite3_stmt *prepare(sqlite3 *db, struct errctx *e, const char *sql, const char *types, ...)
-{
-    sqlite3_stmt *st = NULL;
-    va_list ap;
-
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-        errctx_set(e, SYNC_EIO, "replica: %s", sqlite3_errmsg(db));
-        return NULL;
-    }
-    va_start(ap, types);
-    for (int i = 0; types[i]; i++) {
-        if (types[i] == 'i') {
-            sqlite3_bind_int64(st, i + 1, va_arg(ap, sqlite3_int64));
-        } else {
-            const char *t = va_arg(ap, const char *);
-            if (t != NULL)
-                sqlite3_bind_text(st, i + 1, t, -1, SQLITE_TRANSIENT);
-        }
-    }
-    va_end(ap);
-    return st;
-}
-
-/* Runs a statement that returns nothing. */
-static int run(sqlite3_stmt *st, struct errctx *e)
-{
-    int rc = st == NULL ? e->code
-             : sqlite3_step(st) == SQLITE_DONE
-                 ? SYNC_OK
-                 : errctx_set(e, SYNC_EIO, "replica: %s", sqlite3_errmsg(sqlite3_db_handle(st)));
-    sqlite3_finalize(st);
-    return rc;
-}
-
-/* The first column of the statement's first row as text into out (empty for
- * no row or NULL); returns 1 if there was a row. */
-static int first_text(sqlite3_stmt *st, char *out, size_t size)
-{
-    int row = st != NULL && sqlite3_step(st) == SQLITE_ROW;
-    const unsigned char *t = row ? sqlite3_column_text(st, 0) : NULL;
-    snprintf(out, size, "%s", t ? (const char *)t : "");
-    sqlite3_finalize(st);
-    return row;
-}
-
-/* Checks a YYYY-MM-DD calendar date (what names the option), or writes
- * today's local date into out when text is NULL. */
-static int date_arg(sqlite3 *db, const char *what, const char *text, char out[11])
-{
-    char got[32];
-    struct errctx e = {0, ""};
-
-    if (text == NULL) {
-        first_text(prepare(db, &e, "SELECT date('now', 'localtime')", ""), out, 11);
-        return 0;
-    }
-    first_text(prepare(db, &e, "SELECT ?1 WHERE date(julianday(?1)) IS ?1", "t", text), got,
-               sizeof(got));
-    if (got[0] == '\0')
-        return bad("%s '%s' is not a date: write it as YYYY-MM-DD", what, text), -1;
-    memcpy(out, got, 10); /* length 10, checked by the query */
-    out[10] = '\0';
-    return 0;
-}
-
-static int open_replica(sqlite3 **db, const char *path, const struct schema *s)
-{
-    struct errctx e = {0, ""};
-    int rc = replica_open(db, path, s, &e);
-    if (rc != SYNC_OK)
-        return fail(rc, &e);
-    sqlite3_exec(*db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
-    return -1;
-}
-
-struct ctx {
-    const struct schema *s;
-    sqlite3 *db;
-};
-
-/* Opens the replica once the command line is known to be good: -1 when
- * open, else the exit status. */
-static int site(struct ctx *c, const char *path)
-{
-    int rc = open_replica(&c->db, path, c->s);
-    return rc;
-}
-
-/* Checks that table holds a row with this id; what names it in the error. */
-static int need_row(sqlite3 *db, const char *table, const char *what, const char *text,
-                    sqlite3_int64 *id)
-{
-    char sql[96], got[8];
-    struct errctx e = {0, ""};
-
-    if (parse_id(text, id) != 0)
-        return bad("%s '%s' is not an id (a positive whole number)", what, text), -1;
-    snprintf(sql, sizeof(sql), "SELECT 1 FROM %s WHERE id = ?1", table);
-    if (!first_text(prepare(db, &e, sql, "i", *id), got, sizeof(got)))
-        return bad("there is no %s %lld in this replica", what, (long long)*id), -1;
-    return 0;
-}
-
-/* Runs the statements of one command in a transaction. */
-static int begin(sqlite3 *db, struct errctx *e)
-{
-    return db_exec(db, "BEGIN IMMEDIATE", "replica", e);
-}
-
-static int end(sqlite3 *db, int rc, struct errctx *e)
-{
-    if (rc == SYNC_OK)
-        return db_exec(db, "COMMIT", "replica", e);
-    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    return rc;
-}
-
-static int print_query(sqlite3_stmt *st, int json, const char *empty, struct errctx *e)
-{
-    int rc = st ? tabular_query(stdout, st, json, empty, e) : e->code;
-    sqlite3_finalize(st);
-    return rc;
-}
-
 /* ---- partners and members ------------------------------------------------ */
 
-static int partner_add(int argc, char **argv, struct ctx *c)
+static int partner_add(int argc, char **argv, struct sc_ctx *c)
 {
     sqlite3 *db;
     const char *org = NULL, *level = NULL, *contact = NULL, *notes = NULL;
@@ -295,26 +131,26 @@ static int partner_add(int argc, char **argv, struct ctx *c)
 
     if (rc >= 0)
         return rc;
-    if ((rc = site(c, argv[optind])) >= 0)
+    if ((rc = sc_site(c, argv[optind])) >= 0)
         return rc;
     db = c->db;
     if (org == NULL || level == NULL)
         return cli_usage_error("empact", usage_partner_add, "needs --organisation and --level");
     if (org[0] == '\0')
-        return bad("--organisation is empty");
-    if (index_of(levels, level) < 0)
-        return bad("--level '%s' is not one of hospital, provincial-regional, national", level);
-    if ((rc = run(prepare(db, &e,
-                          "INSERT INTO impact_partner (organisation, level, contact, notes) "
-                          "VALUES (?, ?, ?, ?)",
-                          "tttt", org, level, contact, notes),
-                  &e)) != SYNC_OK)
-        return fail(rc, &e);
+        return sc_bad("--organisation is empty");
+    if (sc_index_of(levels, level) < 0)
+        return sc_bad("--level '%s' is not one of hospital, provincial-regional, national", level);
+    if ((rc = sc_run(sc_prepare(db, &e,
+                                "INSERT INTO impact_partner (organisation, level, contact, notes) "
+                                "VALUES (?, ?, ?, ?)",
+                                "tttt", org, level, contact, notes),
+                     &e)) != SYNC_OK)
+        return sc_fail(rc, &e);
     printf("partner %lld: %s (%s)\n", (long long)sqlite3_last_insert_rowid(db), org, level);
     return EXIT_OK;
 }
 
-static int member_add(int argc, char **argv, struct ctx *c)
+static int member_add(int argc, char **argv, struct sc_ctx *c)
 {
     sqlite3 *db;
     const char *name = NULL, *contact = NULL, *notes = NULL;
@@ -327,23 +163,24 @@ static int member_add(int argc, char **argv, struct ctx *c)
 
     if (rc >= 0)
         return rc;
-    if ((rc = site(c, argv[optind])) >= 0)
+    if ((rc = sc_site(c, argv[optind])) >= 0)
         return rc;
     db = c->db;
     if (name == NULL)
         return cli_usage_error("empact", usage_member_add, "needs --name");
     if (name[0] == '\0')
-        return bad("--name is empty");
-    if ((rc = run(prepare(db, &e, "INSERT INTO member (name, contact, notes) VALUES (?, ?, ?)",
-                          "ttt", name, contact, notes),
-                  &e)) != SYNC_OK)
-        return fail(rc, &e);
+        return sc_bad("--name is empty");
+    if ((rc =
+             sc_run(sc_prepare(db, &e, "INSERT INTO member (name, contact, notes) VALUES (?, ?, ?)",
+                               "ttt", name, contact, notes),
+                    &e)) != SYNC_OK)
+        return sc_fail(rc, &e);
     printf("member %lld: %s\n", (long long)sqlite3_last_insert_rowid(db), name);
     return EXIT_OK;
 }
 
 /* `partner list` and `member list`: only --json, one statement. */
-static int simple_list(int argc, char **argv, struct ctx *c, const char *usage, const char *sql,
+static int simple_list(int argc, char **argv, struct sc_ctx *c, const char *usage, const char *sql,
                        const char *empty)
 {
     sqlite3 *db;
@@ -354,14 +191,14 @@ static int simple_list(int argc, char **argv, struct ctx *c, const char *usage, 
 
     if (rc >= 0)
         return rc;
-    if ((rc = site(c, argv[optind])) >= 0)
+    if ((rc = sc_site(c, argv[optind])) >= 0)
         return rc;
     db = c->db;
-    rc = print_query(prepare(db, &e, sql, ""), json != NULL, empty, &e);
-    return rc == SYNC_OK ? EXIT_OK : fail(rc, &e);
+    rc = sc_print_query(sc_prepare(db, &e, sql, ""), json != NULL, empty, &e);
+    return rc == SYNC_OK ? EXIT_OK : sc_fail(rc, &e);
 }
 
-static int partner_list(int argc, char **argv, struct ctx *c)
+static int partner_list(int argc, char **argv, struct sc_ctx *c)
 {
     return simple_list(argc, argv, c, usage_partner_list,
                        "SELECT p.id, p.organisation, p.level, p.contact, (SELECT count(*) FROM "
@@ -370,7 +207,7 @@ static int partner_list(int argc, char **argv, struct ctx *c)
                        "no impact partners yet (add one with 'empact partner add')");
 }
 
-static int member_list(int argc, char **argv, struct ctx *c)
+static int member_list(int argc, char **argv, struct sc_ctx *c)
 {
     return simple_list(argc, argv, c, usage_member_list,
                        "SELECT m.id, m.name, m.contact, (SELECT count(*) FROM hea_member h "
@@ -380,7 +217,7 @@ static int member_list(int argc, char **argv, struct ctx *c)
 
 /* ---- HEAs ---------------------------------------------------------------- */
 
-static int hea_add(int argc, char **argv, struct ctx *c)
+static int hea_add(int argc, char **argv, struct sc_ctx *c)
 {
     sqlite3 *db;
     const char *title = NULL, *opened = NULL, *notes = NULL;
@@ -394,25 +231,26 @@ static int hea_add(int argc, char **argv, struct ctx *c)
 
     if (rc >= 0)
         return rc;
-    if ((rc = site(c, argv[optind])) >= 0)
+    if ((rc = sc_site(c, argv[optind])) >= 0)
         return rc;
     db = c->db;
     if (title == NULL)
         return cli_usage_error("empact", usage_hea_add, "needs --title");
     if (title[0] == '\0')
-        return bad("--title is empty");
-    if (date_arg(db, "--opened", opened, date) != 0)
+        return sc_bad("--title is empty");
+    if (sc_date_arg(db, "--opened", opened, date) != 0)
         return EXIT_DATA;
-    if ((rc = run(prepare(db, &e, "INSERT INTO hea (title, opened_on, notes) VALUES (?, ?, ?)",
-                          "ttt", title, date, notes),
-                  &e)) != SYNC_OK)
-        return fail(rc, &e);
+    if ((rc =
+             sc_run(sc_prepare(db, &e, "INSERT INTO hea (title, opened_on, notes) VALUES (?, ?, ?)",
+                               "ttt", title, date, notes),
+                    &e)) != SYNC_OK)
+        return sc_fail(rc, &e);
     printf("hea %lld opened on %s: %s (step: intake)\n", (long long)sqlite3_last_insert_rowid(db),
            date, title);
     return EXIT_OK;
 }
 
-static int hea_advance(int argc, char **argv, struct ctx *c)
+static int hea_advance(int argc, char **argv, struct sc_ctx *c)
 {
     sqlite3 *db;
     const char *on = NULL, *to = NULL, *skip = NULL, *because = NULL;
@@ -428,7 +266,7 @@ static int hea_advance(int argc, char **argv, struct ctx *c)
 
     if (rc >= 0)
         return rc;
-    if ((rc = site(c, argv[optind])) >= 0)
+    if ((rc = sc_site(c, argv[optind])) >= 0)
         return rc;
     db = c->db;
     if (to != NULL && skip != NULL)
@@ -439,47 +277,49 @@ static int hea_advance(int argc, char **argv, struct ctx *c)
     if (to == NULL && skip == NULL && because != NULL)
         return cli_usage_error("empact", usage_hea_advance,
                                "--because goes with --skip or --to (nothing is skipped)");
-    if (need_row(db, "hea", "HEA", argv[optind + 1], &id) != 0 ||
-        date_arg(db, "--on", on, date) != 0)
+    if (sc_need_row(db, "hea", "HEA", argv[optind + 1], &id) != 0 ||
+        sc_date_arg(db, "--on", on, date) != 0)
         return EXIT_DATA;
-    if ((rc = begin(db, &e)) != SYNC_OK)
-        return fail(rc, &e);
-    first_text(prepare(db, &e, "SELECT step FROM hea WHERE id = ?", "i", id), step, sizeof(step));
-    first_text(prepare(db, &e,
-                       "SELECT max(opened_on, ifnull((SELECT max(done_on) FROM hea_step WHERE "
-                       "hea_id = ?1), '')) FROM hea WHERE id = ?1",
-                       "i", id),
-               last, sizeof(last));
-    if ((cur = index_of(hea_steps, step)) < 0) {
-        end(db, SYNC_EDATA, &e);
-        return bad("HEA %lld is closed: all five steps are behind it", (long long)id);
+    if ((rc = sc_begin(db, &e)) != SYNC_OK)
+        return sc_fail(rc, &e);
+    sc_first_text(sc_prepare(db, &e, "SELECT step FROM hea WHERE id = ?", "i", id), step,
+                  sizeof(step));
+    sc_first_text(
+        sc_prepare(db, &e,
+                   "SELECT max(opened_on, ifnull((SELECT max(done_on) FROM hea_step WHERE "
+                   "hea_id = ?1), '')) FROM hea WHERE id = ?1",
+                   "i", id),
+        last, sizeof(last));
+    if ((cur = sc_index_of(hea_steps, step)) < 0) {
+        sc_end(db, SYNC_EDATA, &e);
+        return sc_bad("HEA %lld is closed: all five steps are behind it", (long long)id);
     }
     if (strcmp(date, last) < 0) {
-        end(db, SYNC_EDATA, &e);
-        return bad("%s is before this HEA's last date, %s", date, last);
+        sc_end(db, SYNC_EDATA, &e);
+        return sc_bad("%s is before this HEA's last date, %s", date, last);
     }
     target = cur + 1;
     if (to != NULL) {
-        target = strcmp(to, "closed") == 0 ? NSTEPS : index_of(hea_steps, to);
+        target = strcmp(to, "closed") == 0 ? NSTEPS : sc_index_of(hea_steps, to);
         if (target <= cur) {
-            end(db, SYNC_EDATA, &e);
-            return bad("--to '%s' is not a step after %s (steps: intake, preparation, "
-                       "engagement, report, feedback, closed)",
-                       to, step);
+            sc_end(db, SYNC_EDATA, &e);
+            return sc_bad("--to '%s' is not a step after %s (steps: intake, preparation, "
+                          "engagement, report, feedback, closed)",
+                          to, step);
         }
     }
     for (int k = cur; rc == SYNC_OK && k < target; k++)
-        rc = run(prepare(db, &e,
-                         "INSERT INTO hea_step (hea_id, step, done_on, skipped_because) "
-                         "VALUES (?, ?, ?, ?)",
-                         "ittt", id, hea_steps[k], date, because),
-                 &e);
+        rc = sc_run(sc_prepare(db, &e,
+                               "INSERT INTO hea_step (hea_id, step, done_on, skipped_because) "
+                               "VALUES (?, ?, ?, ?)",
+                               "ittt", id, hea_steps[k], date, because),
+                    &e);
     if (rc == SYNC_OK)
-        rc = run(prepare(db, &e, "UPDATE hea SET step = ? WHERE id = ?", "ti",
-                         target < NSTEPS ? hea_steps[target] : "closed", id),
-                 &e);
-    if ((rc = end(db, rc, &e)) != SYNC_OK)
-        return fail(rc, &e);
+        rc = sc_run(sc_prepare(db, &e, "UPDATE hea SET step = ? WHERE id = ?", "ti",
+                               target < NSTEPS ? hea_steps[target] : "closed", id),
+                    &e);
+    if ((rc = sc_end(db, rc, &e)) != SYNC_OK)
+        return sc_fail(rc, &e);
     if (because != NULL)
         printf("hea %lld: skipped %d step%s from %s on %s (%s); now at %s\n", (long long)id,
                target - cur, target - cur == 1 ? "" : "s", step, date, because,
@@ -491,7 +331,7 @@ static int hea_advance(int argc, char **argv, struct ctx *c)
 }
 
 /* `hea partner` and `hea member`: link an existing row to an HEA. */
-static int hea_link(int argc, char **argv, struct ctx *c, const char *usage, const char *table,
+static int hea_link(int argc, char **argv, struct sc_ctx *c, const char *usage, const char *table,
                     const char *what, const char *sql)
 {
     sqlite3 *db;
@@ -502,32 +342,32 @@ static int hea_link(int argc, char **argv, struct ctx *c, const char *usage, con
 
     if (rc >= 0)
         return rc;
-    if ((rc = site(c, argv[optind])) >= 0)
+    if ((rc = sc_site(c, argv[optind])) >= 0)
         return rc;
     db = c->db;
-    if (need_row(db, "hea", "HEA", argv[optind + 1], &id) != 0 ||
-        need_row(db, table, what, argv[optind + 2], &other) != 0)
+    if (sc_need_row(db, "hea", "HEA", argv[optind + 1], &id) != 0 ||
+        sc_need_row(db, table, what, argv[optind + 2], &other) != 0)
         return EXIT_DATA;
-    if ((rc = run(prepare(db, &e, sql, "ii", id, other), &e)) != SYNC_OK)
-        return fail(rc, &e);
+    if ((rc = sc_run(sc_prepare(db, &e, sql, "ii", id, other), &e)) != SYNC_OK)
+        return sc_fail(rc, &e);
     printf("hea %lld: %s %lld %s\n", (long long)id, what, (long long)other,
            sqlite3_changes(db) ? "linked" : "was already linked");
     return EXIT_OK;
 }
 
-static int hea_partner(int argc, char **argv, struct ctx *c)
+static int hea_partner(int argc, char **argv, struct sc_ctx *c)
 {
     return hea_link(argc, argv, c, usage_hea_partner, "impact_partner", "partner",
                     "INSERT OR IGNORE INTO hea_partner (hea_id, partner_id) VALUES (?, ?)");
 }
 
-static int hea_member(int argc, char **argv, struct ctx *c)
+static int hea_member(int argc, char **argv, struct sc_ctx *c)
 {
     return hea_link(argc, argv, c, usage_hea_member, "member", "member",
                     "INSERT OR IGNORE INTO hea_member (hea_id, member_id) VALUES (?, ?)");
 }
 
-static int hea_decision(int argc, char **argv, struct ctx *c)
+static int hea_decision(int argc, char **argv, struct sc_ctx *c)
 {
     sqlite3 *db;
     const char *partner = NULL, *what = NULL, *on = NULL;
@@ -536,37 +376,39 @@ static int hea_decision(int argc, char **argv, struct ctx *c)
                                    {"on", 0, 1, &on},
                                    {NULL, 0, 0, NULL}};
     struct errctx e = {0, ""};
-    sqlite3_int64 id, pid, did;
+    sqlite3_int64 id, pid, did = 0;
     char date[11];
     int rc = cli_parse(argc, argv, "empact", usage_hea_decision, opts, 2, 2);
 
     if (rc >= 0)
         return rc;
-    if ((rc = site(c, argv[optind])) >= 0)
+    if ((rc = sc_site(c, argv[optind])) >= 0)
         return rc;
     db = c->db;
     if (partner == NULL || what == NULL)
         return cli_usage_error("empact", usage_hea_decision, "needs --partner and --what");
     if (what[0] == '\0')
-        return bad("--what is empty: say what was decided");
-    if (need_row(db, "hea", "HEA", argv[optind + 1], &id) != 0 ||
-        need_row(db, "impact_partner", "partner", partner, &pid) != 0 ||
-        date_arg(db, "--on", on, date) != 0)
+        return sc_bad("--what is empty: say what was decided");
+    if (sc_need_row(db, "hea", "HEA", argv[optind + 1], &id) != 0 ||
+        sc_need_row(db, "impact_partner", "partner", partner, &pid) != 0 ||
+        sc_date_arg(db, "--on", on, date) != 0)
         return EXIT_DATA;
-    if ((rc = begin(db, &e)) == SYNC_OK &&
-        (rc = run(prepare(db, &e,
-                          "INSERT INTO hea_decision (hea_id, partner_id, decided_on, description) "
-                          "VALUES (?, ?, ?, ?)",
-                          "iitt", id, pid, date, what),
-                  &e)) == SYNC_OK) {
+    if ((rc = sc_begin(db, &e)) == SYNC_OK &&
+        (rc = sc_run(
+             sc_prepare(db, &e,
+                        "INSERT INTO hea_decision (hea_id, partner_id, decided_on, description) "
+                        "VALUES (?, ?, ?, ?)",
+                        "iitt", id, pid, date, what),
+             &e)) == SYNC_OK) {
         did = sqlite3_last_insert_rowid(db);
-        rc = run(prepare(db, &e,
-                         "INSERT OR IGNORE INTO hea_partner (hea_id, partner_id) VALUES (?, ?)",
-                         "ii", id, pid),
-                 &e);
+        rc = sc_run(
+            sc_prepare(db, &e,
+                       "INSERT OR IGNORE INTO hea_partner (hea_id, partner_id) VALUES (?, ?)", "ii",
+                       id, pid),
+            &e);
     }
-    if ((rc = end(db, rc, &e)) != SYNC_OK)
-        return fail(rc, &e);
+    if ((rc = sc_end(db, rc, &e)) != SYNC_OK)
+        return sc_fail(rc, &e);
     printf("hea %lld: decision %lld by partner %lld on %s\n", (long long)id, (long long)did,
            (long long)pid, date);
     return EXIT_OK;
@@ -597,7 +439,7 @@ static long long parse_cents(const char *s)
     return whole * 100 + cents;
 }
 
-static int hea_pay(int argc, char **argv, struct ctx *c)
+static int hea_pay(int argc, char **argv, struct sc_ctx *c)
 {
     sqlite3 *db;
     const char *member = NULL, *amount = NULL, *on = NULL, *notes = NULL;
@@ -614,36 +456,38 @@ static int hea_pay(int argc, char **argv, struct ctx *c)
 
     if (rc >= 0)
         return rc;
-    if ((rc = site(c, argv[optind])) >= 0)
+    if ((rc = sc_site(c, argv[optind])) >= 0)
         return rc;
     db = c->db;
     if (member == NULL || amount == NULL)
         return cli_usage_error("empact", usage_hea_pay, "needs --member and --amount");
     if ((cents = parse_cents(amount)) < 0)
-        return bad("--amount '%s' is not an amount of dollars above 0 (like 150 or 150.50, at "
-                   "most 1000000)",
-                   amount);
-    if (need_row(db, "hea", "HEA", argv[optind + 1], &id) != 0 ||
-        need_row(db, "member", "member", member, &mid) != 0 || date_arg(db, "--on", on, date) != 0)
+        return sc_bad("--amount '%s' is not an amount of dollars above 0 (like 150 or 150.50, at "
+                      "most 1000000)",
+                      amount);
+    if (sc_need_row(db, "hea", "HEA", argv[optind + 1], &id) != 0 ||
+        sc_need_row(db, "member", "member", member, &mid) != 0 ||
+        sc_date_arg(db, "--on", on, date) != 0)
         return EXIT_DATA;
-    if ((rc = begin(db, &e)) == SYNC_OK &&
-        (rc = run(prepare(db, &e,
-                          "INSERT INTO compensation (hea_id, member_id, amount_cents, paid_on, "
-                          "notes) VALUES (?, ?, ?, ?, ?)",
-                          "iiitt", id, mid, (sqlite3_int64)cents, date, notes),
-                  &e)) == SYNC_OK)
-        rc = run(prepare(db, &e,
-                         "INSERT OR IGNORE INTO hea_member (hea_id, member_id) VALUES (?, ?)", "ii",
-                         id, mid),
-                 &e);
-    if ((rc = end(db, rc, &e)) != SYNC_OK)
-        return fail(rc, &e);
+    if ((rc = sc_begin(db, &e)) == SYNC_OK &&
+        (rc = sc_run(
+             sc_prepare(db, &e,
+                        "INSERT INTO compensation (hea_id, member_id, amount_cents, paid_on, "
+                        "notes) VALUES (?, ?, ?, ?, ?)",
+                        "iiitt", id, mid, (sqlite3_int64)cents, date, notes),
+             &e)) == SYNC_OK)
+        rc = sc_run(sc_prepare(db, &e,
+                               "INSERT OR IGNORE INTO hea_member (hea_id, member_id) VALUES (?, ?)",
+                               "ii", id, mid),
+                    &e);
+    if ((rc = sc_end(db, rc, &e)) != SYNC_OK)
+        return sc_fail(rc, &e);
     printf("hea %lld: paid member %lld $%lld.%02lld on %s\n", (long long)id, (long long)mid,
            cents / 100, cents % 100, date);
     return EXIT_OK;
 }
 
-static int hea_list(int argc, char **argv, struct ctx *c)
+static int hea_list(int argc, char **argv, struct sc_ctx *c)
 {
     sqlite3 *db;
     const char *json = NULL, *step = NULL;
@@ -654,23 +498,24 @@ static int hea_list(int argc, char **argv, struct ctx *c)
 
     if (rc >= 0)
         return rc;
-    if ((rc = site(c, argv[optind])) >= 0)
+    if ((rc = sc_site(c, argv[optind])) >= 0)
         return rc;
     db = c->db;
-    if (step != NULL && index_of(hea_steps, step) < 0 && strcmp(step, "closed") != 0)
-        return bad("--step '%s' is not one of intake, preparation, engagement, report, "
-                   "feedback, closed",
-                   step);
-    rc = print_query(prepare(db, &e,
-                             "SELECT h.id, h.title, h.step, h.opened_on AS opened, "
-                             "(SELECT count(*) FROM hea_partner x WHERE x.hea_id = h.id) AS "
-                             "partners, (SELECT count(*) FROM hea_member x WHERE x.hea_id = h.id) "
-                             "AS members, (SELECT count(*) FROM hea_decision x WHERE x.hea_id = "
-                             "h.id) AS decisions FROM hea h WHERE ?1 IS NULL OR h.step = ?1 "
-                             "ORDER BY h.id",
-                             "t", step),
-                     json != NULL, "no HEAs", &e);
-    return rc == SYNC_OK ? EXIT_OK : fail(rc, &e);
+    if (step != NULL && sc_index_of(hea_steps, step) < 0 && strcmp(step, "closed") != 0)
+        return sc_bad("--step '%s' is not one of intake, preparation, engagement, report, "
+                      "feedback, closed",
+                      step);
+    rc = sc_print_query(
+        sc_prepare(db, &e,
+                   "SELECT h.id, h.title, h.step, h.opened_on AS opened, "
+                   "(SELECT count(*) FROM hea_partner x WHERE x.hea_id = h.id) AS "
+                   "partners, (SELECT count(*) FROM hea_member x WHERE x.hea_id = h.id) "
+                   "AS members, (SELECT count(*) FROM hea_decision x WHERE x.hea_id = "
+                   "h.id) AS decisions FROM hea h WHERE ?1 IS NULL OR h.step = ?1 "
+                   "ORDER BY h.id",
+                   "t", step),
+        json != NULL, "no HEAs", &e);
+    return rc == SYNC_OK ? EXIT_OK : sc_fail(rc, &e);
 }
 
 /* The parts of `hea show`, each one query on ?1 = the HEA's id. */
@@ -698,7 +543,7 @@ static const struct {
                  "c.member_id WHERE c.hea_id = ?1 ORDER BY c.paid_on, c.id"},
 };
 
-static int hea_show(int argc, char **argv, struct ctx *c)
+static int hea_show(int argc, char **argv, struct sc_ctx *c)
 {
     sqlite3 *db;
     const char *json = NULL;
@@ -710,16 +555,16 @@ static int hea_show(int argc, char **argv, struct ctx *c)
 
     if (rc >= 0)
         return rc;
-    if ((rc = site(c, argv[optind])) >= 0)
+    if ((rc = sc_site(c, argv[optind])) >= 0)
         return rc;
     db = c->db;
-    if (need_row(db, "hea", "HEA", argv[optind + 1], &id) != 0)
+    if (sc_need_row(db, "hea", "HEA", argv[optind + 1], &id) != 0)
         return EXIT_DATA;
     if (json != NULL && (all = cJSON_CreateObject()) == NULL)
-        return fail(errctx_set(&e, SYNC_ENOMEM, "out of memory"), &e);
+        return sc_fail(errctx_set(&e, SYNC_ENOMEM, "out of memory"), &e);
     rc = SYNC_OK;
     for (size_t i = 0; rc == SYNC_OK && i < sizeof(show_parts) / sizeof(show_parts[0]); i++) {
-        sqlite3_stmt *st = prepare(db, &e, show_parts[i].sql, "i", id);
+        sqlite3_stmt *st = sc_prepare(db, &e, show_parts[i].sql, "i", id);
         cJSON *rows = st ? tabular_rows(st, &e) : NULL;
         if (rows == NULL) {
             rc = e.code;
@@ -745,14 +590,14 @@ static int hea_show(int argc, char **argv, struct ctx *c)
         free(text);
     }
     cJSON_Delete(all);
-    return rc == SYNC_OK ? EXIT_OK : fail(rc, &e);
+    return rc == SYNC_OK ? EXIT_OK : sc_fail(rc, &e);
 }
 
 /* ---- dispatch ------------------------------------------------------------ */
 
 static const struct {
     const char *group, *name;
-    int (*run)(int, char **, struct ctx *);
+    int (*run)(int, char **, struct sc_ctx *);
 } commands[] = {
     {"partner", "add", partner_add},   {"partner", "list", partner_list},
     {"member", "add", member_add},     {"member", "list", member_list},
@@ -764,7 +609,7 @@ static const struct {
 
 int hea_main(int argc, char **argv, const struct schema *s)
 {
-    struct ctx c = {s, NULL};
+    struct sc_ctx c = {s, NULL};
     int rc;
 
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
