@@ -29,7 +29,7 @@ SANFLAGS := -fsanitize=address -fsanitize=undefined -fno-sanitize-recover=all \
 HOOKS ?=
 CFLAGS_ALL = $(CFLAGS_WARN) $(OPT) -g $(if $(SAN),$(SANFLAGS)) $(if $(HOOKS),-DEMPACT_TEST_HOOKS) \
              $(CFLAGS)
-LDLIBS_ALL = $(shell pkg-config --libs $(PKGS)) -lpthread
+LDLIBS_ALL = $(shell pkg-config --libs $(PKGS)) -lpthread -lm
 LDFLAGS_ALL = $(if $(SAN),$(SANFLAGS)) $(LDFLAGS)
 
 COMMON_SRC := $(wildcard common/*.c)

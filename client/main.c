@@ -15,6 +15,7 @@
 #include "bundle.h"
 #include "cli.h"
 #include "hea.h"
+#include "metrics.h"
 #include "replica.h"
 #include "schema.h"
 #include "sync.h"
@@ -39,6 +40,7 @@ static const char usage_main[] =
     "  member add|list SITE.db ...                community members\n"
     "  hea add|advance|partner|member|decision|pay|list|show SITE.db ...\n"
     "                                             Health Equity Analyses, step by step\n"
+    "  metrics compute|list SITE.db ...           the aggregates the hub receives\n"
     "\n"
     "Run 'empact COMMAND --help' for a command's options.\n"
     "Exit codes: 0 ok, 64 usage, 65 bad data or diverged replica, 70 internal,\n"
@@ -573,6 +575,8 @@ int main(int argc, char **argv)
         rc = cmd_rejoin(argc - 1, argv + 1, s);
     else if (strcmp(cmd, "hea") == 0 || strcmp(cmd, "partner") == 0 || strcmp(cmd, "member") == 0)
         rc = hea_main(argc - 1, argv + 1, s);
+    else if (strcmp(cmd, "metrics") == 0)
+        rc = metrics_main(argc - 1, argv + 1, s);
     else
         rc = usage_error(usage_main, "unknown command");
     schema_free(s);

@@ -83,7 +83,7 @@ E hea list "$DB"
 like "$RUN_OUT" "^id  title +step +opened +partners  members  decisions" "hea list has a header"
 like "$RUN_OUT" "1   Emergency department wait times  closed +2026-04-02  2 +4 +2" "... and HEA 1's row"
 E hea list "$DB" --json
-is "$(printf '%s' "$RUN_OUT" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(len(d), d[1]["step"], d[0]["members"])')" \
+is "$(printf '%s' "$RUN_OUT" | json_eval 'scalar(@$j), $j->[1]{step}, $j->[0]{members}')" \
     "2 report 4" "hea list --json is a JSON array with the same rows"
 E hea list "$DB" --step report
 like "$RUN_OUT" "Mental health navigation" "hea list --step report lists HEA 2"
@@ -95,14 +95,12 @@ like "$RUN_OUT" "preparation +skipped +2026-04-20 +partner asked to meet members
 like "$RUN_OUT" "engagement +done +2026-05-01" "... a done step with its date"
 like "$RUN_OUT" "Triage protocol translated into five languages" "... the decisions"
 E hea show "$DB" 1 --json
-is "$(printf '%s' "$RUN_OUT" | python3 -c '
-import json,sys; d=json.load(sys.stdin)
-print(d["hea"]["step"], [s["status"] for s in d["steps"]], len(d["partners"]), len(d["members"]), [p["amount"] for p in d["payments"]])')" \
-    "closed ['done', 'skipped', 'done', 'skipped', 'skipped'] 2 4 ['150.50', '100.00']" \
+is "$(printf '%s' "$RUN_OUT" | json_eval '$j->{hea}{step}, (map { $_->{status} } @{$j->{steps}}), scalar(@{$j->{partners}}), scalar(@{$j->{members}}), map { $_->{amount} } @{$j->{payments}}')" \
+    "closed done skipped done skipped skipped 2 4 150.50 100.00" \
     "hea show --json holds the HEA, its steps, partners, members and payments"
 E partner list "$DB" --json
-is "$(printf '%s' "$RUN_OUT" | python3 -c 'import json,sys; print([p["heas"] for p in json.load(sys.stdin)])')" \
-    "[1, 1, 0]" "partner list --json counts each partner's HEAs"
+is "$(printf '%s' "$RUN_OUT" | json_eval 'map { $_->{heas} } @$j')" \
+    "1 1 0" "partner list --json counts each partner's HEAs"
 E member list "$DB"
 like "$RUN_OUT" "Member D" "member list"
 

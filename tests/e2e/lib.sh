@@ -406,6 +406,18 @@ status_json() {
     ' "$key"
 }
 
+# json_eval EXPR: decodes JSON from stdin into $j and prints the perl expression
+# EXPR (lists joined with spaces, undef as "null", booleans as true/false).
+json_eval() {
+    perl -MJSON::PP -e '
+        local $/; our $j = eval { JSON::PP->new->allow_nonref->decode(<STDIN>) };
+        defined $j or do { print "not JSON"; exit 2 };
+        sub show { my $v = shift; !defined $v ? "null" : JSON::PP::is_bool($v) ? ($v ? "true" : "false") : $v }
+        my @r = eval $ARGV[0]; die $@ if $@;
+        print join " ", map { show($_) } @r;
+    ' "$1"
+}
+
 # assert_converged ID...: sqldiff of every replicated table, hub vs each site.
 assert_converged() {
     local id t
