@@ -14,7 +14,7 @@ SAN ?=
 
 # Debian packages the build, the tests and the demo need.
 DEB_PKGS := gcc make pkg-config libsqlite3-dev libgit2-dev libzstd-dev libssl-dev \
-            libcjson-dev libbsd-dev libcmocka-dev sqlite3 sqlite3-tools git openssl perl \
+            libcjson-dev libbsd-dev libcsv-dev libcmocka-dev sqlite3 sqlite3-tools git openssl perl \
             ca-certificates clang libclang-rt-14-dev clang-format cppcheck
 PKGS := sqlite3 libgit2 libzstd openssl libcjson libbsd
 
@@ -29,7 +29,7 @@ SANFLAGS := -fsanitize=address -fsanitize=undefined -fno-sanitize-recover=all \
 HOOKS ?=
 CFLAGS_ALL = $(CFLAGS_WARN) $(OPT) -g $(if $(SAN),$(SANFLAGS)) $(if $(HOOKS),-DEMPACT_TEST_HOOKS) \
              $(CFLAGS)
-LDLIBS_ALL = $(shell pkg-config --libs $(PKGS)) -lpthread -lm
+LDLIBS_ALL = $(shell pkg-config --libs $(PKGS)) -lcsv -lpthread -lm
 LDFLAGS_ALL = $(if $(SAN),$(SANFLAGS)) $(LDFLAGS)
 
 COMMON_SRC := $(wildcard common/*.c)

@@ -15,6 +15,7 @@
 #include "bundle.h"
 #include "cli.h"
 #include "hea.h"
+#include "library.h"
 #include "metrics.h"
 #include "replica.h"
 #include "schema.h"
@@ -34,6 +35,8 @@ static const char usage_main[] =
     "  status SITE.db [--json]                    what this replica holds and owes\n"
     "  conflicts SITE.db [--json]                 this site's edits that lost at the hub\n"
     "  rejoin SITE.db FILE.join [--hub HOST:PORT] install a renewed join bundle\n"
+    "  resource add|edit|list|search|import|export SITE.db ...\n"
+    "                                             the shared resource library, offline\n"
     "\n"
     "the site's confidential work (never sent to the hub):\n"
     "  partner add|list SITE.db ...               impact partners\n"
@@ -575,6 +578,8 @@ int main(int argc, char **argv)
         rc = cmd_rejoin(argc - 1, argv + 1, s);
     else if (strcmp(cmd, "hea") == 0 || strcmp(cmd, "partner") == 0 || strcmp(cmd, "member") == 0)
         rc = hea_main(argc - 1, argv + 1, s);
+    else if (strcmp(cmd, "resource") == 0)
+        rc = library_main(argc - 1, argv + 1, s);
     else if (strcmp(cmd, "metrics") == 0)
         rc = metrics_main(argc - 1, argv + 1, s);
     else

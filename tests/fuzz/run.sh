@@ -17,6 +17,7 @@
 # elsewhere in common/ cannot break it:
 #    * fuzz-sources: common/frame.c common/buf.c common/errctx.c
 #    * fuzz-pkgs: libzstd
+#    * fuzz-libs: -lcsv            (libraries without a pkg-config file)
 # A key may take several such lines (their values are joined) to keep a long
 # list within the column limit.  Sources are relative to the repository root;
 # build/schema_sql.c is made with `make build/schema_sql.c` when a target
@@ -34,7 +35,7 @@ TIMEOUT=${FUZZ_TIMEOUT:-30}
 CFLAGS=(-std=c17 -Wall -Wextra -Werror -g -O1 "-fsanitize=fuzzer,address,undefined"
         -fno-sanitize-recover=undefined -fno-omit-frame-pointer
         -D_GNU_SOURCE -DSQLITE_ENABLE_SESSION -DSQLITE_ENABLE_PREUPDATE_HOOK
-        -iquote "$ROOT/common" -iquote "$ROOT/build")
+        -iquote "$ROOT/common" -iquote "$ROOT/client" -iquote "$ROOT/build")
 
 usage() {
     sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
@@ -48,9 +49,10 @@ header_field() {
 
 
 build_one() {
-    local name=$1 src=$HERE/fuzz_$1.c sources pkgs flags=() libs=() s
+    local name=$1 src=$HERE/fuzz_$1.c sources pkgs flags=() libs=() extra=() s
     sources=$(header_field "$src" sources)
     pkgs=$(header_field "$src" pkgs)
+    read -r -a extra <<<"$(header_field "$src" libs)"
     if [ -z "$sources" ]; then
         echo "run.sh: $src has no ' * fuzz-sources:' line" >&2
         exit 1
@@ -69,7 +71,7 @@ build_one() {
     echo "== build fuzz_$name: $sources${pkgs:+ [$pkgs]}"
     # shellcheck disable=SC2086
     (cd "$ROOT" && "$CC" "${CFLAGS[@]}" "${flags[@]}" -o "$OUT/fuzz_$name" "$src" $sources \
-        "${libs[@]}")
+        "${libs[@]}" "${extra[@]}")
 }
 
 # Every committed seed once, file by file, so each one is named in the log.
