@@ -272,7 +272,7 @@ static int cmd_edit(int argc, char **argv, struct sc_ctx *c)
     rc = sc_run(sc_prepare(c->db, &e, sql, "tttttttttttt", id, f.v[RES_TITLE], f.v[RES_URL],
                            f.v[RES_SUMMARY], f.v[RES_KIND], f.v[RES_LANGUAGE],
                            f.v[RES_PHM_COMPONENT], f.v[RES_OHT_BLOCK], f.v[RES_POPULATION_GROUP],
-                           NULL, NULL, today),
+                           (const char *)NULL, (const char *)NULL, today),
                 &e);
     sqlite3_free(sql);
     if (rc != SYNC_OK)
