@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -16,6 +17,7 @@
 #include "cli.h"
 #include "hub.h"
 #include "pki.h"
+#include "report.h"
 #include "schema.h"
 #include "serve.h"
 #include "tls.h"
@@ -43,6 +45,8 @@ static const char usage_main[] =
     "  revoke-site HUBDIR SITE_ID       refuse the site from its next connection on\n"
     "  renew-site HUBDIR SITE_ID -o FILE.join [--address HOST:PORT]\n"
     "                                   new certificate and join bundle for a site\n"
+    "  report HUBDIR [--from P] [--to P] [--format text|csv|json|html] [-o FILE]\n"
+    "                                   the cross-site impact report\n"
     "\n"
     "Run 'empact-hub COMMAND --help' for a command's options.\n"
     "Exit codes: 0 ok, 64 usage, 65 bad data, 70 internal, 74 i/o, 77 refused.\n";
@@ -569,6 +573,90 @@ static int cmd_serve(int argc, char **argv, const struct schema *s)
     return EXIT_OK;
 }
 
+static const char usage_report[] =
+    "usage: empact-hub report HUBDIR [--from PERIOD] [--to PERIOD]\n"
+    "                         [--format text|csv|json|html] [-o FILE] [--stale-days N]\n"
+    "\n"
+    "The cross-site impact report, from what the sites have published: each\n"
+    "site's metric values per period (YYYY-Qn or YYYY, from --from to --to),\n"
+    "totals across sites (a value a site published suppressed is never filled in:\n"
+    "the total adds only published values and says how many were suppressed),\n"
+    "each site's last successful sync (a site not synced for more than N days,\n"
+    "default 7, is marked stale), and the resource library's growth by site.\n"
+    "--format html writes one self-contained page with charts (no scripts, no\n"
+    "network fetches).  -o writes FILE (replaced whole) instead of standard output.\n"
+    "Reads hub.db only; safe while the hub serves.\n"
+    "Exit codes: 0 written, 64 usage, 65 bad period, 74 i/o.\n";
+
+static int cmd_report(int argc, char **argv)
+{
+    const char *from = NULL, *to = NULL, *format = "text", *out = NULL, *stale = "7";
+    const struct cli_opt opts[] = {{"from", 0, 1, &from},        {"to", 0, 1, &to},
+                                   {"format", 'f', 1, &format},  {"output", 'o', 1, &out},
+                                   {"stale-days", 0, 1, &stale}, {NULL, 0, 0, NULL}};
+    struct report_opts ro = {NULL, NULL, 7, (long long)time(NULL)};
+    struct errctx e = {0, ""};
+    sqlite3 *db = NULL;
+    cJSON *data = NULL;
+    char *text = NULL, tmp[4096], *end;
+    long days;
+    int rc = cli_parse(argc, argv, "empact-hub", usage_report, opts, 1, 1);
+
+    if (rc >= 0)
+        return rc;
+    if (strcmp(format, "text") != 0 && strcmp(format, "csv") != 0 && strcmp(format, "json") != 0 &&
+        strcmp(format, "html") != 0)
+        return usage_error(usage_report, "--format is one of text, csv, json, html");
+    if ((from && !report_period_ok(from)) || (to && !report_period_ok(to))) {
+        fprintf(stderr,
+                "empact-hub: --%s '%s' is not a period: write a quarter as 2026-Q3 or a "
+                "year as 2026\n",
+                from && !report_period_ok(from) ? "from" : "to",
+                from && !report_period_ok(from) ? from : to);
+        return EXIT_DATA;
+    }
+    errno = 0;
+    days = strtol(stale, &end, 10);
+    if (errno || end == stale || *end || days < 0 || days > 3650)
+        return usage_error(usage_report, "--stale-days is a number of days from 0 to 3650");
+    ro.from = from;
+    ro.to = to;
+    ro.stale_days = (int)days;
+    if ((rc = hub_reader_open(&db, argv[optind], &e)) != SYNC_OK ||
+        (data = report_build(db, &ro, &e)) == NULL ||
+        (text = report_render(data, format, &e)) == NULL) {
+        rc = rc ? rc : e.code;
+        goto out;
+    }
+    if (out == NULL) {
+        fputs(text, stdout);
+        rc = fflush(stdout) == 0 ? SYNC_OK
+                                 : errctx_set(&e, SYNC_EIO, "cannot write: %s", strerror(errno));
+    } else {
+        FILE *fp;
+        snprintf(tmp, sizeof(tmp), "%s.tmp", out);
+        if ((fp = fopen(tmp, "w")) == NULL) {
+            rc = errctx_set(&e, SYNC_EIO, "cannot create %s: %s", tmp, strerror(errno));
+            goto out;
+        }
+        if (fputs(text, fp) == EOF || fflush(fp) != 0 || fsync(fileno(fp)) != 0) {
+            rc = errctx_set(&e, SYNC_EIO, "cannot write %s: %s", tmp, strerror(errno));
+            fclose(fp);
+        } else if (fclose(fp) != 0 || rename(tmp, out) != 0) {
+            rc = errctx_set(&e, SYNC_EIO, "cannot write %s: %s", out, strerror(errno));
+        }
+        if (rc != SYNC_OK)
+            unlink(tmp);
+        else
+            fprintf(stderr, "empact-hub: report written to %s (%s)\n", out, format);
+    }
+out:
+    sqlite3_free(text);
+    cJSON_Delete(data);
+    sqlite3_close(db);
+    return rc == SYNC_OK ? EXIT_OK : fail(rc, &e);
+}
+
 int main(int argc, char **argv)
 {
     struct errctx e = {0, ""};
@@ -593,6 +681,8 @@ int main(int argc, char **argv)
         rc = cmd_add_site(argc - 1, argv + 1, s);
     else if (strcmp(cmd, "serve") == 0)
         rc = cmd_serve(argc - 1, argv + 1, s);
+    else if (strcmp(cmd, "report") == 0)
+        rc = cmd_report(argc - 1, argv + 1);
     else if (strcmp(cmd, "sites") == 0)
         rc = cmd_sites(argc - 1, argv + 1, s);
     else if (strcmp(cmd, "revoke-site") == 0)
