@@ -297,7 +297,10 @@ static void render_text(sqlite3_str *o, const cJSON *r)
     cJSON_ArrayForEach(p, cJSON_GetObjectItem(r, "periods"))
     {
         sqlite3_str_appendf(o, "\n%s\n  %-44s", p->valuestring, "metric");
-        cJSON_ArrayForEach(s, sites) sqlite3_str_appendf(o, " %14.14s", str(s, "site_id"));
+        cJSON_ArrayForEach(s, sites)
+        {
+            sqlite3_str_appendf(o, " %14.14s", str(s, "site_id"));
+        }
         sqlite3_str_appendf(o, " %24s\n", "all sites");
         cJSON_ArrayForEach(m, cJSON_GetObjectItem(r, "metrics"))
         {
