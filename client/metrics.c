@@ -7,7 +7,7 @@
  * leaves the site.  A metric whose catalogue row has suppress_below (a count
  * of people) is protected before it is written: 0 stays 0, a count below
  * the threshold is published suppressed (NULL), any other count is rounded
- * to a multiple of METRICS_ROUND_BASE.  Each value is protected on its own,
+ * to a multiple of PEOPLE_ROUND_BASE.  Each value is protected on its own,
  * when it is published, because the hub keeps every published value in its
  * history: rounding every cell leaves any difference of published figures
  * (a year minus its other quarters) uncertain by more than a small count.
@@ -105,7 +105,7 @@ double metrics_publish(double v, long long t, int *suppressed)
         *suppressed = 1;
         return 0;
     }
-    return floor(v / METRICS_ROUND_BASE + 0.5) * METRICS_ROUND_BASE;
+    return floor(v / PEOPLE_ROUND_BASE + 0.5) * PEOPLE_ROUND_BASE;
 }
 
 int metrics_period(const char *p, char start[11], char end[11])
@@ -260,7 +260,7 @@ static int cmd_compute(int argc, char **argv, struct sc_ctx *c)
                 print_number(cJSON_GetObjectItem(row, "published"));
             if (cJSON_IsNumber(t))
                 printf(" (people: under %.0f suppressed, else rounded to %d)", t->valuedouble,
-                       METRICS_ROUND_BASE);
+                       PEOPLE_ROUND_BASE);
             putchar('\n');
         }
         if (cJSON_GetArraySize(out) == 0)

@@ -8,16 +8,14 @@
 
 #include "schema.h"
 
-/* Person counts at or above a metric's threshold are published rounded to
- * a multiple of this (see README.md, "Small-cell protection"). */
-#define METRICS_ROUND_BASE 5
+#include "limits.h" /* PEOPLE_ROUND_BASE */
 
 /* Runs `empact metrics ...`; argv[0] is "metrics".  Returns the exit status. */
 int metrics_main(int argc, char **argv, const struct schema *s);
 
 /* The published form of an exact count v for a metric with threshold t
  * (t <= 0: no protection): *suppressed set when 0 < v < t, else the value to
- * publish (v itself, or v rounded half up to METRICS_ROUND_BASE when t > 0). */
+ * publish (v itself, or v rounded half up to PEOPLE_ROUND_BASE when t > 0). */
 double metrics_publish(double v, long long t, int *suppressed);
 
 /* Parses "YYYY" or "YYYY-Qn" into its first and last dates (YYYY-MM-DD). */

@@ -54,6 +54,11 @@
 /* A PEM certificate or key read from disk or a replica. */
 #define PEM_MAX (16 * 1024)
 
+/* Counts of people at or above a metric's threshold are published rounded
+ * to a multiple of this (client/metrics.c); the hub refuses any other
+ * value for such a metric (server/hub.c). */
+#define PEOPLE_ROUND_BASE 5
+
 /* TLS handshake must finish within this; a silent peer is dropped. */
 #define TLS_HANDSHAKE_TIMEOUT_MS 10000
 

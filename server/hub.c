@@ -39,6 +39,7 @@
 #include "changeset.h"
 #include "db.h"
 #include "gitmap.h"
+#include "limits.h"
 #include "merge.h"
 #include "pki.h"
 #include "testpoint.h"
@@ -56,6 +57,28 @@ struct hub {
 #define SITE_SEEN_DDL                                                                              \
     "CREATE TABLE IF NOT EXISTS _empact_site_seen ("                                               \
     " site_id TEXT PRIMARY KEY, synced_at INTEGER NOT NULL) WITHOUT ROWID;"
+
+/* Counts of people (metrics with suppress_below) reach hub.db only as a
+ * site publishes them (client/metrics.c): 0, suppressed with no value, or a
+ * multiple of PEOPLE_ROUND_BASE at or above the threshold.  Anything else is
+ * refused by this trigger, which the merge reports as a rejected change: a
+ * modified client cannot put a small count into hub.db or git. */
+#define PEOPLE_STR_(x) #x
+#define PEOPLE_STR(x) PEOPLE_STR_(x)
+#define PEOPLE_ROUND_BASE_SQL PEOPLE_STR(PEOPLE_ROUND_BASE)
+#define PEOPLE_RULE(row)                                                                           \
+    " WHEN (SELECT suppress_below FROM metric WHERE code = " row ".metric) > 0 AND NOT ("          \
+    "(" row ".suppressed = 1 AND " row ".value IS NULL) OR (" row ".suppressed = 0 AND " row       \
+    ".value IS NOT NULL AND (" row ".value = 0 OR (" row ".value >= (SELECT suppress_below FROM "  \
+    "metric WHERE code = " row ".metric) AND " row ".value = CAST(" row ".value AS INTEGER) AND "  \
+    "CAST(" row ".value AS INTEGER) % " PEOPLE_ROUND_BASE_SQL                                      \
+    " = 0)))) BEGIN SELECT RAISE(ABORT, "                                                          \
+    "'a count of people must be published as 0, as suppressed (no value), or rounded to a "        \
+    "multiple of " PEOPLE_ROUND_BASE_SQL " at or above the metric''s threshold'); END;"
+#define PEOPLE_GUARD_DDL                                                                           \
+    "CREATE TRIGGER IF NOT EXISTS _empact_people_ins BEFORE INSERT ON metric_value" PEOPLE_RULE(   \
+        "NEW") "CREATE TRIGGER IF NOT EXISTS _empact_people_upd BEFORE UPDATE ON "                 \
+               "metric_value" PEOPLE_RULE("NEW")
 
 static const char hub_ddl[] =
     "CREATE TABLE IF NOT EXISTS _empact_version ("
@@ -902,7 +925,7 @@ static int schema_check(sqlite3 *db, const struct schema *s, struct errctx *e)
 
 /* Brings the site tables of a hub.db made by an older release up to date
  * (see the file header); inside the caller's write transaction. */
-static int site_tables_upgrade(sqlite3 *db, struct errctx *e)
+static int site_tables_upgrade(sqlite3 *db, const struct schema *s, struct errctx *e)
 {
     sqlite3_stmt *st = NULL;
     int has, rc;
@@ -922,7 +945,12 @@ static int site_tables_upgrade(sqlite3 *db, struct errctx *e)
                               "ALTER TABLE _empact_site_cert ADD COLUMN address TEXT;",
                               "hub database", e)) != SYNC_OK)
         return rc;
-    return db_exec(db, SITE_SEEN_DDL, "hub database", e);
+    if ((rc = db_exec(db, SITE_SEEN_DDL, "hub database", e)) != SYNC_OK)
+        return rc;
+    /* the guard on counts of people, for a schema that has them */
+    if (schema_find(s, "metric") == NULL || schema_find(s, "metric_value") == NULL)
+        return SYNC_OK;
+    return db_exec(db, PEOPLE_GUARD_DDL, "hub database", e);
 }
 
 int hub_open(struct hub **out, const char *dir, const struct schema *s, struct errctx *e)
@@ -953,7 +981,7 @@ int hub_open(struct hub **out, const char *dir, const struct schema *s, struct e
         goto out;
     pthread_mutex_lock(&h->lock);
     if ((rc = begin(h, e)) == SYNC_OK)
-        rc = finish(h, site_tables_upgrade(h->db, e), e);
+        rc = finish(h, site_tables_upgrade(h->db, s, e), e);
     pthread_mutex_unlock(&h->lock);
 out:
     free(gitpath);

@@ -22,6 +22,8 @@ for t in sqlite3 sqldiff git timeout; do
     command -v "$t" >/dev/null || { echo "demo: '$t' is required but not installed" >&2; exit 1; }
 done
 
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPORT_HTML=${EMPACT_DEMO_REPORT:-$(pwd)/build/demo-report.html}
 W=$(mktemp -d "${TMPDIR:-/tmp}/empact-demo.XXXXXX")
 HUB_PID=""
 cleanup() {
@@ -115,69 +117,28 @@ heading "4. Each site joins (creates its replica and syncs once)"
 run_empact "$EMPACT" join toronto.db toronto.join
 run_empact "$EMPACT" join ottawa.db ottawa.join
 
-heading "5. Sites add data offline, with nothing but the sqlite3 shell"
-sq toronto.db <<'SQL'
-INSERT INTO resource(id, title, kind, phm_component, oht_block, population_group, added_by_site, updated_at) VALUES
- ('7c0f9a3e-0001-4d1a-9b1e-000000000001', 'Health Equity Analysis: intake and scoping checklist', 'toolkit', 'population identification', 1, 'older adults', 'toronto', '2026-07-02'),
- ('7c0f9a3e-0002-4d1a-9b1e-000000000002', 'Mapping barriers for people with chronic conditions', 'guide', 'segmentation for needs, risks and barriers', 2, 'people with chronic conditions', 'toronto', '2026-07-03'),
- ('7c0f9a3e-0003-4d1a-9b1e-000000000003', 'Co-designing services with community tables', 'guide', 'co-designing care models and service mix', 3, 'mental health and addictions', 'toronto', '2026-07-04'),
- ('7c0f9a3e-0004-4d1a-9b1e-000000000004', 'Reaching older adults at home', 'report', 'implementation and reach', 4, 'older adults', 'toronto', '2026-07-05'),
- ('7c0f9a3e-0005-4d1a-9b1e-000000000005', 'Measuring what partners changed after an HEA', 'toolkit', 'monitoring and evaluation', 8, NULL, 'toronto', '2026-07-06'),
- ('7c0f9a3e-0006-4d1a-9b1e-000000000006', 'A palliative approach in primary care', 'video', 'co-designing care models and service mix', 5, 'palliative approach', 'toronto', '2026-07-07');
--- metric values for 2026-Q3 (codes from the hub's catalogue; counts below a
--- metric's suppress_below are published suppressed, as NULL)
-WITH v(code, val) AS (VALUES ('heas_completed', 22), ('heas_in_progress', 3),
-  ('decisions_hospital', 6), ('decisions_provincial', 4), ('decisions_national', 2),
-  ('impact_partnerships', 15), ('impact_partners', 40), ('members_engaged', 35),
-  ('compensation_paid', 12500), ('feedback_share', 0.8))
-INSERT INTO metric_value(site_id, metric, period, value, suppressed, updated_at)
-SELECT 'toronto', m.code, '2026-Q3',
-       CASE WHEN v.val < m.suppress_below THEN NULL ELSE v.val END,
-       CASE WHEN v.val < m.suppress_below THEN 1 ELSE 0 END, '2026-09-30'
-FROM v JOIN metric m ON m.code = v.code;
-SQL
-say "toronto: 6 resources and $(sq toronto.db "SELECT count(*) FROM metric_value") metric values"
-say "toronto records its confidential HEA work offline (it stays in toronto.db):"
-run_empact "$EMPACT" partner add toronto.db --organisation "A Toronto hospital" --level hospital --contact lead@hospital.example
-run_empact "$EMPACT" partner add toronto.db --organisation "Ontario Health region" --level provincial-regional
-run_empact "$EMPACT" member add toronto.db --name "Community member A" --contact a@example.org
-run_empact "$EMPACT" member add toronto.db --name "Community member B"
-run_empact "$EMPACT" hea add toronto.db --title "Discharge planning HEA" --opened 2026-05-01
-run_empact "$EMPACT" hea partner toronto.db 1 1
-run_empact "$EMPACT" hea advance toronto.db 1 --on 2026-05-08
-run_empact "$EMPACT" hea advance toronto.db 1 --on 2026-05-20
-run_empact "$EMPACT" hea pay toronto.db 1 --member 1 --amount 100 --on 2026-06-01
-run_empact "$EMPACT" hea pay toronto.db 1 --member 2 --amount 100 --on 2026-06-01
-run_empact "$EMPACT" hea advance toronto.db 1 --on 2026-06-01
-run_empact "$EMPACT" hea decision toronto.db 1 --partner 1 --what "Discharge letters in plain language" --on 2026-07-15
-run_empact "$EMPACT" hea add toronto.db --title "Regional wait-list HEA" --opened 2026-08-15
-run_empact "$EMPACT" hea partner toronto.db 2 2
-run_empact "$EMPACT" hea list toronto.db
-
-sq ottawa.db <<'SQL'
-INSERT INTO resource(id, title, kind, phm_component, oht_block, population_group, added_by_site, updated_at) VALUES
- ('7c0f9a3e-0007-4d1a-9b1e-000000000007', 'Population health data for Ottawa neighbourhoods', 'report', 'population identification', 6, NULL, 'ottawa', '2026-07-08'),
- ('7c0f9a3e-0008-4d1a-9b1e-000000000008', 'Segmenting mental health and addictions needs', 'guide', 'segmentation for needs, risks and barriers', 2, 'mental health and addictions', 'ottawa', '2026-07-09'),
- ('7c0f9a3e-0009-4d1a-9b1e-000000000009', 'Bilingual engagement guide / Guide de participation bilingue', 'guide', 'co-designing care models and service mix', 3, NULL, 'ottawa', '2026-07-10'),
- ('7c0f9a3e-0010-4d1a-9b1e-000000000010', 'Scaling a community table to a new jurisdiction', 'toolkit', 'implementation and reach', 7, NULL, 'ottawa', '2026-07-11'),
- ('7c0f9a3e-0011-4d1a-9b1e-000000000011', 'Evaluating partnerships with people with chronic conditions', 'report', 'monitoring and evaluation', 8, 'people with chronic conditions', 'ottawa', '2026-07-12'),
- ('7c0f9a3e-0012-4d1a-9b1e-000000000012', 'Advance care planning conversations', 'video', 'implementation and reach', 5, 'palliative approach', 'ottawa', '2026-07-13');
-WITH v(code, val) AS (VALUES ('heas_completed', 3), ('heas_in_progress', 2),
-  ('decisions_hospital', 1), ('decisions_provincial', 1), ('decisions_national', 0),
-  ('impact_partnerships', 2), ('impact_partners', 5), ('members_engaged', 4),
-  ('compensation_paid', 1800), ('feedback_share', 0.5))
-INSERT INTO metric_value(site_id, metric, period, value, suppressed, updated_at)
-SELECT 'ottawa', m.code, '2026-Q3',
-       CASE WHEN v.val < m.suppress_below THEN NULL ELSE v.val END,
-       CASE WHEN v.val < m.suppress_below THEN 1 ELSE 0 END, '2026-09-30'
-FROM v JOIN metric m ON m.code = v.code;
-SQL
-say "ottawa: 6 resources, $(sq ottawa.db "SELECT count(*) FROM metric_value") metric values, and its own confidential HEA"
-run_empact "$EMPACT" partner add ottawa.db --organisation "An Ottawa hospital" --level hospital
-run_empact "$EMPACT" member add ottawa.db --name "Community member C"
-run_empact "$EMPACT" hea add ottawa.db --title "Emergency department HEA" --opened 2026-08-20
-say "toronto also adds a summary to one of its resources (an UPDATE)"
-sq toronto.db "UPDATE resource SET summary = 'Checklist for step 1 of a Health Equity Analysis' WHERE id = '7c0f9a3e-0001-4d1a-9b1e-000000000001'"
+heading "5. Sites record their work offline (seeded sample data, made with empact's own commands)"
+say "toronto, an established site: partners, members, 22 HEAs through the five steps, decisions, payments, resources"
+bash "$HERE/sample/sample-site.sh" "$EMPACT" toronto.db toronto 2026 | indent
+say "ottawa, a newer site in a second jurisdiction:"
+bash "$HERE/sample/sample-site.sh" "$EMPACT" ottawa.db new 613 | indent
+check() { [ "$2" = "$3" ] || { echo "   demo check failed: $1: got '$2', expected '$3'" >&2; exit 1; }; }
+check "toronto's HEAs" "$(sq toronto.db "SELECT count(*) FROM hea")" 22
+check "toronto's decisions by level" "$(sq toronto.db "SELECT group_concat(n, '/') FROM (SELECT p.level, count(*) AS n FROM hea_decision d JOIN impact_partner p ON p.id = d.partner_id GROUP BY p.level ORDER BY p.level DESC)")" "4/2/6"
+check "toronto's partners and organisations at least 40 and 15" "$(sq toronto.db "SELECT count(*) >= 40 AND count(DISTINCT organisation) >= 15 FROM impact_partner")" 1
+say "toronto's HEAs (confidential: they stay in toronto.db):"
+run_empact "$EMPACT" hea list toronto.db --step report
+say "a search in the shared library, offline:"
+"$EMPACT" resource search toronto.db "lived experience" --block 3 --limit 3 | indent
+say "each site computes its metrics for every quarter and year (only these aggregates leave the site):"
+for s in toronto ottawa; do
+    for p in 2025-Q1 2025-Q2 2025-Q3 2025-Q4 2025 2026-Q1 2026-Q2 2026-Q3 2026; do
+        "$EMPACT" metrics compute "$s.db" --period "$p" >/dev/null || { echo "   metrics compute $s $p failed" >&2; exit 1; }
+    done
+done
+run_empact "$EMPACT" metrics compute ottawa.db --period 2026-Q3
+say "toronto also edits one of its resources with the sqlite3 shell (any SQLite tool may edit)"
+sq toronto.db "UPDATE resource SET summary = 'Checklist for step 1 of a Health Equity Analysis' WHERE id = (SELECT min(id) FROM resource)"
 
 heading "6. Status before syncing"
 for s in toronto ottawa; do say "$s:"; run_empact "$EMPACT" status "$s.db"; done
@@ -202,14 +163,16 @@ if [ -n "$row" ]; then
     git -C hub/history.git show "HEAD:$row" | indent
 fi
 
-heading "10. What the central team sees on the hub: 2026-Q3 metrics per site"
-sq -header -column hub/hub.db "
-SELECT m.name AS metric,
-       ifnull(max(CASE WHEN v.site_id = 'toronto' THEN CASE WHEN v.suppressed THEN 'suppressed' WHEN v.value = CAST(v.value AS INTEGER) THEN CAST(v.value AS INTEGER) ELSE v.value END END), '-') AS toronto,
-       ifnull(max(CASE WHEN v.site_id = 'ottawa' THEN CASE WHEN v.suppressed THEN 'suppressed' WHEN v.value = CAST(v.value AS INTEGER) THEN CAST(v.value AS INTEGER) ELSE v.value END END), '-') AS ottawa
-FROM metric m LEFT JOIN metric_value v ON v.metric = m.code AND v.period = '2026-Q3'
-GROUP BY m.code ORDER BY m.code" | indent
-say "('suppressed': a person count below the metric's threshold is published without its value)"
+heading "10. What the central team sees: the cross-site impact report"
+run_empact "$HUB" report hub --from 2026-Q2 --to 2026-Q4
+mkdir -p "$(dirname "$REPORT_HTML")" 2>/dev/null || true
+if "$HUB" report hub --format html -o "$REPORT_HTML" 2>/dev/null; then
+    say "the same report as one HTML page with charts: $REPORT_HTML"
+else
+    "$HUB" report hub --format html -o report.html 2>/dev/null
+    say "the same report as one HTML page with charts (written to the demo's directory)"
+fi
+check "resources on the hub" "$(sq hub/hub.db "SELECT count(*) FROM resource")" 200
 
 heading "11. Rows per table: hub vs each site"
 count() { sq "$1" "SELECT count(*) FROM $2" 2>/dev/null || echo "-"; }

@@ -173,7 +173,7 @@ COMMIT;" || return
 }
 
 op_metric() {
-    local s=$1 m p out sql metrics=(heas_completed impact_partners members_engaged)
+    local s=$1 m p out sql metrics=(heas_completed impact_partners decisions_hospital)
     rnd 3; m=${metrics[$R]}
     rnd 2; p="2026-Q$((R + 1))"
     local where="site_id = '$s' AND metric = '$m' AND period = '$p'"

@@ -111,5 +111,20 @@ is "$((24 - 7 - 6 - 8))" 3 "(while the exact figures would have given it away: 2
 me_values() { hub_git log -p --all 2>/dev/null | grep -A3 'metric: "members_engaged' | grep -E "^\+value: ($1)(\.0)?$" | wc -l; }
 is "$(me_values '1|2|3|4|6|7|8|24')" 0 "no exact members-engaged count (7, 6, 3, 8, 24) appears anywhere in the hub's git history"
 is "$(me_values '25')" 1 "(the same search finds the published year, 25)"
+# ---- a modified client cannot publish a small count: the hub refuses it -----------------------------
+sq "$DB" "INSERT INTO metric_value VALUES ('toronto', 'members_engaged', '2027-Q1', 3, 0, NULL),
+                                           ('toronto', 'members_engaged', '2027-Q2', 7, 0, NULL),
+                                           ('toronto', 'members_engaged', '2027-Q3', 10, 0, NULL)"
+ok $? "the sqlite3 shell writes members engaged 3, 7 and 10 unprotected (bypassing empact metrics)"
+must sync "$DB"
+like "$RUN_OUT" "lost in conflicts" "the sync reports lost input"
+is "$(hub_sql "SELECT period || '=' || value FROM metric_value WHERE site_id = 'toronto' AND period LIKE '2027-%' ORDER BY period")" \
+    "2027-Q3=10.0" "the hub keeps 10 (a multiple of 5 at or above the threshold) and refuses 3 and 7"
+is "$(hub_sql "SELECT count(*) FROM _empact_conflict WHERE loser_site = 'toronto' AND kind = 'rejected' AND kept_value LIKE '%count of people%'")" \
+    2 "both refusals are in the conflict log with the reason"
+in_git() { hub_git log -p --all | grep -A1 "^+period: \"$1\"" | grep -c '^+value: '; }
+is "$(in_git 2027-Q1)|$(in_git 2027-Q2)|$(in_git 2027-Q3)" "0|0|1" "neither small count is in git (the accepted 10 is)"
+must conflicts "$DB"
+like "$RUN_OUT" "count of people must be published" "empact conflicts tells the coordinator why"
 stop_hub
 done_testing
