@@ -7,10 +7,12 @@
  * leaves the site.  A metric whose catalogue row has suppress_below (a count
  * of people) is protected before it is written: 0 stays 0, a count below
  * the threshold is published suppressed (NULL), any other count is rounded
- * to a multiple of PEOPLE_ROUND_BASE.  Each value is protected on its own,
- * when it is published, because the hub keeps every published value in its
- * history: rounding every cell leaves any difference of published figures
- * (a year minus its other quarters) uncertain by more than a small count.
+ * to a multiple of PEOPLE_ROUND_BASE; and it is published per quarter only
+ * (a year is published suppressed), so no published count of people is a
+ * total of others and none can be recovered by subtraction.  Each value is
+ * protected on its own, when it is published, because the hub keeps every
+ * published value in its history and nothing published can be taken back
+ * (README.md, "Small-cell protection").
  */
 #include "metrics.h"
 
@@ -96,10 +98,19 @@ static const char usage_list[] =
     "Lists this site's published metric values (what the hub receives), for one\n"
     "period or all.\n";
 
-double metrics_publish(double v, long long t, int *suppressed)
+double metrics_publish(double v, long long t, int year, int *suppressed)
 {
     *suppressed = 0;
-    if (t <= 0 || v == 0)
+    if (t <= 0)
+        return v;
+    /* a count of people is published per quarter only: a year's figure
+     * would be a total of published quarters, and subtracting the others
+     * from it could give a suppressed quarter away */
+    if (year) {
+        *suppressed = 1;
+        return 0;
+    }
+    if (v == 0)
         return v;
     if (v < (double)t) {
         *suppressed = 1;
@@ -150,10 +161,13 @@ static long long threshold(sqlite3 *db, const char *code, struct errctx *e)
     return t;
 }
 
-static int compute(sqlite3 *db, const char *site, const char *period, const char *start,
-                   const char *end, cJSON *out, struct errctx *e)
+int metrics_compute(sqlite3 *db, const char *site, const char *period, cJSON *out, struct errctx *e)
 {
+    char start[11], end[11];
     int rc = SYNC_OK;
+
+    if (metrics_period(period, start, end) != 0)
+        return errctx_set(e, SYNC_EUSAGE, "'%s' is not a period (YYYY-Qn or YYYY)", period);
 
     for (size_t i = 0; rc == SYNC_OK && i < sizeof(counts) / sizeof(counts[0]); i++) {
         long long t = threshold(db, counts[i].code, e);
@@ -170,7 +184,7 @@ static int compute(sqlite3 *db, const char *site, const char *period, const char
         if (has)
             exact = sqlite3_column_double(st, 0);
         sqlite3_finalize(st);
-        pub = metrics_publish(exact, t, &suppressed);
+        pub = metrics_publish(exact, t, strlen(period) == 4, &suppressed);
         /* a ratio with nothing to divide is published as no value */
         st = sc_prepare(db, e,
                         "INSERT INTO metric_value (site_id, metric, period, value, suppressed, "
@@ -235,7 +249,7 @@ static int cmd_compute(int argc, char **argv, struct sc_ctx *c)
     sc_first_text(sc_prepare(c->db, &e, "SELECT value FROM _empact_meta WHERE key = 'site_id'", ""),
                   site, sizeof(site));
     if ((rc = sc_begin(c->db, &e)) == SYNC_OK)
-        rc = compute(c->db, site, period, start, end, out, &e);
+        rc = metrics_compute(c->db, site, period, out, &e);
     if ((rc = sc_end(c->db, rc, &e)) != SYNC_OK) {
         cJSON_Delete(out);
         return sc_fail(rc, &e);

@@ -59,8 +59,9 @@ struct hub {
     " site_id TEXT PRIMARY KEY, synced_at INTEGER NOT NULL) WITHOUT ROWID;"
 
 /* Counts of people (metrics with suppress_below) reach hub.db only as a
- * site publishes them (client/metrics.c): 0, suppressed with no value, or a
- * multiple of PEOPLE_ROUND_BASE at or above the threshold.  Anything else is
+ * site publishes them (client/metrics.c): per quarter (a year suppressed),
+ * as 0, suppressed with no value, or a multiple of PEOPLE_ROUND_BASE at or
+ * above the threshold.  Anything else is
  * refused by this trigger, which the merge reports as a rejected change: a
  * modified client cannot put a small count into hub.db or git. */
 #define PEOPLE_STR_(x) #x
@@ -68,8 +69,9 @@ struct hub {
 #define PEOPLE_ROUND_BASE_SQL PEOPLE_STR(PEOPLE_ROUND_BASE)
 #define PEOPLE_RULE(row)                                                                           \
     " WHEN (SELECT suppress_below FROM metric WHERE code = " row ".metric) > 0 AND NOT ("          \
-    "(" row ".suppressed = 1 AND " row ".value IS NULL) OR (" row ".suppressed = 0 AND " row       \
-    ".value IS NOT NULL AND (" row ".value = 0 OR (" row ".value >= (SELECT suppress_below FROM "  \
+    "(" row ".suppressed = 1 AND " row ".value IS NULL) OR (" row ".suppressed = 0 AND "           \
+    "length(" row ".period) <> 4 AND " row ".value IS NOT NULL AND (" row ".value = 0 OR (" row    \
+    ".value >= (SELECT suppress_below FROM "                                                       \
     "metric WHERE code = " row ".metric) AND " row ".value = CAST(" row ".value AS INTEGER) AND "  \
     "CAST(" row ".value AS INTEGER) % " PEOPLE_ROUND_BASE_SQL                                      \
     " = 0)))) BEGIN SELECT RAISE(ABORT, "                                                          \

@@ -163,18 +163,7 @@ if [ -n "$row" ]; then
     git -C hub/history.git show "HEAD:$row" | indent
 fi
 
-heading "10. What the central team sees: the cross-site impact report"
-run_empact "$HUB" report hub --from 2026-Q2 --to 2026-Q4
-mkdir -p "$(dirname "$REPORT_HTML")" 2>/dev/null || true
-if "$HUB" report hub --format html -o "$REPORT_HTML" 2>/dev/null; then
-    say "the same report as one HTML page with charts: $REPORT_HTML"
-else
-    "$HUB" report hub --format html -o report.html 2>/dev/null
-    say "the same report as one HTML page with charts (written to the demo's directory)"
-fi
-check "resources on the hub" "$(sq hub/hub.db "SELECT count(*) FROM resource")" 200
-
-heading "11. Rows per table: hub vs each site"
+heading "10. Rows per table: hub vs each site"
 count() { sq "$1" "SELECT count(*) FROM $2" 2>/dev/null || echo "-"; }
 printf '     %-16s %-8s %6s %8s %8s\n' table class hub toronto ottawa
 for t in resource metric_value metric site; do
@@ -187,7 +176,7 @@ for t in impact_partner hea hea_step hea_partner hea_decision member hea_member 
 done
 say "(local tables are confidential: '-' means the hub does not even have the table)"
 
-heading "12. Are the replicas equal to the hub? (sqldiff, table by table)"
+heading "11. Are the replicas equal to the hub? (sqldiff, table by table)"
 same=1
 for s in toronto ottawa; do
     for t in resource metric_value metric site; do
@@ -197,11 +186,18 @@ for s in toronto ottawa; do
 done
 if [ "$same" = 1 ]; then say "replicas equal to hub: toronto and ottawa hold exactly what the hub holds"; else exit 1; fi
 
-heading "13. Stop the hub"
+heading "12. Stop the hub"
 rc=0
 stop_pid "$HUB_PID" || rc=$?
 HUB_PID=""
 [ "$rc" -eq 0 ] || { echo "   the hub exited with status $rc" >&2; exit 1; }
 say "hub stopped cleanly"
+
+heading "13. What the central team sees: the cross-site impact report (from hub.db)"
+run_empact "$HUB" report hub --from 2026-Q2 --to 2026-Q4
+check "resources on the hub" "$(sq hub/hub.db "SELECT count(*) FROM resource")" 200
+mkdir -p "$(dirname "$REPORT_HTML")" &&
+    "$HUB" report hub --format html -o "$REPORT_HTML" 2>/dev/null || { echo "   cannot write $REPORT_HTML" >&2; exit 1; }
+say "the same report as one HTML page with charts: $REPORT_HTML"
 
 printf '\nDemo finished: all steps succeeded.\n'
