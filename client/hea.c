@@ -595,10 +595,7 @@ static int hea_show(int argc, char **argv, struct sc_ctx *c)
 
 /* ---- dispatch ------------------------------------------------------------ */
 
-static const struct {
-    const char *group, *name;
-    int (*run)(int, char **, struct sc_ctx *);
-} commands[] = {
+static const struct sc_command commands[] = {
     {"partner", "add", partner_add},   {"partner", "list", partner_list},
     {"member", "add", member_add},     {"member", "list", member_list},
     {"hea", "add", hea_add},           {"hea", "advance", hea_advance},
@@ -609,21 +606,6 @@ static const struct {
 
 int hea_main(int argc, char **argv, const struct schema *s)
 {
-    struct sc_ctx c = {s, NULL};
-    int rc;
-
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        fputs(usage_group, argc < 2 ? stderr : stdout);
-        return argc < 2 ? EXIT_USAGE : EXIT_OK;
-    }
-    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-        if (strcmp(commands[i].group, argv[0]) != 0 || strcmp(commands[i].name, argv[1]) != 0)
-            continue;
-        rc = commands[i].run(argc - 1, argv + 1, &c);
-        replica_close(c.db);
-        return rc;
-    }
-    fprintf(stderr, "empact: unknown command '%s %s'\n", argv[0], argv[1]);
-    fputs(usage_group, stderr);
-    return EXIT_USAGE;
+    return sc_dispatch(argc, argv, s, commands, sizeof(commands) / sizeof(commands[0]),
+                       usage_group);
 }

@@ -605,24 +605,9 @@ static int cmd_import(int argc, char **argv, struct sc_ctx *c)
 
 int library_main(int argc, char **argv, const struct schema *s)
 {
-    static const struct {
-        const char *name;
-        int (*run)(int, char **, struct sc_ctx *);
-    } commands[] = {{"add", cmd_add},       {"edit", cmd_edit},     {"list", cmd_list},
-                    {"search", cmd_search}, {"import", cmd_import}, {"export", cmd_export}};
-    struct sc_ctx c = {s, NULL};
-    int rc;
-
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        fputs(usage_group, argc < 2 ? stderr : stdout);
-        return argc < 2 ? EXIT_USAGE : EXIT_OK;
-    }
-    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-        if (strcmp(commands[i].name, argv[1]) != 0)
-            continue;
-        rc = commands[i].run(argc - 1, argv + 1, &c);
-        replica_close(c.db);
-        return rc;
-    }
-    return cli_usage_error("empact", usage_group, "unknown resource command");
+    static const struct sc_command commands[] = {
+        {NULL, "add", cmd_add},       {NULL, "edit", cmd_edit},     {NULL, "list", cmd_list},
+        {NULL, "search", cmd_search}, {NULL, "import", cmd_import}, {NULL, "export", cmd_export}};
+    return sc_dispatch(argc, argv, s, commands, sizeof(commands) / sizeof(commands[0]),
+                       usage_group);
 }

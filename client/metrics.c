@@ -315,19 +315,8 @@ static int cmd_list(int argc, char **argv, struct sc_ctx *c)
 
 int metrics_main(int argc, char **argv, const struct schema *s)
 {
-    struct sc_ctx c = {s, NULL};
-    int rc;
-
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        fputs(usage_group, argc < 2 ? stderr : stdout);
-        return argc < 2 ? EXIT_USAGE : EXIT_OK;
-    }
-    if (strcmp(argv[1], "compute") == 0)
-        rc = cmd_compute(argc - 1, argv + 1, &c);
-    else if (strcmp(argv[1], "list") == 0)
-        rc = cmd_list(argc - 1, argv + 1, &c);
-    else
-        return cli_usage_error("empact", usage_group, "unknown metrics command");
-    replica_close(c.db);
-    return rc;
+    static const struct sc_command commands[] = {{NULL, "compute", cmd_compute},
+                                                 {NULL, "list", cmd_list}};
+    return sc_dispatch(argc, argv, s, commands, sizeof(commands) / sizeof(commands[0]),
+                       usage_group);
 }

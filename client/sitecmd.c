@@ -166,3 +166,26 @@ int sc_print_query(sqlite3_stmt *st, int json, const char *empty, struct errctx 
     sqlite3_finalize(st);
     return rc;
 }
+
+int sc_dispatch(int argc, char **argv, const struct schema *s, const struct sc_command *cmds,
+                size_t n, const char *usage)
+{
+    struct sc_ctx c = {s, NULL};
+    char why[128];
+    int rc;
+
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_USAGE : EXIT_OK;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if ((cmds[i].group != NULL && strcmp(cmds[i].group, argv[0]) != 0) ||
+            strcmp(cmds[i].name, argv[1]) != 0)
+            continue;
+        rc = cmds[i].run(argc - 1, argv + 1, &c);
+        replica_close(c.db);
+        return rc;
+    }
+    snprintf(why, sizeof(why), "unknown command '%s %s'", argv[0], argv[1]);
+    return cli_usage_error("empact", usage, why);
+}

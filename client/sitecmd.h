@@ -60,6 +60,19 @@ int sc_need_row(sqlite3 *db, const char *table, const char *what, const char *te
 int sc_begin(sqlite3 *db, struct errctx *e);
 int sc_end(sqlite3 *db, int rc, struct errctx *e);
 
+/* One subcommand of a group ("hea add", "resource search", ...); group NULL
+ * matches any group. */
+struct sc_command {
+    const char *group, *name;
+    int (*run)(int argc, char **argv, struct sc_ctx *c);
+};
+
+/* Runs the command argv[0] argv[1] (group and name) from cmds; usage goes
+ * to stdout for --help, to stderr when the command is missing or unknown.
+ * Closes the replica the command opened.  Returns the exit status. */
+int sc_dispatch(int argc, char **argv, const struct schema *s, const struct sc_command *cmds,
+                size_t n, const char *usage);
+
 /* Prints st's rows as JSON or a table (tabular.h), then finalizes it. */
 int sc_print_query(sqlite3_stmt *st, int json, const char *empty, struct errctx *e);
 

@@ -14,6 +14,8 @@
  */
 #include "report.h"
 
+#include "tabular.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,12 +43,13 @@ int report_period_ok(const char *p)
     "instr(" METRIC_LIST ", ' ' || code || ' ') = 0, instr(" METRIC_LIST                           \
     ", ' ' || code || ' '), code"
 
-/* Appends every row of sql (bound with up to two texts) to arr as objects. */
+/* Appends every row of sql (bound with up to two texts) to arr as objects
+ * (tabular.h); a column named is_X becomes the boolean X. */
 static int rows_into(sqlite3 *db, cJSON *arr, const char *sql, const char *a, const char *b,
                      struct errctx *e)
 {
     sqlite3_stmt *st = NULL;
-    int step;
+    cJSON *rows, *row;
 
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
         return errctx_set(e, SYNC_EIO, "hub.db: %s", sqlite3_errmsg(db));
@@ -54,41 +57,23 @@ static int rows_into(sqlite3 *db, cJSON *arr, const char *sql, const char *a, co
         sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
     if (b)
         sqlite3_bind_text(st, 2, b, -1, SQLITE_STATIC);
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        cJSON *o = cJSON_CreateObject();
-        if (o == NULL || !cJSON_AddItemToArray(arr, o))
-            goto oom;
-        for (int i = 0; i < sqlite3_column_count(st); i++) {
-            const char *name = sqlite3_column_name(st, i);
-            cJSON *v;
-            switch (sqlite3_column_type(st, i)) {
-            case SQLITE_NULL:
-                v = cJSON_CreateNull();
-                break;
-            case SQLITE_INTEGER:
-            case SQLITE_FLOAT:
-                v = cJSON_CreateNumber(sqlite3_column_double(st, i));
-                break;
-            default:
-                v = cJSON_CreateString((const char *)sqlite3_column_text(st, i));
+    rows = tabular_rows(st, e);
+    sqlite3_finalize(st);
+    if (rows == NULL)
+        return e->code;
+    while ((row = cJSON_DetachItemFromArray(rows, 0)) != NULL) {
+        cJSON *v;
+        cJSON_ArrayForEach(v, row)
+        {
+            if (strncmp(v->string, "is_", 3) == 0 && cJSON_IsNumber(v)) {
+                memmove(v->string, v->string + 3, strlen(v->string + 3) + 1);
+                v->type = v->valuedouble != 0 ? cJSON_True : cJSON_False;
             }
-            /* columns named is_X are booleans */
-            if (v != NULL && strncmp(name, "is_", 3) == 0 && cJSON_IsNumber(v)) {
-                cJSON *bv = cJSON_CreateBool(v->valuedouble != 0);
-                cJSON_Delete(v);
-                v = bv;
-                name += 3;
-            }
-            if (v == NULL || !cJSON_AddItemToObject(o, name, v))
-                goto oom;
         }
+        cJSON_AddItemToArray(arr, row);
     }
-    sqlite3_finalize(st);
-    return step == SQLITE_DONE ? SYNC_OK
-                               : errctx_set(e, SYNC_EIO, "hub.db: %s", sqlite3_errmsg(db));
-oom:
-    sqlite3_finalize(st);
-    return errctx_set(e, SYNC_ENOMEM, "out of memory");
+    cJSON_Delete(rows);
+    return SYNC_OK;
 }
 
 cJSON *report_build(sqlite3 *db, const struct report_opts *o, struct errctx *e)
