@@ -1,10 +1,11 @@
 /*
  * library.c - the shared resource library at a site (library.h).
  *
- * Full-text search uses an FTS5 table, _empact_fts_resource(id UNINDEXED,
- * title, summary), that only this site has: triggers on resource keep it
- * current whoever writes the table (these commands, the sqlite3 shell, or a
- * sync applying other sites' changes).  It is made the first time a
+ * Full-text search uses an FTS5 table, _empact_fts_resource(title, summary),
+ * with _empact_fts_resource_map giving each resource id its rowid there, that
+ * only this site has: triggers on resource keep both current whoever writes
+ * the table (these commands, the sqlite3 shell, or a sync applying other
+ * sites' changes), each by key, so a sync costs what it changes.  It is made the first time a
  * resource command runs, from the rows the replica holds then.
  */
 #include "library.h"
@@ -105,19 +106,29 @@ int library_fts_ensure(sqlite3 *db, struct errctx *e)
             sc_prepare(db, &ignore, "SELECT 1 FROM sqlite_schema WHERE name = '" FTS "'", ""), have,
             sizeof(have)))
         return SYNC_OK;
+    /* The FTS rowid of each resource is kept in FTS_map (resource has no
+     * rowid of its own), so every trigger finds its index entry by key
+     * instead of scanning the index. */
     return db_exec(
         db,
         "BEGIN IMMEDIATE;"
-        "CREATE VIRTUAL TABLE " FTS " USING fts5(id UNINDEXED, title, summary,"
+        "CREATE TABLE " FTS "_map (rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE);"
+        "CREATE VIRTUAL TABLE " FTS " USING fts5(title, summary,"
         " tokenize = 'unicode61 remove_diacritics 2');"
         "CREATE TRIGGER " FTS "_ins AFTER INSERT ON resource BEGIN"
-        " INSERT INTO " FTS " (id, title, summary) VALUES (NEW.id, NEW.title, NEW.summary); END;"
+        " INSERT INTO " FTS "_map (id) VALUES (NEW.id);"
+        " INSERT INTO " FTS " (rowid, title, summary) VALUES"
+        " ((SELECT rid FROM " FTS "_map WHERE id = NEW.id), NEW.title, NEW.summary); END;"
         "CREATE TRIGGER " FTS "_del AFTER DELETE ON resource BEGIN"
-        " DELETE FROM " FTS " WHERE id = OLD.id; END;"
+        " DELETE FROM " FTS " WHERE rowid = (SELECT rid FROM " FTS "_map WHERE id = OLD.id);"
+        " DELETE FROM " FTS "_map WHERE id = OLD.id; END;"
         "CREATE TRIGGER " FTS "_upd AFTER UPDATE ON resource BEGIN"
-        " DELETE FROM " FTS " WHERE id = OLD.id;"
-        " INSERT INTO " FTS " (id, title, summary) VALUES (NEW.id, NEW.title, NEW.summary); END;"
-        "INSERT INTO " FTS " (id, title, summary) SELECT id, title, summary FROM resource;"
+        " UPDATE " FTS "_map SET id = NEW.id WHERE id = OLD.id;"
+        " UPDATE " FTS " SET title = NEW.title, summary = NEW.summary"
+        " WHERE rowid = (SELECT rid FROM " FTS "_map WHERE id = NEW.id); END;"
+        "INSERT INTO " FTS "_map (id) SELECT id FROM resource;"
+        "INSERT INTO " FTS " (rowid, title, summary) SELECT m.rid, r.title, r.summary"
+        " FROM " FTS "_map m JOIN resource r ON r.id = m.id;"
         "COMMIT;",
         "replica", e);
 }
@@ -389,9 +400,10 @@ static int cmd_search(int argc, char **argv, struct sc_ctx *c)
         return rc;
     }
     rc = sc_print_query(sc_prepare(c->db, &e,
-                                   RES_SELECT " FROM " FTS " s JOIN resource r ON r.id = s.id "
-                                              "WHERE " FTS " MATCH ?4 AND" RES_FILTER
-                                              " ORDER BY bm25(" FTS "), r.title LIMIT ?5",
+                                   RES_SELECT " FROM " FTS " s JOIN " FTS "_map m ON m.rid = "
+                                              "s.rowid JOIN resource r ON r.id = m.id WHERE " FTS
+                                              " MATCH ?4 AND" RES_FILTER " ORDER BY bm25(" FTS
+                                              "), r.title LIMIT ?5",
                                    "ttttt", f.component, f.block, f.group, q, limit),
                         json != NULL, "no resource matches", &e);
     sqlite3_free(q);
