@@ -95,7 +95,10 @@ static int connect_hub(struct sync *y, struct errctx *e)
     if ((rc = tls_ctx_new_client(&y->tls_ctx, cert, key, ca, e)) != SYNC_OK ||
         (rc = tls_connect(&y->tls, y->tls_ctx, host, port, e)) != SYNC_OK)
         goto out;
+    /* the same bounds the hub puts on sites: a hub (or a box in between)
+     * that trickles cannot hold a sync and its replica lock for ever */
     tls_conn_set_timeout(y->tls, IDLE_TIMEOUT_MS);
+    tls_conn_set_frame_timeout(y->tls, FRAME_DEADLINE_MS);
     y->io = tls_conn_io(y->tls);
 out:
     sqlite3_free(addr);
