@@ -17,6 +17,7 @@
 #include "cli.h"
 #include "hub.h"
 #include "pki.h"
+#include "rebuild.h"
 #include "report.h"
 #include "schema.h"
 #include "serve.h"
@@ -49,6 +50,8 @@ static const char usage_main[] =
     "  report HUBDIR [--from P] [--to P] [--format text|csv|json|html] [-o FILE]\n"
     "                                   the cross-site impact report\n"
     "  verify HUBDIR [--json]           check hub.db, history.git and that they agree\n"
+    "  rebuild HUBDIR --from HUBDIR/history.git [--force] [SITE.join|CERT.pem ...]\n"
+    "                                   a lost hub.db again from the git history\n"
     "\n"
     "Run 'empact-hub COMMAND --help' for a command's options.\n"
     "Exit codes: 0 ok, 64 usage, 65 bad data, 70 internal, 74 i/o, 77 refused.\n";
@@ -688,6 +691,48 @@ static int cmd_verify(int argc, char **argv, const struct schema *s)
     return failed ? EXIT_DATA : EXIT_OK;
 }
 
+static const char usage_rebuild[] =
+    "usage: empact-hub rebuild HUBDIR --from HUBDIR/history.git [--force]\n"
+    "                          [SITE.join|CERT.pem ...]\n"
+    "\n"
+    "Rebuilds a lost hub.db from the git history alone; stop the hub first.  Every\n"
+    "commit becomes its version again (rows, canonical changeset, commit id, tree,\n"
+    "author, time), checked against the commit's tree; push ids come back from the\n"
+    "commit messages, so a site re-sending a push is told it is a duplicate.  Merge\n"
+    "stamps are re-derived from commit authors and times; the conflict log starts\n"
+    "empty.  Site certificates are not in git: each SITE.join (or PEM certificate)\n"
+    "given, issued by HUBDIR's CA to a site in the table `site`, registers that\n"
+    "site again; the others are listed and must be enrolled again.  The CA files\n"
+    "stay.  An existing hub.db is refused unless --force, which moves it aside to\n"
+    "hub.db.before-rebuild-TIME (never deleted).  --from must name HUBDIR's own\n"
+    "history.git (copy another one there first with git clone --mirror).\n"
+    "A progress line goes to stderr every 100 commits.\n"
+    "Exit codes: 0 rebuilt, 64 usage or hub.db exists, 65 history damaged or a\n"
+    "certificate refused, 74 i/o.\n";
+
+static int cmd_rebuild(int argc, char **argv, const struct schema *s)
+{
+    const char *from = NULL, *force = NULL;
+    const struct cli_opt opts[] = {
+        {"from", 0, 1, &from}, {"force", 0, 0, &force}, {NULL, 0, 0, NULL}};
+    struct rebuild_opts ro = {NULL, NULL, 0, NULL, 0, 100};
+    struct errctx e = {0, ""};
+    int rc = cli_parse(argc, argv, "empact-hub", usage_rebuild, opts, 1, 1000);
+
+    if (rc >= 0)
+        return rc;
+    if (from == NULL)
+        return usage_error(usage_rebuild, "rebuild needs --from HUBDIR/history.git");
+    ro.dir = argv[optind];
+    ro.from = from;
+    ro.force = force != NULL;
+    ro.certs = argv + optind + 1;
+    ro.ncerts = argc - optind - 1;
+    if ((rc = hub_rebuild(&ro, s, &e)) != SYNC_OK)
+        return fail(rc, &e);
+    return EXIT_OK;
+}
+
 int main(int argc, char **argv)
 {
     struct errctx e = {0, ""};
@@ -722,6 +767,8 @@ int main(int argc, char **argv)
         rc = cmd_renew_site(argc - 1, argv + 1, s);
     else if (strcmp(cmd, "verify") == 0)
         rc = cmd_verify(argc - 1, argv + 1, s);
+    else if (strcmp(cmd, "rebuild") == 0)
+        rc = cmd_rebuild(argc - 1, argv + 1, s);
     else
         rc = usage_error(usage_main, "unknown command");
     schema_free(s);
