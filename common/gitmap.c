@@ -320,6 +320,11 @@ static void shard_of(char out[3], const char *name)
     snprintf(out, 3, "%02x", md[0]);
 }
 
+void gitmap_row_shard(char out[3], const char *name)
+{
+    shard_of(out, name);
+}
+
 /* Runs q, whose rows are: key columns (npk), "row absent" flag, row columns
  * (ncol); turns each into an edit. */
 static int collect_edits(struct edit **out, size_t *nout, struct gitmap *g, sqlite3 *db,

@@ -87,6 +87,10 @@ int gitmap_value_text(struct buf *out, sqlite3_value *v, struct errctx *e) SYNC_
 int gitmap_row_name(struct buf *out, sqlite3_stmt *st, int first, const struct schema_table *t,
                     struct errctx *e) SYNC_WUR;
 
+/* The shard directory of a row name (NUL-terminated): the first byte of its
+ * SHA-256 in two lowercase hex digits, into out[3]. */
+void gitmap_row_shard(char out[3], const char *name);
+
 /* Lowercase hex of a 20-byte id into out[41]. */
 void gitmap_oid_hex(char out[41], const uint8_t oid[GITMAP_OID_LEN]);
 

@@ -867,6 +867,28 @@ static int schema_create(sqlite3 *db, const struct schema *s, struct errctx *e)
     return rc;
 }
 
+int hub_db_create(sqlite3 **out, const char *path, const struct schema *s, struct errctx *e)
+{
+    struct stat st;
+    int rc;
+
+    *out = NULL;
+    if (stat(path, &st) == 0)
+        return errctx_set(e, SYNC_EUSAGE, "%s exists; refusing to overwrite it", path);
+    if (sqlite3_open_v2(path, out, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
+        rc = errctx_set(e, SYNC_EIO, "cannot create %s: %s", path,
+                        *out ? sqlite3_errmsg(*out) : "out of memory");
+    } else if ((rc = db_exec(*out, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
+                             "hub database", e)) == SYNC_OK) {
+        rc = schema_create(*out, s, e);
+    }
+    if (rc != SYNC_OK) {
+        sqlite3_close(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
 int hub_create(const char *dir, const struct schema *s, struct errctx *e)
 {
     char *dbpath = path_join(dir, HUB_DB), *gitpath = path_join(dir, HUB_GIT);

@@ -36,6 +36,13 @@ struct hub;
  * hub.db. */
 int hub_create(const char *dir, const struct schema *s, struct errctx *e) SYNC_WUR;
 
+/* Creates a new, empty hub database at path (a file name, not HUBDIR) laid
+ * out as hub_create() lays out hub.db, with no version, CA or repository,
+ * and leaves it open in *out (caller closes with sqlite3_close).  For
+ * `empact-hub rebuild`; refuses an existing file. */
+int hub_db_create(sqlite3 **out, const char *path, const struct schema *s,
+                  struct errctx *e) SYNC_WUR;
+
 /* Opens an existing hub for writing.  Caller frees with hub_close(). */
 int hub_open(struct hub **out, const char *dir, const struct schema *s, struct errctx *e) SYNC_WUR;
 
