@@ -737,8 +737,10 @@ int hub_sites(struct hub *h, const char *site_id, int (*fn)(void *arg, const str
             " (SELECT strftime('%Y-%m-%dT%H:%M:%SZ', synced_at, 'unixepoch')"
             "  FROM _empact_site_seen WHERE site_id = c.site_id),"
             " c.revoked,"
-            " (SELECT count(*) FROM _empact_conflict WHERE loser_site = c.site_id)"
+            " (SELECT count(*) FROM _empact_conflict WHERE loser_site = c.site_id),"
+            " ss.version, (SELECT max(seq) FROM _empact_version) - ss.version"
             " FROM _empact_site_cert c LEFT JOIN site s ON s.site_id = c.site_id"
+            " LEFT JOIN _empact_site_seen ss ON ss.site_id = c.site_id"
             " WHERE ?1 IS NULL OR c.site_id = ?1 ORDER BY c.site_id",
             -1, &st, NULL) != SQLITE_OK) {
         rc = sql_err(e, h->db, "listing sites");
@@ -757,6 +759,9 @@ int hub_sites(struct hub *h, const char *site_id, int (*fn)(void *arg, const str
         s.last_sync = (const char *)sqlite3_column_text(st, 6);
         s.revoked = sqlite3_column_int(st, 7) != 0;
         s.conflicts = sqlite3_column_int64(st, 8);
+        s.synced_version =
+            sqlite3_column_type(st, 9) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 9);
+        s.lag = sqlite3_column_type(st, 10) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 10);
         n++;
         if ((rc = fn(arg, &s)) != SYNC_OK)
             goto out;

@@ -97,7 +97,9 @@ struct hub_site {
     const char *address;   /* or NULL: registered before the address was recorded */
     const char *last_sync; /* ISO 8601 UTC, or NULL: never synced */
     int revoked;
-    int64_t conflicts; /* entries of the conflict log whose loser is this site */
+    int64_t conflicts;      /* entries of the conflict log whose loser is this site */
+    int64_t synced_version; /* head pulled to at the last sync, or -1: unknown */
+    int64_t lag;            /* head version - synced_version, or -1: unknown */
 };
 
 /* Calls fn for each registered site in site id order, or only for site_id

@@ -425,6 +425,13 @@ static int site_to_json(void *arg, const struct hub_site *hs)
     cJSON_AddBoolToObject(o, "revoked", hs->revoked);
     json_add_text(o, "last_sync", hs->last_sync);
     cJSON_AddNumberToObject(o, "conflicts", (double)hs->conflicts);
+    if (hs->synced_version < 0) {
+        cJSON_AddNullToObject(o, "synced_version");
+        cJSON_AddNullToObject(o, "lag");
+    } else {
+        cJSON_AddNumberToObject(o, "synced_version", (double)hs->synced_version);
+        cJSON_AddNumberToObject(o, "lag", (double)hs->lag);
+    }
     return SYNC_OK;
 }
 

@@ -128,6 +128,10 @@ ok $([ "$(json_of '(grep { $_->{site_id} eq "ottawa" } @{$j->{sites}})[0]->{push
 like "$(json_of 'join ",", sort keys %{$j->{sites}[0]}')" \
     "^conflicts_24h,hours_since_sync,lag,last_sync,name,pushes_24h,refusals_24h,revoked,site_id,stale,synced_version$" \
     "each site has every status field"
+run "$EMPACT_HUB" sites "$R" --json
+is "$(json_of '(grep { $_->{site_id} eq "kingston" } @$j)[0]->{lag}')" 2 "sites --json: kingston's lag is 2 too"
+is "$(json_of '(grep { $_->{site_id} eq "never" } @$j)[0]->{synced_version}')" null \
+    "sites --json: never's synced_version is null"
 expect_rc 0 "with the never-synced site revoked, status exits 0" \
     bash -c "'$EMPACT_HUB' revoke-site '$R' never >/dev/null && '$EMPACT_HUB' status '$R'"
 like "$RUN_OUT" "never .*revoked" "a revoked site is shown revoked, not stale"
