@@ -98,4 +98,20 @@
 #define CA_DAYS 3650
 #define CERT_DAYS 825
 
+/* The hub packs history.git's loose objects after every this many versions
+ * (each push leaves a commit, trees and blobs loose: about 4 KiB on disk per
+ * object; packed and delta-compressed they take a small fraction of that). */
+#define HUB_PACK_EVERY 100
+
+/* Refusals kept for `empact-hub status`: rows older than this many days
+ * are dropped, at most this many per site are kept (a revoked laptop that
+ * keeps dialling cannot grow hub.db), and a reason is cut to this length. */
+#define REFUSAL_KEEP_DAYS 30
+#define REFUSAL_KEEP_MAX 1000
+#define REFUSAL_REASON_MAX 300
+
+/* `empact-hub status`: a site whose last sync is older than this is stale. */
+#define STALE_HOURS_DEFAULT 24
+#define STALE_HOURS_MAX (24 * 3650)
+
 #endif

@@ -5,7 +5,10 @@
  *   _empact_version(seq, commit_id, tree_id, site_id, push_id, changeset, created_at)
  *   _empact_push(push_id, site_id, version, applied, overridden, created_at)
  *   _empact_site_cert(site_id, fingerprint, revoked, added_at, not_after, address)
- *   _empact_site_seen(site_id, synced_at)    when each site's last sync ended
+ *   _empact_site_seen(site_id, synced_at, version)  when each site's last sync
+ *                                            ended and the head it pulled to
+ *   _empact_refusal(site_id, at, reason)     refused pushes and connections of
+ *                                            registered sites (REFUSAL_KEEP_DAYS)
  *
  * Each site has exactly one registered certificate (its fingerprint): renewing
  * replaces it, so the old certificate stops working at once.  not_after and
@@ -39,6 +42,7 @@
 #include "changeset.h"
 #include "db.h"
 #include "gitmap.h"
+#include "gitpack.h"
 #include "limits.h"
 #include "merge.h"
 #include "pki.h"
@@ -51,12 +55,21 @@ struct hub {
     struct gitmap *git;
     const struct schema *schema;
     pthread_mutex_t lock;
+    int pack_every; /* HUB_PACK_EVERY, or a test build's EMPACT_PACK_EVERY */
 };
 
 /* When each site's last sync ended (hub_site_synced). */
 #define SITE_SEEN_DDL                                                                              \
     "CREATE TABLE IF NOT EXISTS _empact_site_seen ("                                               \
     " site_id TEXT PRIMARY KEY, synced_at INTEGER NOT NULL) WITHOUT ROWID;"
+
+/* Refused pushes and connections of registered sites (hub_site_refused),
+ * for `empact-hub status`; rows older than REFUSAL_KEEP_DAYS are dropped
+ * on every write, and at most REFUSAL_KEEP_MAX kept per site. */
+#define REFUSAL_DDL                                                                                \
+    "CREATE TABLE IF NOT EXISTS _empact_refusal ("                                                 \
+    " id INTEGER PRIMARY KEY, site_id TEXT NOT NULL, at INTEGER NOT NULL, reason TEXT NOT NULL);"  \
+    "CREATE INDEX IF NOT EXISTS _empact_refusal_site ON _empact_refusal (site_id, at);"
 
 /* Counts of people (metrics with suppress_below) reach hub.db only as a
  * site publishes them (client/metrics.c): per quarter (a year suppressed),
@@ -474,6 +487,51 @@ out:
     return rc;
 }
 
+/* ---- git housekeeping ------------------------------------------------------- */
+
+/* Packs history.git's loose objects while holding the writer lock: the
+ * caller holds h->lock, and SQLite's write lock is taken here, so no push or
+ * command in another process writes objects or moves the branch meanwhile. */
+static int gc_locked(struct hub *h, struct gitpack_stats *st, struct errctx *e)
+{
+    char *gitpath = path_join(h->dir, HUB_GIT);
+    int rc;
+
+    memset(st, 0, sizeof(*st));
+    if (gitpath == NULL)
+        return errctx_set(e, SYNC_ENOMEM, "out of memory");
+    if ((rc = begin(h, e)) == SYNC_OK) {
+        rc = gitpack_loose(gitpath, st, e);
+        (void)sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    free(gitpath);
+    return rc;
+}
+
+int hub_gc(struct hub *h, struct gitpack_stats *st, struct errctx *e)
+{
+    int rc;
+
+    pthread_mutex_lock(&h->lock);
+    rc = gc_locked(h, st, e);
+    pthread_mutex_unlock(&h->lock);
+    return rc;
+}
+
+/* The periodic pack after a push (h->lock held).  A failure is logged, not
+ * returned: the push is already durable, and the next run packs again. */
+static void housekeep(struct hub *h)
+{
+    struct gitpack_stats st;
+    struct errctx e = {0, ""};
+
+    if (gc_locked(h, &st, &e) != SYNC_OK)
+        fprintf(stderr, "hub: packing history.git failed (objects stay loose): %s\n", e.msg);
+    else if (st.packed > 0)
+        fprintf(stderr, "hub: packed %zu loose objects of history.git into %s (%lld bytes)\n",
+                st.packed, st.pack, st.bytes);
+}
+
 int hub_push(struct hub *h, const char *site_id, const struct msg_push *m, const void *cs, size_t n,
              struct msg_push_ok *res, struct errctx *e)
 {
@@ -514,6 +572,9 @@ int hub_push(struct hub *h, const char *site_id, const struct msg_push *m, const
     rc = push_apply(h, site_id, push_hex, cs, n, times, m->ntimes, res, e);
 out:
     rc = finish(h, rc, e);
+    if (rc == SYNC_OK && !res->duplicate && res->version > 0 &&
+        res->version % (uint64_t)h->pack_every == 0)
+        housekeep(h);
 unlock:
     pthread_mutex_unlock(&h->lock);
     free(times);
@@ -621,15 +682,46 @@ int hub_site_revoke(struct hub *h, const char *site_id, int *already, struct err
                        NULL, 0, &changed, e);
 }
 
-int hub_site_synced(struct hub *h, const char *site_id, struct errctx *e)
+int hub_site_synced(struct hub *h, const char *site_id, uint64_t version, struct errctx *e)
 {
+    char v[24];
+    const char *vals[1] = {v};
     int changed = 0;
 
+    snprintf(v, sizeof(v), "%llu", (unsigned long long)version);
+    /* version 0: the connection pulled nothing, so the last known one stays */
     return site_update(h,
-                       "INSERT INTO _empact_site_seen (site_id, synced_at) "
-                       "VALUES (?1, strftime('%s','now')) "
-                       "ON CONFLICT (site_id) DO UPDATE SET synced_at = excluded.synced_at",
-                       site_id, NULL, 0, &changed, e);
+                       "INSERT INTO _empact_site_seen (site_id, synced_at, version) "
+                       "VALUES (?1, strftime('%s','now'), nullif(CAST(?2 AS INTEGER), 0)) "
+                       "ON CONFLICT (site_id) DO UPDATE SET synced_at = excluded.synced_at, "
+                       "version = coalesce(excluded.version, version)",
+                       site_id, vals, 1, &changed, e);
+}
+
+int hub_site_refused(struct hub *h, const char *site_id, const char *reason, struct errctx *e)
+{
+    int rc;
+
+    /* A site that is not registered is not recorded (nobody would look for
+     * it); the clean-up in the same transaction keeps the table bounded. */
+    pthread_mutex_lock(&h->lock);
+    rc = db_exec_free(
+        h->db,
+        sqlite3_mprintf("BEGIN IMMEDIATE;"
+                        "INSERT INTO _empact_refusal (site_id, at, reason) "
+                        "SELECT %Q, strftime('%%s','now'), substr(%Q, 1, %d) "
+                        "WHERE EXISTS (SELECT 1 FROM _empact_site_cert WHERE site_id = %Q);"
+                        "DELETE FROM _empact_refusal WHERE at < strftime('%%s','now') - %d;"
+                        "DELETE FROM _empact_refusal WHERE site_id = %Q AND id <= (SELECT id FROM "
+                        "_empact_refusal WHERE site_id = %Q ORDER BY id DESC LIMIT 1 OFFSET %d);"
+                        "COMMIT;",
+                        site_id, reason, REFUSAL_REASON_MAX, site_id, REFUSAL_KEEP_DAYS * 86400,
+                        site_id, site_id, REFUSAL_KEEP_MAX),
+        "hub database", e);
+    if (!sqlite3_get_autocommit(h->db))
+        (void)sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
+    pthread_mutex_unlock(&h->lock);
+    return rc;
 }
 
 int hub_sites(struct hub *h, const char *site_id, int (*fn)(void *arg, const struct hub_site *s),
@@ -645,8 +737,10 @@ int hub_sites(struct hub *h, const char *site_id, int (*fn)(void *arg, const str
             " (SELECT strftime('%Y-%m-%dT%H:%M:%SZ', synced_at, 'unixepoch')"
             "  FROM _empact_site_seen WHERE site_id = c.site_id),"
             " c.revoked,"
-            " (SELECT count(*) FROM _empact_conflict WHERE loser_site = c.site_id)"
+            " (SELECT count(*) FROM _empact_conflict WHERE loser_site = c.site_id),"
+            " ss.version, (SELECT max(seq) FROM _empact_version) - ss.version"
             " FROM _empact_site_cert c LEFT JOIN site s ON s.site_id = c.site_id"
+            " LEFT JOIN _empact_site_seen ss ON ss.site_id = c.site_id"
             " WHERE ?1 IS NULL OR c.site_id = ?1 ORDER BY c.site_id",
             -1, &st, NULL) != SQLITE_OK) {
         rc = sql_err(e, h->db, "listing sites");
@@ -665,6 +759,9 @@ int hub_sites(struct hub *h, const char *site_id, int (*fn)(void *arg, const str
         s.last_sync = (const char *)sqlite3_column_text(st, 6);
         s.revoked = sqlite3_column_int(st, 7) != 0;
         s.conflicts = sqlite3_column_int64(st, 8);
+        s.synced_version =
+            sqlite3_column_type(st, 9) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 9);
+        s.lag = sqlite3_column_type(st, 10) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 10);
         n++;
         if ((rc = fn(arg, &s)) != SYNC_OK)
             goto out;
@@ -947,6 +1044,28 @@ static int schema_check(sqlite3 *db, const struct schema *s, struct errctx *e)
     return rc;
 }
 
+/* Adds _empact_site_seen.version (the head a site pulled to at its last
+ * sync) to a hub.db made before `empact-hub status`; NULL for old rows. */
+static int site_seen_upgrade(sqlite3 *db, struct errctx *e)
+{
+    sqlite3_stmt *st = NULL;
+    int has;
+
+    if (sqlite3_prepare_v2(db,
+                           "SELECT count(*) FROM pragma_table_info('_empact_site_seen') "
+                           "WHERE name = 'version'",
+                           -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        return sql_err(e, db, "reading the site table");
+    }
+    has = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return has ? SYNC_OK
+               : db_exec(db, "ALTER TABLE _empact_site_seen ADD COLUMN version INTEGER;",
+                         "hub database", e);
+}
+
 /* Brings the site tables of a hub.db made by an older release up to date
  * (see the file header); inside the caller's write transaction. */
 static int site_tables_upgrade(sqlite3 *db, const struct schema *s, struct errctx *e)
@@ -969,7 +1088,8 @@ static int site_tables_upgrade(sqlite3 *db, const struct schema *s, struct errct
                               "ALTER TABLE _empact_site_cert ADD COLUMN address TEXT;",
                               "hub database", e)) != SYNC_OK)
         return rc;
-    if ((rc = db_exec(db, SITE_SEEN_DDL, "hub database", e)) != SYNC_OK)
+    if ((rc = db_exec(db, SITE_SEEN_DDL REFUSAL_DDL, "hub database", e)) != SYNC_OK ||
+        (rc = site_seen_upgrade(db, e)) != SYNC_OK)
         return rc;
     /* the guard on counts of people, for a schema that has them */
     if (schema_find(s, "metric") == NULL || schema_find(s, "metric_value") == NULL)
@@ -989,6 +1109,7 @@ int hub_open(struct hub **out, const char *dir, const struct schema *s, struct e
         return errctx_set(e, SYNC_ENOMEM, "out of memory");
     pthread_mutex_init(&h->lock, NULL);
     h->schema = s;
+    h->pack_every = testpoint_limit("EMPACT_PACK_EVERY", HUB_PACK_EVERY);
     if ((h->dir = strdup(dir)) == NULL || (gitpath = path_join(dir, HUB_GIT)) == NULL ||
         (dbpath = path_join(dir, HUB_DB)) == NULL) {
         rc = errctx_set(e, SYNC_ENOMEM, "out of memory");

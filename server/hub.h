@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "errctx.h"
+#include "gitpack.h"
 #include "proto.h"
 #include "schema.h"
 
@@ -74,8 +75,23 @@ int hub_site_renew(struct hub *h, const char *site_id, const struct hub_cert *ce
  * site_id is not registered. */
 int hub_site_revoke(struct hub *h, const char *site_id, int *already, struct errctx *e) SYNC_WUR;
 
-/* Records now as the time site_id's last sync ended successfully. */
-int hub_site_synced(struct hub *h, const char *site_id, struct errctx *e) SYNC_WUR;
+/* Records now as the time site_id's last sync ended successfully, and
+ * version as the head the site pulled to on that connection (0: it pulled
+ * nothing; the version recorded before stays). */
+int hub_site_synced(struct hub *h, const char *site_id, uint64_t version,
+                    struct errctx *e) SYNC_WUR;
+
+/* Records that the hub refused a push or a connection of site_id, with the
+ * reason (cut to REFUSAL_REASON_MAX bytes), for `empact-hub status`.  Does
+ * nothing for a site that is not registered.  Drops refusals older than
+ * REFUSAL_KEEP_DAYS and keeps at most REFUSAL_KEEP_MAX per site. */
+int hub_site_refused(struct hub *h, const char *site_id, const char *reason,
+                     struct errctx *e) SYNC_WUR;
+
+/* Packs history.git's loose objects into one pack (gitpack_loose) under the
+ * writer lock: the mutex and SQLite's write lock, as a push holds them.
+ * hub_push() also does this after every HUB_PACK_EVERY-th version. */
+int hub_gc(struct hub *h, struct gitpack_stats *st, struct errctx *e) SYNC_WUR;
 
 /* One enrolled site, for listing (strings borrowed until the callback
  * returns; those marked "or NULL" may be NULL). */
@@ -88,7 +104,9 @@ struct hub_site {
     const char *address;   /* or NULL: registered before the address was recorded */
     const char *last_sync; /* ISO 8601 UTC, or NULL: never synced */
     int revoked;
-    int64_t conflicts; /* entries of the conflict log whose loser is this site */
+    int64_t conflicts;      /* entries of the conflict log whose loser is this site */
+    int64_t synced_version; /* head pulled to at the last sync, or -1: unknown */
+    int64_t lag;            /* head version - synced_version, or -1: unknown */
 };
 
 /* Calls fn for each registered site in site id order, or only for site_id

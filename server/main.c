@@ -13,6 +13,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "backup.h"
 #include "bundle.h"
 #include "cli.h"
 #include "hub.h"
@@ -21,6 +22,7 @@
 #include "report.h"
 #include "schema.h"
 #include "serve.h"
+#include "status.h"
 #include "tls.h"
 #include "verify.h"
 
@@ -52,6 +54,10 @@ static const char usage_main[] =
     "  verify HUBDIR [--json]           check hub.db, history.git and that they agree\n"
     "  rebuild HUBDIR --from HUBDIR/history.git [--force] [SITE.join|CERT.pem ...]\n"
     "                                   a lost hub.db again from the git history\n"
+    "  status HUBDIR [--json] [--stale-hours H]\n"
+    "                                   per site: last sync, lag, 24 h activity; exit 1 if stale\n"
+    "  backup HUBDIR DEST               consistent online backup (restore: cp -a DEST NEWHUBDIR)\n"
+    "  gc HUBDIR                        pack history.git's loose objects\n"
     "\n"
     "Run 'empact-hub COMMAND --help' for a command's options.\n"
     "Exit codes: 0 ok, 64 usage, 65 bad data, 70 internal, 74 i/o, 77 refused.\n";
@@ -424,6 +430,13 @@ static int site_to_json(void *arg, const struct hub_site *hs)
     cJSON_AddBoolToObject(o, "revoked", hs->revoked);
     json_add_text(o, "last_sync", hs->last_sync);
     cJSON_AddNumberToObject(o, "conflicts", (double)hs->conflicts);
+    if (hs->synced_version < 0) {
+        cJSON_AddNullToObject(o, "synced_version");
+        cJSON_AddNullToObject(o, "lag");
+    } else {
+        cJSON_AddNumberToObject(o, "synced_version", (double)hs->synced_version);
+        cJSON_AddNumberToObject(o, "lag", (double)hs->lag);
+    }
     return SYNC_OK;
 }
 
@@ -733,6 +746,130 @@ static int cmd_rebuild(int argc, char **argv, const struct schema *s)
     return EXIT_OK;
 }
 
+/* ---- operating the hub: backup, gc, status ---------------------------------- */
+
+static const char usage_backup[] =
+    "usage: empact-hub backup HUBDIR DEST\n"
+    "\n"
+    "Makes a consistent copy of the hub in DEST while it serves: hub.db through\n"
+    "SQLite's online backup, history.git up to the commit of the copied hub.db's\n"
+    "newest version (its branch points there, so database and history agree),\n"
+    "and ca.pem, ca.key, hub.pem, hub.key (keys mode 0600).  DEST must not exist\n"
+    "or be empty; the copy is built in DEST.tmp and renamed at the end, so a\n"
+    "failed backup leaves nothing.  Restore: cp -a DEST NEWHUBDIR, then\n"
+    "empact-hub serve NEWHUBDIR.  DEST holds the CA key: keep it as safe.\n"
+    "Exit codes: 0 ok, 64 usage or DEST not empty, 65 bad hub.db, 74 i/o.\n";
+
+static int cmd_backup(int argc, char **argv)
+{
+    const struct cli_opt opts[] = {{NULL, 0, 0, NULL}};
+    struct backup_result r;
+    struct errctx e = {0, ""};
+    int rc = cli_parse(argc, argv, "empact-hub", usage_backup, opts, 2, 2);
+
+    if (rc >= 0)
+        return rc;
+    if ((rc = backup_run(argv[optind], argv[optind + 1], &r, &e)) != SYNC_OK)
+        return fail(rc, &e);
+    printf("backed up %s to %s at version %llu (commit %.12s)\n", argv[optind], argv[optind + 1],
+           (unsigned long long)r.version, r.commit);
+    printf("  hub.db       %lld bytes\n  history.git  %lld bytes (%zu loose objects, %zu "
+           "packs)\n  keys         %d files (CA and hub certificate)\n",
+           r.db_bytes, r.git_bytes, r.loose, r.packs, r.key_files);
+    return EXIT_OK;
+}
+
+static const char usage_gc[] =
+    "usage: empact-hub gc HUBDIR\n"
+    "\n"
+    "Packs the loose objects of history.git (one per row, tree and commit each\n"
+    "push writes) into one pack, then removes the loose copies.  Runs under the\n"
+    "hub's writer lock, so it is safe while the hub serves; the hub also does it\n"
+    "by itself after every 100th version.\n"
+    "Exit codes: 0 ok, 64 usage, 65 not a hub, 74 i/o.\n";
+
+static int cmd_gc(int argc, char **argv, const struct schema *s)
+{
+    struct gitpack_stats st;
+    struct errctx e = {0, ""};
+    struct hub *h = NULL;
+    int rc = cli_only_help(argc, argv, "empact-hub", usage_gc);
+
+    if (rc >= 0)
+        return rc;
+    if (argc - optind != 1)
+        return usage_error(usage_gc, "gc takes one argument, HUBDIR");
+    if ((rc = hub_open(&h, argv[optind], s, &e)) == SYNC_OK)
+        rc = hub_gc(h, &st, &e);
+    hub_close(h);
+    if (rc != SYNC_OK)
+        return fail(rc, &e);
+    if (st.packed == 0)
+        printf("history.git has no loose objects; nothing to pack\n");
+    else
+        printf("packed %zu loose objects into %s (%lld bytes); removed %zu loose files\n",
+               st.packed, st.pack, st.bytes, st.removed);
+    return EXIT_OK;
+}
+
+static const char usage_status[] =
+    "usage: empact-hub status HUBDIR [--json] [--stale-hours H]\n"
+    "\n"
+    "Per enrolled site: when its last sync ended successfully, the version it\n"
+    "pulled to then and its lag behind the hub's head, and its pushes, conflicts\n"
+    "(entries where its input lost) and refusals in the last 24 hours.  A site\n"
+    "that is not revoked and has not synced for more than H hours (default 24),\n"
+    "or never, is stale.  --json prints one JSON object.  Safe while the hub serves.\n"
+    "Exit codes: 0 all sites fresh, 1 a site is stale (for monitoring checks),\n"
+    "64 usage, 65 not a hub, 74 i/o.\n";
+
+static int cmd_status(int argc, char **argv, const struct schema *s)
+{
+    const char *json = NULL, *hours = NULL;
+    const struct cli_opt opts[] = {
+        {"json", 0, 0, &json}, {"stale-hours", 0, 1, &hours}, {NULL, 0, 0, NULL}};
+    struct errctx e = {0, ""};
+    struct hub *h = NULL;
+    sqlite3 *db = NULL;
+    cJSON *st = NULL;
+    char *text = NULL, *end = NULL;
+    long stale = STALE_HOURS_DEFAULT;
+    int nstale = 0, rc = cli_parse(argc, argv, "empact-hub", usage_status, opts, 1, 1);
+
+    if (rc >= 0)
+        return rc;
+    if (hours != NULL) {
+        errno = 0;
+        stale = strtol(hours, &end, 10);
+        if (errno || end == hours || *end || stale < 1 || stale > STALE_HOURS_MAX)
+            return usage_error(usage_status, "--stale-hours is a whole number of hours >= 1");
+    }
+    /* hub_open brings an older hub.db's tables up to date; then read a snapshot */
+    if ((rc = hub_open(&h, argv[optind], s, &e)) != SYNC_OK ||
+        (rc = hub_reader_open(&db, argv[optind], &e)) != SYNC_OK)
+        goto out;
+    hub_close(h);
+    h = NULL;
+    if ((st = status_build(db, (long long)time(NULL), (int)stale, &nstale, &e)) == NULL) {
+        rc = e.code;
+        goto out;
+    }
+    if (json == NULL)
+        status_print(st);
+    else if ((text = cJSON_Print(st)) != NULL)
+        printf("%s\n", text);
+    else
+        rc = errctx_set(&e, SYNC_ENOMEM, "out of memory");
+out:
+    cJSON_free(text);
+    cJSON_Delete(st);
+    sqlite3_close(db);
+    hub_close(h);
+    if (rc != SYNC_OK)
+        return fail(rc, &e);
+    return nstale > 0 ? EXIT_STALE : EXIT_OK;
+}
+
 int main(int argc, char **argv)
 {
     struct errctx e = {0, ""};
@@ -769,6 +906,12 @@ int main(int argc, char **argv)
         rc = cmd_verify(argc - 1, argv + 1, s);
     else if (strcmp(cmd, "rebuild") == 0)
         rc = cmd_rebuild(argc - 1, argv + 1, s);
+    else if (strcmp(cmd, "backup") == 0)
+        rc = cmd_backup(argc - 1, argv + 1);
+    else if (strcmp(cmd, "gc") == 0)
+        rc = cmd_gc(argc - 1, argv + 1, s);
+    else if (strcmp(cmd, "status") == 0)
+        rc = cmd_status(argc - 1, argv + 1, s);
     else
         rc = usage_error(usage_main, "unknown command");
     schema_free(s);

@@ -65,6 +65,7 @@ struct conn {
     struct tls_conn *tls;
     struct frame_io io;
     sqlite3 *rdb;
+    uint64_t pulled_to; /* head of the last PULL_END sent (0: none yet) */
     char site[SITE_ID_MAX + 1];
     char peer[NI_MAXHOST + NI_MAXSERV + 2];
 };
@@ -101,6 +102,18 @@ static uint16_t wire_code(int rc)
     default:
         return WERR_INTERNAL;
     }
+}
+
+/* Records a refusal of this site (a decision, not a hub failure) for
+ * `empact-hub status`; a failure to record is logged only. */
+static void note_refusal(struct conn *c, int rc, const char *why)
+{
+    struct errctx e = {0, ""};
+
+    if (wire_code(rc) == WERR_INTERNAL)
+        return;
+    if (hub_site_refused(c->srv->hub, c->site, why, &e) != SYNC_OK)
+        logf_("site %s: cannot record a refusal: %s", c->site, e.msg);
 }
 
 static int handle_hello(struct conn *c, struct errctx *e)
@@ -186,6 +199,7 @@ static int handle_push(struct conn *c, const struct frame *f, struct errctx *e)
 refuse:
     logf_("site %s: push refused: %s", c->site, e->msg);
     msg_send_error(&c->io, wire_code(rc), e->msg);
+    note_refusal(c, rc, e->msg);
 out:
     buf_free(&raw);
     buf_free(&b);
@@ -281,6 +295,8 @@ static int handle_pull(struct conn *c, const struct frame *f, struct errctx *e)
     if ((rc = msg_pull_end_encode(&b, &end, e)) == SYNC_OK)
         rc = msg_send(&c->io, MSG_PULL_END, &b, e);
     buf_free(&b);
+    if (rc == SYNC_OK)
+        c->pulled_to = end.head;
     if (rc == SYNC_OK && (p.count > 0 || p.nconflicts > 0))
         logf_("site %s: sent %llu versions (%llu..%llu) and %llu conflict log entries", c->site,
               (unsigned long long)p.count, (unsigned long long)pull.since + 1,
@@ -312,6 +328,7 @@ static void session(struct conn *c)
     }
     if ((rc = handle_hello(c, &e)) != SYNC_OK) {
         logf_("site %s (from %s): refused at hello: %s", c->site, c->peer, e.msg);
+        note_refusal(c, rc, e.msg);
         return;
     }
     for (;;) {
@@ -325,7 +342,7 @@ static void session(struct conn *c)
         }
         if (f->type == MSG_BYE) {
             /* a site says BYE only after its sync succeeded */
-            if (hub_site_synced(c->srv->hub, c->site, &e) != SYNC_OK)
+            if (hub_site_synced(c->srv->hub, c->site, c->pulled_to, &e) != SYNC_OK)
                 logf_("site %s: cannot record the time of its sync: %s", c->site, e.msg);
             break;
         }
