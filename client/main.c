@@ -16,10 +16,12 @@
 #include "cli.h"
 #include "hea.h"
 #include "library.h"
+#include "lock.h"
 #include "metrics.h"
 #include "replica.h"
 #include "schema.h"
 #include "sync.h"
+#include "syncjob.h"
 #include "tls.h"
 
 static const char usage_main[] =
@@ -31,7 +33,7 @@ static const char usage_main[] =
     "\n"
     "commands:\n"
     "  join SITE.db FILE.join [--hub HOST:PORT]   create the replica and sync it\n"
-    "  sync SITE.db                               push local changes, pull the hub's\n"
+    "  sync SITE.db [--retry N [--backoff]]       push local changes, pull the hub's\n"
     "  status SITE.db [--json]                    what this replica holds and owes\n"
     "  conflicts SITE.db [--json]                 this site's edits that lost at the hub\n"
     "  rejoin SITE.db FILE.join [--hub HOST:PORT] install a renewed join bundle\n"
@@ -47,7 +49,8 @@ static const char usage_main[] =
     "\n"
     "Run 'empact COMMAND --help' for a command's options.\n"
     "Exit codes: 0 ok, 64 usage, 65 bad data or diverged replica, 70 internal,\n"
-    "74 local i/o, 75 hub unreachable (retry later; nothing lost), 77 refused by hub.\n";
+    "73 another sync or join of the replica is running, 74 local i/o, 75 hub\n"
+    "unreachable (retry later; nothing lost), 77 refused by hub.\n";
 
 static const char usage_join[] =
     "usage: empact join SITE.db FILE.join [--hub HOST:PORT]\n"
@@ -55,18 +58,35 @@ static const char usage_join[] =
     "Creates the replica SITE.db (mode 0600) from the join bundle the central team\n"
     "sent, and runs the first sync.  Nothing is left behind if the join fails.\n"
     "--hub overrides the hub address written in the bundle.\n"
-    "Exit codes: 0 joined, 64 usage or SITE.db exists, 65 bad bundle, 74 i/o,\n"
-    "75 hub unreachable (retry later), 77 refused by the hub.\n";
+    "Exit codes: 0 joined, 64 usage or SITE.db exists, 65 bad bundle, 73 a sync or\n"
+    "join of SITE.db is running, 74 i/o, 75 hub unreachable (retry later), 77\n"
+    "refused by the hub.\n";
 
 static const char usage_sync[] =
-    "usage: empact sync SITE.db\n"
+    "usage: empact sync SITE.db [--retry N [--backoff]] [--log-format text|json] [--syslog]\n"
     "\n"
     "Sends this site's changes to the hub and applies everything newer from the\n"
     "hub, in one transaction: if anything fails, the replica stays as it was and\n"
-    "local changes wait for the next sync.  Safe to run from cron or a timer.\n"
-    "Exit codes: 0 synced, 64 usage, 65 replica damaged or diverged, 74 i/o or\n"
-    "replica busy, 75 hub unreachable or connection lost (retry later; nothing\n"
-    "lost), 77 refused by the hub (certificate, schema or push rejected).\n";
+    "local changes wait for the next sync.  Safe to run from cron or a timer:\n"
+    "a second sync (or join) of the same replica exits at once with 73 while one\n"
+    "runs (lock file SITE.db.lock, released by the kernel however a sync ends).\n"
+    "\n"
+    "  --retry N          after a network failure (75), try again up to N times\n"
+    "                     (0-100); a refusal (77), bad data (65) or a local error\n"
+    "                     is never retried.  Waits 1 s between attempts, or with\n"
+    "  --backoff          up to 1 s, 2 s, 4 s ... (at most 60 s), chosen at random\n"
+    "                     (exponential backoff with full jitter)\n"
+    "  --log-format F     one line per attempt on stderr: text (the default when\n"
+    "                     --retry or --syslog is given) or json (time, db, site,\n"
+    "                     attempt, attempts, outcome ok|retry|failed|locked,\n"
+    "                     exit_code, message, next_retry_s)\n"
+    "  --syslog           the same lines to syslog(3) too (ident empact)\n"
+    "\n"
+    "Exit codes: 0 synced, 64 usage, 65 replica damaged or diverged, 73 another\n"
+    "sync or join of this replica is running (nothing done; not an error for a\n"
+    "timer), 74 i/o or replica busy, 75 hub unreachable or connection lost (retry\n"
+    "later; nothing lost), 77 refused by the hub (certificate, schema or push\n"
+    "rejected).  With --retry, the exit code is the last attempt's.\n";
 
 static const char usage_conflicts[] =
     "usage: empact conflicts SITE.db [--json]\n"
@@ -76,13 +96,16 @@ static const char usage_conflicts[] =
     "site, an update of a row deleted at the hub, a change the hub rejected.\n"
     "Each entry names the table, row, column, what was lost, what was kept and\n"
     "who won; the hub's data already holds the winner, so to restore your value,\n"
-    "edit the row again and sync.\n";
+    "edit the row again and sync.  Listing them marks them read for 'empact status'.\n";
 
 static const char usage_status[] =
     "usage: empact status SITE.db [--json]\n"
     "\n"
-    "Prints the site id, the hub address, the synced version, the number of local\n"
-    "changes waiting to be sent, and the time of the last successful sync.\n";
+    "Prints the site id, the hub address, the synced version, the hub's head\n"
+    "version as of the last contact (and when that was), the number of local\n"
+    "changes waiting to be sent, the conflicts received and how many of them are\n"
+    "unread (received since 'empact conflicts' last listed them), the time of the\n"
+    "last successful sync, and the last failure with its reason.  Reads only.\n";
 
 static const char usage_rejoin[] =
     "usage: empact rejoin SITE.db FILE.join [--hub HOST:PORT]\n"
@@ -218,6 +241,7 @@ static int cmd_join(int argc, char **argv, const struct schema *s)
     const char *hub = NULL;
     struct errctx e = {0, ""};
     struct sync_result r;
+    struct lock *lk = NULL;
     int c, rc;
 
     optind = 1;
@@ -235,7 +259,10 @@ static int cmd_join(int argc, char **argv, const struct schema *s)
     }
     if (argc - optind != 2)
         return usage_error(usage_join, "join takes SITE.db and FILE.join");
-    if ((rc = join(argv[optind], argv[optind + 1], hub, s, &r, &e)) != SYNC_OK)
+    if ((rc = lock_acquire(&lk, argv[optind], &e)) == SYNC_OK)
+        rc = join(argv[optind], argv[optind + 1], hub, s, &r, &e);
+    lock_release(lk); /* removes SITE.db.lock when there is no SITE.db */
+    if (rc != SYNC_OK)
         return fail(rc, &e);
     print_result(argv[optind], &r);
     return EXIT_OK;
@@ -243,21 +270,23 @@ static int cmd_join(int argc, char **argv, const struct schema *s)
 
 static int cmd_sync(int argc, char **argv, const struct schema *s)
 {
+    const char *retry = NULL, *backoff = NULL, *log_format = NULL, *to_syslog = NULL;
+    const struct cli_opt opts[] = {{"retry", 0, 1, &retry},
+                                   {"backoff", 0, 0, &backoff},
+                                   {"log-format", 0, 1, &log_format},
+                                   {"syslog", 0, 0, &to_syslog},
+                                   {NULL, 0, 0, NULL}};
     struct errctx e = {0, ""};
     struct sync_result r;
-    sqlite3 *db = NULL;
-    int rc = cli_only_help(argc, argv, "empact", usage_sync);
+    struct syncjob j;
+    int rc = cli_parse(argc, argv, "empact", usage_sync, opts, 1, 1);
 
     if (rc >= 0)
         return rc;
-    if (argc - optind != 1)
-        return usage_error(usage_sync, "sync takes one argument, SITE.db");
-    if ((rc = replica_open(&db, argv[optind], s, &e)) != SYNC_OK)
-        return fail(rc, &e);
-    rc = sync_run(db, s, &r, &e);
-    replica_close(db);
-    if (rc != SYNC_OK)
-        return fail(rc, &e);
+    if (syncjob_options(&j, argv[optind], retry, backoff, log_format, to_syslog, &e) != SYNC_OK)
+        return usage_error(usage_sync, e.msg);
+    if ((rc = syncjob_run(&j, s, &r, &e)) != SYNC_OK)
+        return j.log != SYNCLOG_OFF ? cli_exit_code(rc) : fail(rc, &e); /* logged already */
     print_result(argv[optind], &r);
     return EXIT_OK;
 }
@@ -390,6 +419,15 @@ static int cmd_rejoin(int argc, char **argv, const struct schema *s)
     return EXIT_OK;
 }
 
+/* Adds key: s, or null when s is "". */
+static void json_add_text(cJSON *o, const char *key, const char *s)
+{
+    if (s[0])
+        cJSON_AddStringToObject(o, key, s);
+    else
+        cJSON_AddNullToObject(o, key);
+}
+
 static void print_status_json(const struct replica_status *st)
 {
     cJSON *o = cJSON_CreateObject();
@@ -411,6 +449,14 @@ static void print_status_json(const struct replica_status *st)
     } else {
         cJSON_AddNullToObject(o, "last_error");
     }
+    if (st->hub_head)
+        cJSON_AddNumberToObject(o, "hub_head_version", (double)st->hub_head);
+    else
+        cJSON_AddNullToObject(o, "hub_head_version");
+    json_add_text(o, "hub_contact_at", st->hub_contact_at);
+    cJSON_AddNumberToObject(o, "unread_conflicts", (double)st->unread);
+    json_add_text(o, "last_failure", st->last_failure);
+    json_add_text(o, "last_failure_at", st->last_failure[0] ? st->last_error_at : "");
     if ((text = cJSON_Print(o)) != NULL)
         printf("%s\n", text);
     cJSON_free(text);
@@ -447,6 +493,8 @@ static int cmd_status(int argc, char **argv, const struct schema *s)
         return fail(rc, &e);
     }
     replica_close(db);
+    if (!st.last_failure[0] && st.last_error[0]) /* recorded by an older release */
+        snprintf(st.last_failure, sizeof(st.last_failure), "%s", st.last_error);
     if (json) {
         print_status_json(&st);
         return EXIT_OK;
@@ -455,16 +503,26 @@ static int cmd_status(int argc, char **argv, const struct schema *s)
            "last sync: %s\n",
            st.site, st.hub, (unsigned long long)st.version, st.tree[0] ? st.tree : "-", st.pending,
            st.last_sync[0] ? st.last_sync : "never");
-    if (st.last_error[0])
-        printf("last failure: %s (%s)\n", st.last_error, st.last_error_at);
+    if (st.hub_head)
+        printf("hub head version: %llu (as of %s)\n", (unsigned long long)st.hub_head,
+               st.hub_contact_at);
+    else
+        printf("hub head version: unknown (no contact yet)\n");
+    printf("conflicts: %lld\nunread conflicts: %lld\n", st.conflicts, st.unread);
+    if (st.last_failure[0])
+        printf("last failure: %s (%s)%s\n", st.last_failure, st.last_error_at,
+               st.last_error[0] ? "" : "; synced since");
     return EXIT_OK;
 }
 
-static int conflicts_print(sqlite3 *db, int json, struct errctx *e)
+/* Lists the conflicts; *newest receives the greatest id listed (0: none). */
+static int conflicts_print(sqlite3 *db, int json, long long *newest, struct errctx *e)
 {
     sqlite3_stmt *st = NULL;
     cJSON *arr = json ? cJSON_CreateArray() : NULL;
     int step, n = 0;
+
+    *newest = 0;
 
     if (sqlite3_prepare_v2(db,
                            "SELECT id, version, tbl, row_key, col, kind, winner_site, lost_value, "
@@ -476,6 +534,7 @@ static int conflicts_print(sqlite3 *db, int json, struct errctx *e)
         const char *col = (const char *)sqlite3_column_text(st, 4);
         const char *winner = (const char *)sqlite3_column_text(st, 6);
         n++;
+        *newest = sqlite3_column_int64(st, 0);
         if (json) {
             cJSON *o = cJSON_CreateObject();
             cJSON_AddNumberToObject(o, "id", (double)sqlite3_column_int64(st, 0));
@@ -519,12 +578,29 @@ static int conflicts_print(sqlite3 *db, int json, struct errctx *e)
     return SYNC_OK;
 }
 
+/* Records that the conflicts up to id newest were listed, for the unread
+ * count of `empact status`.  Best effort: a replica busy with a sync leaves
+ * them unread, which is said, and the listing still succeeded. */
+static void conflicts_mark_read(sqlite3 *db, long long newest)
+{
+    struct errctx e = {0, ""};
+    char num[32];
+
+    snprintf(num, sizeof(num), "%lld", newest);
+    if (replica_meta_set(db, REPLICA_CONFLICTS_READ, num, &e) != SYNC_OK)
+        fprintf(stderr,
+                "empact: could not mark these conflicts read (%s); 'empact status' "
+                "still counts them as unread\n",
+                e.msg);
+}
+
 static int cmd_conflicts(int argc, char **argv, const struct schema *s)
 {
     static const struct option opts[] = {
         {"help", no_argument, NULL, 'h'}, {"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
     struct errctx e = {0, ""};
     sqlite3 *db = NULL;
+    long long newest = 0;
     int c, rc, json = 0;
 
     optind = 1;
@@ -542,8 +618,9 @@ static int cmd_conflicts(int argc, char **argv, const struct schema *s)
     }
     if (argc - optind != 1)
         return usage_error(usage_conflicts, "conflicts takes one argument, SITE.db");
-    if ((rc = replica_open(&db, argv[optind], s, &e)) == SYNC_OK)
-        rc = conflicts_print(db, json, &e);
+    if ((rc = replica_open(&db, argv[optind], s, &e)) == SYNC_OK &&
+        (rc = conflicts_print(db, json, &newest, &e)) == SYNC_OK && newest > 0)
+        conflicts_mark_read(db, newest);
     replica_close(db);
     return rc == SYNC_OK ? EXIT_OK : fail(rc, &e);
 }

@@ -363,18 +363,27 @@ int replica_status(struct replica_status *st, sqlite3 *db, const struct schema *
     memset(st, 0, sizeof(*st));
     meta_copy(st->site, sizeof(st->site), db, "site_id");
     meta_copy(st->hub, sizeof(st->hub), db, "hub_address");
-    meta_copy(version, sizeof(version), db, "base_version");
     meta_copy(st->tree, sizeof(st->tree), db, "base_tree");
     meta_copy(st->last_sync, sizeof(st->last_sync), db, "last_sync");
     meta_copy(st->last_error, sizeof(st->last_error), db, "last_error");
     meta_copy(st->last_error_at, sizeof(st->last_error_at), db, "last_error_at");
+    meta_copy(st->last_failure, sizeof(st->last_failure), db, "last_failure");
+    meta_copy(st->hub_contact_at, sizeof(st->hub_contact_at), db, "hub_contact_at");
+    meta_copy(version, sizeof(version), db, "hub_head");
+    st->hub_head = strtoull(version, NULL, 10);
+    meta_copy(version, sizeof(version), db, "base_version");
     st->version = strtoull(version, NULL, 10);
     {
         sqlite3_stmt *q = NULL;
-        if (sqlite3_prepare_v2(db, "SELECT count(*) FROM _empact_conflict", -1, &q, NULL) ==
-                SQLITE_OK &&
-            sqlite3_step(q) == SQLITE_ROW)
+        if (sqlite3_prepare_v2(db,
+                               "SELECT count(*), count(*) FILTER (WHERE id > coalesce((SELECT "
+                               "CAST(value AS INTEGER) FROM _empact_meta WHERE key = "
+                               "'" REPLICA_CONFLICTS_READ "'), 0)) FROM _empact_conflict",
+                               -1, &q, NULL) == SQLITE_OK &&
+            sqlite3_step(q) == SQLITE_ROW) {
             st->conflicts = sqlite3_column_int64(q, 0);
+            st->unread = sqlite3_column_int64(q, 1);
+        }
         sqlite3_finalize(q);
     }
     for (int i = 0; rc == SYNC_OK && i < s->ntable; i++) {

@@ -65,11 +65,18 @@ struct replica_status {
     uint64_t version;
     char tree[41];
     long long pending;
-    long long conflicts;  /* entries in _empact_conflict */
-    char last_sync[32];   /* ISO-8601 UTC, or "" for never */
-    char last_error[256]; /* "" when the last attempt succeeded */
-    char last_error_at[32];
+    long long conflicts;     /* entries in _empact_conflict */
+    long long unread;        /* of those, received since `empact conflicts` listed them */
+    uint64_t hub_head;       /* the hub's head version as of the last contact (0: none yet) */
+    char hub_contact_at[32]; /* when that was, ISO-8601 UTC, or "" */
+    char last_sync[32];      /* ISO-8601 UTC, or "" for never */
+    char last_error[256];    /* "" when the last attempt succeeded */
+    char last_error_at[32];  /* time of the last failure, or "" */
+    char last_failure[256];  /* the last failure's reason, kept after a success; or "" */
 };
+
+/* _empact_meta key: the newest _empact_conflict id `empact conflicts` listed. */
+#define REPLICA_CONFLICTS_READ "conflicts_read"
 
 int replica_status(struct replica_status *st, sqlite3 *db, const struct schema *s,
                    struct errctx *e) SYNC_WUR;

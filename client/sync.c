@@ -125,6 +125,7 @@ static int hello(struct sync *y, struct errctx *e)
         (rc = msg_send(&y->io, MSG_HELLO, &b, e)) || (rc = expect_frame(&f, y, e)) != SYNC_OK ||
         (rc = msg_welcome_decode(&w, f, e)) != SYNC_OK)
         goto out;
+    y->r->hub_head = w.head;
     if (w.proto != PROTO_VERSION)
         rc = errctx_set(e, SYNC_EREFUSED, "hub speaks protocol %u, this client %d", w.proto,
                         PROTO_VERSION);
@@ -471,6 +472,7 @@ static int pull(struct sync *y, uint8_t end_tree[20], struct errctx *e)
                               "hub ended a pull at version %llu, but sent up to %llu",
                               (unsigned long long)end.head, (unsigned long long)y->base);
     } while (end.more);
+    y->r->hub_head = end.head;
     memcpy(end_tree, end.tree, 20);
     return SYNC_OK;
 }
@@ -616,6 +618,24 @@ out:
     return rc;
 }
 
+/* What `empact status` shows as the hub's head version "as of the last
+ * contact": the head the hub announced (WELCOME, then each PULL_END), kept
+ * also when the sync fails after the hub answered. */
+static int record_hub_head(sqlite3 *db, const struct sync_result *r, const char *when,
+                           struct errctx *e)
+{
+    char num[32];
+    int rc;
+
+    if (r->hub_head == 0)
+        return SYNC_OK;
+    snprintf(num, sizeof(num), "%llu", (unsigned long long)r->hub_head);
+    if ((rc = replica_meta_set(db, "hub_head", num, e)) != SYNC_OK ||
+        (rc = replica_meta_set(db, "hub_contact_at", when, e)) != SYNC_OK)
+        return rc;
+    return SYNC_OK;
+}
+
 static int meta_after(struct sync *y, struct errctx *e)
 {
     char num[32], when[32];
@@ -629,7 +649,8 @@ static int meta_after(struct sync *y, struct errctx *e)
     if ((rc = replica_meta_set(y->db, "base_version", num, e)) != SYNC_OK ||
         (rc = replica_meta_set(y->db, "base_tree", y->r->tree, e)) != SYNC_OK ||
         (rc = replica_meta_set(y->db, "last_sync", when, e)) != SYNC_OK ||
-        (rc = replica_meta_set(y->db, "last_error", "", e)) != SYNC_OK)
+        (rc = replica_meta_set(y->db, "last_error", "", e)) != SYNC_OK ||
+        (rc = record_hub_head(y->db, y->r, when, e)) != SYNC_OK)
         return rc;
     return SYNC_OK;
 }
@@ -817,7 +838,7 @@ static int step_exchange(struct sync *y, struct outbox *ob, int *unused, struct 
     return exchange(y, ob, e);
 }
 
-static void record_failure(sqlite3 *db, const struct errctx *e)
+static void record_failure(sqlite3 *db, const struct sync_result *r, const struct errctx *e)
 {
     char when[32];
     time_t now = time(NULL);
@@ -828,8 +849,11 @@ static void record_failure(sqlite3 *db, const struct errctx *e)
     strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return;
+    /* last_error is cleared by the next success; last_failure stays */
     if (replica_meta_set(db, "last_error", e->msg, &ignored) != SYNC_OK ||
-        replica_meta_set(db, "last_error_at", when, &ignored) != SYNC_OK)
+        replica_meta_set(db, "last_error_at", when, &ignored) != SYNC_OK ||
+        replica_meta_set(db, "last_failure", e->msg, &ignored) != SYNC_OK ||
+        record_hub_head(db, r, when, &ignored) != SYNC_OK)
         (void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     else
         (void)sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
@@ -893,6 +917,6 @@ int sync_run(sqlite3 *db, const struct schema *s, struct sync_result *r, struct 
         }
     }
     if (rc != SYNC_OK)
-        record_failure(db, e);
+        record_failure(db, r, e);
     return rc;
 }

@@ -20,6 +20,7 @@ struct sync_result {
     uint64_t pulled;       /* versions applied from the hub */
     uint64_t version;      /* synced version after the sync */
     char tree[41];         /* dataset hash of that version */
+    uint64_t hub_head;     /* the hub's head version as of this contact (0: no contact) */
 };
 
 /* Runs one sync inside one write transaction on db: build the local

@@ -27,6 +27,8 @@ int cli_exit_code(int rc)
         return EXIT_REFUSED;
     case SYNC_ELIMIT:
         return EXIT_DATA; /* retrying the same data will not fit either */
+    case SYNC_ELOCKED:
+        return EXIT_LOCKED;
     case SYNC_EPROTO:
         return EXIT_TEMPFAIL;
     default:

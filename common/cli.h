@@ -9,6 +9,7 @@
 #define EXIT_USAGE 64    /* EX_USAGE: bad command line */
 #define EXIT_DATA 65     /* EX_DATAERR: bad input file, replica diverged or damaged */
 #define EXIT_SOFTWARE 70 /* EX_SOFTWARE: internal error */
+#define EXIT_LOCKED 73   /* EX_CANTCREAT: the replica's lock is held by another sync or join */
 #define EXIT_IO 74       /* EX_IOERR: a local file could not be created, read or written */
 #define EXIT_TEMPFAIL 75 /* EX_TEMPFAIL: hub unreachable or connection lost; retry later */
 #define EXIT_REFUSED 77  /* EX_NOPERM: the hub refused (certificate, schema, push) */

@@ -78,6 +78,8 @@ const char *errctx_code_name(int code)
         return "data";
     case SYNC_EUSAGE:
         return "usage";
+    case SYNC_ELOCKED:
+        return "locked";
     default:
         return "unknown";
     }

@@ -24,6 +24,7 @@ enum sync_rc {
     SYNC_EREFUSED = -8, /* the hub refused the request: retrying will not help */
     SYNC_EDATA = -9,    /* local data problem: bad input file, diverged replica */
     SYNC_EUSAGE = -10,  /* the caller asked for something impossible */
+    SYNC_ELOCKED = -11, /* another sync or join of the same replica is running */
 };
 
 struct errctx {

@@ -42,6 +42,15 @@
 #define CHANGESET_COLUMNS_MAX 2000
 #define CHANGESET_NAME_MAX 255
 
+/* `empact sync --retry N --backoff`: the first retry waits up to
+ * SYNC_RETRY_BASE_MS, each next one up to twice as long, never more than
+ * SYNC_RETRY_CAP_MS (a minute: a timer fires again in minutes anyway), with
+ * full jitter so sites that lost the hub together do not return together.
+ * N is at most SYNC_RETRY_MAX: more would outlast any sensible timer period. */
+#define SYNC_RETRY_BASE_MS 1000
+#define SYNC_RETRY_CAP_MS 60000
+#define SYNC_RETRY_MAX 100
+
 /* Error frame sentence length on the wire. */
 #define WIRE_MSG_MAX 400
 

@@ -15,7 +15,7 @@
 #               like | unlike | diag | note | skip | bail | done_testing
 # Runs:         run CMD...           bounded; sets RUN_RC, RUN_OUT, RUN_ERR
 #               expect_rc RC DESC CMD...
-# Hub:          hub_init, start_hub DIR, stop_hub, hub_sql SQL
+# Hub:          hub_init, start_hub DIR [PORT], stop_hub, hub_sql SQL
 # Sites:        site_add ID [opts], site_join ID, site_sync ID, setup_hub_and_sites ID...
 #               site_db ID, site_sql ID SQL, status_get ID KEY, status_json ID KEY
 # Checks:       assert_converged ID..., new_uuid, bundle_get, bundle_set
@@ -292,17 +292,17 @@ hub_git() { timeout -k 5 "$E2E_TIMEOUT" git -C "$HUB_DIR/history.git" "$@"; }
 hub_max_seq() { hub_sql "SELECT coalesce(max(seq),0) FROM _empact_version"; }
 
 _HUB_START_SEQ=0
-# start_hub DIR: serves DIR on 127.0.0.1:0 in the background.  stderr is
-# appended to DIR/hub.log; the port is read from the first stdout line within
-# ~10 s.  Exports HUB_PORT and HUB_PID; returns non-zero (after a failed TAP
-# line) if the hub did not come up.
+# start_hub DIR [PORT]: serves DIR on 127.0.0.1:PORT (default 0: a free port)
+# in the background.  stderr is appended to DIR/hub.log; the port is read from
+# the first stdout line within ~10 s.  Exports HUB_PORT and HUB_PID; returns
+# non-zero (after a failed TAP line) if the hub did not come up.
 start_hub() {
-    local dir=$1 out line i
+    local dir=$1 port=${2:-0} out line i
     _HUB_START_SEQ=$((_HUB_START_SEQ + 1))
     out="$dir/hub.stdout.$_HUB_START_SEQ"
     : >"$out"
     echo "---- e2e: serve start #$_HUB_START_SEQ" >>"$dir/hub.log"
-    timeout -k 5 "$E2E_HUB_MAX" "$EMPACT_HUB" serve "$dir" --listen 127.0.0.1:0 \
+    timeout -k 5 "$E2E_HUB_MAX" "$EMPACT_HUB" serve "$dir" --listen "127.0.0.1:$port" \
         >"$out" 2>>"$dir/hub.log" </dev/null &
     HUB_PID=$!
     track_pid "$HUB_PID"
