@@ -65,6 +65,8 @@ is "$(hub_git rev-parse main)" "$(sq "$ORIG/hub.db" "SELECT commit_id FROM _empa
     "... and it is the live hub's commit of that version"
 diag "backup at version $V; the live hub went on to $(sq "$ORIG/hub.db" "SELECT max(seq) FROM _empact_version")"
 assert_tree_matches_hub "restored tables equal the tree of the restored main" main
+run "$EMPACT_HUB" verify "$R"
+is "$RUN_RC" 0 "empact-hub verify passes on the restored hub" || _diag_run_output
 start_hub "$R" || give_up "serve the restored hub"
 sites_follow_hub ottawa
 site_sync ottawa "ottawa syncs against the restored hub"
@@ -93,6 +95,8 @@ is "$(loose_count "$R")" 0 "no loose objects remain (count-objects)"
 ok $([ "$(pack_count "$R")" -ge 2 ]; echo $?) "history.git holds the packs (count-objects: packs >= 2)"
 run git -C "$R/history.git" fsck --strict
 is "$RUN_RC" 0 "git fsck --strict is clean after packing" || _diag_run_output
+run "$EMPACT_HUB" verify "$R"
+is "$RUN_RC" 0 "empact-hub verify reads the packed objects and passes" || _diag_run_output
 run "$EMPACT_HUB" gc "$R"
 like "$RUN_OUT" "nothing to pack" "a second gc has nothing to pack"
 add_resource kingston "after gc"
