@@ -1044,52 +1044,42 @@ static int schema_check(sqlite3 *db, const struct schema *s, struct errctx *e)
     return rc;
 }
 
-/* Adds _empact_site_seen.version (the head a site pulled to at its last
- * sync) to a hub.db made before `empact-hub status`; NULL for old rows. */
-static int site_seen_upgrade(sqlite3 *db, struct errctx *e)
+/* Adds column col (with its type, e.g. "version INTEGER") to table unless
+ * the table has it: hub.db files made by an older release gain it. */
+static int column_add(sqlite3 *db, const char *table, const char *col, struct errctx *e)
 {
     sqlite3_stmt *st = NULL;
-    int has;
+    size_t namelen = strcspn(col, " ");
+    int has, rc;
 
-    if (sqlite3_prepare_v2(db,
-                           "SELECT count(*) FROM pragma_table_info('_empact_site_seen') "
-                           "WHERE name = 'version'",
-                           -1, &st, NULL) != SQLITE_OK ||
-        sqlite3_step(st) != SQLITE_ROW) {
+    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2", -1,
+                           &st, NULL) != SQLITE_OK)
+        return sql_err(e, db, "reading the site tables");
+    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, col, (int)namelen, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_ROW) {
         sqlite3_finalize(st);
-        return sql_err(e, db, "reading the site table");
+        return sql_err(e, db, "reading the site tables");
     }
     has = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
-    return has ? SYNC_OK
-               : db_exec(db, "ALTER TABLE _empact_site_seen ADD COLUMN version INTEGER;",
-                         "hub database", e);
+    if (has)
+        return SYNC_OK;
+    rc = db_exec_free(db, sqlite3_mprintf("ALTER TABLE \"%w\" ADD COLUMN %s", table, col),
+                      "hub database", e);
+    return rc;
 }
 
 /* Brings the site tables of a hub.db made by an older release up to date
  * (see the file header); inside the caller's write transaction. */
 static int site_tables_upgrade(sqlite3 *db, const struct schema *s, struct errctx *e)
 {
-    sqlite3_stmt *st = NULL;
-    int has, rc;
+    int rc;
 
-    if (sqlite3_prepare_v2(db,
-                           "SELECT count(*) FROM pragma_table_info('_empact_site_cert') "
-                           "WHERE name = 'not_after'",
-                           -1, &st, NULL) != SQLITE_OK ||
-        sqlite3_step(st) != SQLITE_ROW) {
-        sqlite3_finalize(st);
-        return sql_err(e, db, "reading the site table");
-    }
-    has = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    if (!has && (rc = db_exec(db,
-                              "ALTER TABLE _empact_site_cert ADD COLUMN not_after TEXT;"
-                              "ALTER TABLE _empact_site_cert ADD COLUMN address TEXT;",
-                              "hub database", e)) != SYNC_OK)
-        return rc;
-    if ((rc = db_exec(db, SITE_SEEN_DDL REFUSAL_DDL, "hub database", e)) != SYNC_OK ||
-        (rc = site_seen_upgrade(db, e)) != SYNC_OK)
+    if ((rc = column_add(db, "_empact_site_cert", "not_after TEXT", e)) != SYNC_OK ||
+        (rc = column_add(db, "_empact_site_cert", "address TEXT", e)) != SYNC_OK ||
+        (rc = db_exec(db, SITE_SEEN_DDL REFUSAL_DDL, "hub database", e)) != SYNC_OK ||
+        (rc = column_add(db, "_empact_site_seen", "version INTEGER", e)) != SYNC_OK)
         return rc;
     /* the guard on counts of people, for a schema that has them */
     if (schema_find(s, "metric") == NULL || schema_find(s, "metric_value") == NULL)
