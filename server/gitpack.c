@@ -69,7 +69,9 @@ static int loose_list(git_oid **ids, size_t *n, const char *gitdir, struct errct
                 *ids = p;
                 cap = cap ? cap * 2 : 256;
             }
-            snprintf(hex, sizeof(hex), "%02x%s", d, de->d_name);
+            snprintf(hex, sizeof(hex), "%02x", d);
+            memcpy(hex + 2, de->d_name, 38);
+            hex[40] = '\0';
             if (git_oid_fromstr(&(*ids)[*n], hex) == 0)
                 (*n)++;
         }
