@@ -12,6 +12,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "bootstrap.h"
 #include "bundle.h"
 #include "cli.h"
 #include "hea.h"
@@ -56,7 +57,9 @@ static const char usage_join[] =
     "usage: empact join SITE.db FILE.join [--hub HOST:PORT]\n"
     "\n"
     "Creates the replica SITE.db (mode 0600) from the join bundle the central team\n"
-    "sent, and runs the first sync.  Nothing is left behind if the join fails.\n"
+    "sent, installs a snapshot of the hub's shared data as of its newest version\n"
+    "(progress on stdout: a bar on a terminal, a line per tenth otherwise), and\n"
+    "syncs.  A failed or interrupted join leaves no SITE.db behind: run it again.\n"
     "--hub overrides the hub address written in the bundle.\n"
     "Exit codes: 0 joined, 64 usage or SITE.db exists, 65 bad bundle, 73 a sync or\n"
     "join of SITE.db is running, 74 i/o, 75 hub unreachable (retry later), 77\n"
@@ -198,12 +201,14 @@ static int bundle_load(struct bundle **out, const char *path, const char *hub,
     return rc;
 }
 
-/* Builds the replica under a temporary name, syncs it, then links it into
- * place: a failed join leaves nothing behind. */
+/* Builds the replica under a temporary name, installs the hub's snapshot,
+ * syncs what came after it, then links it into place: a failed or killed
+ * join leaves no SITE.db, and the next join starts again from scratch. */
 static int join(const char *path, const char *bundle_path, const char *hub, const struct schema *s,
                 struct sync_result *r, struct errctx *e)
 {
     struct bundle *b = NULL;
+    struct bootstrap_result boot;
     sqlite3 *db = NULL;
     char tmp[4096];
     int rc;
@@ -214,9 +219,9 @@ static int join(const char *path, const char *bundle_path, const char *hub, cons
         return rc;
     snprintf(tmp, sizeof(tmp), "%s.joining", path);
     remove_replica_files(tmp); /* a join that died earlier */
-    if ((rc = replica_create(&db, tmp, s, b, hub, e)) != SYNC_OK)
-        goto out;
-    if ((rc = sync_run(db, s, r, e)) != SYNC_OK)
+    if ((rc = replica_create(&db, tmp, s, b, hub, e)) != SYNC_OK ||
+        (rc = bootstrap_run(db, s, stdout, &boot, e)) != SYNC_OK ||
+        (rc = sync_run(db, s, r, e)) != SYNC_OK)
         goto out;
     replica_close(db);
     db = NULL;

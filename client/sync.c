@@ -920,3 +920,53 @@ int sync_run(sqlite3 *db, const struct schema *s, struct sync_result *r, struct 
         record_failure(db, r, e);
     return rc;
 }
+
+/* ---- a bare connection, for the join snapshot (bootstrap.c) -------------- */
+
+struct sync_link {
+    struct sync y;
+    struct sync_result r;
+};
+
+int sync_link_open(struct sync_link **out, sqlite3 *db, const struct schema *s, uint64_t *hub_head,
+                   struct errctx *e)
+{
+    struct sync_link *l = calloc(1, sizeof(*l));
+    int rc;
+
+    *out = NULL;
+    if (l == NULL)
+        return errctx_set(e, SYNC_ENOMEM, "out of memory");
+    l->y.db = db;
+    l->y.s = s;
+    l->y.r = &l->r;
+    if ((rc = read_meta(&l->y, e)) != SYNC_OK || (rc = connect_hub(&l->y, e)) != SYNC_OK ||
+        (rc = hello(&l->y, e)) != SYNC_OK) {
+        sync_link_close(l, 0);
+        return rc;
+    }
+    *hub_head = l->r.hub_head;
+    *out = l;
+    return SYNC_OK;
+}
+
+int sync_link_send(struct sync_link *l, uint8_t type, const struct buf *payload, struct errctx *e)
+{
+    return msg_send(&l->y.io, type, payload, e);
+}
+
+int sync_link_read(struct sync_link *l, struct frame **f, struct errctx *e)
+{
+    return expect_frame(f, &l->y, e);
+}
+
+void sync_link_close(struct sync_link *l, int bye)
+{
+    if (l == NULL)
+        return;
+    if (bye && l->y.tls != NULL)
+        (void)!frame_write(&l->y.io, MSG_BYE, NULL, 0, NULL);
+    tls_conn_close(l->y.tls);
+    tls_ctx_free(l->y.tls_ctx);
+    free(l);
+}

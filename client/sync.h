@@ -7,7 +7,9 @@
 #include <sqlite3.h>
 #include <stdint.h>
 
+#include "buf.h"
 #include "errctx.h"
+#include "frame.h"
 #include "schema.h"
 
 struct sync_result {
@@ -30,5 +32,17 @@ struct sync_result {
  * everything back: local edits stay pending.  The outcome (success time or
  * failure sentence) is recorded in _empact_meta after the transaction. */
 int sync_run(sqlite3 *db, const struct schema *s, struct sync_result *r, struct errctx *e) SYNC_WUR;
+
+/* A bare connection to the replica's hub, past HELLO and WELCOME, for the
+ * join snapshot (bootstrap.h).  sync_link_read() turns an ERROR frame from
+ * the hub into the error it names; sync_link_close() says BYE first when bye
+ * is non-zero (the site finished what it asked for), and takes NULL. */
+struct sync_link;
+int sync_link_open(struct sync_link **out, sqlite3 *db, const struct schema *s, uint64_t *hub_head,
+                   struct errctx *e) SYNC_WUR;
+int sync_link_send(struct sync_link *l, uint8_t type, const struct buf *payload,
+                   struct errctx *e) SYNC_WUR;
+int sync_link_read(struct sync_link *l, struct frame **f, struct errctx *e) SYNC_WUR;
+void sync_link_close(struct sync_link *l, int bye);
 
 #endif

@@ -856,3 +856,92 @@ int changeset_check_push(const struct schema *s, const void *cs, size_t n, const
     }
     return iter_end(it, step, e);
 }
+
+/* ---- writing insert-only changesets (join snapshots) -------------------- */
+
+/* Appends v as an SQLite varint: 7 bits a byte, most significant first, the
+ * high bit set on every byte but the last; a ninth byte, when needed, holds
+ * 8 bits (the inverse of varint_get). */
+static int varint_put(struct buf *out, uint64_t v, struct errctx *e)
+{
+    uint8_t tmp[9];
+    int n = 0;
+
+    if (v >> 56) {
+        tmp[8] = (uint8_t)v;
+        v >>= 8;
+        for (int i = 7; i >= 0; i--, v >>= 7)
+            tmp[i] = (uint8_t)((v & 0x7f) | 0x80);
+        return buf_put(out, tmp, 9, e);
+    }
+    do {
+        tmp[n++] = (uint8_t)(v & 0x7f);
+        v >>= 7;
+    } while (v != 0);
+    for (int i = 0; i < n / 2; i++) {
+        uint8_t t = tmp[i];
+        tmp[i] = tmp[n - 1 - i];
+        tmp[n - 1 - i] = t;
+    }
+    for (int i = 0; i < n - 1; i++)
+        tmp[i] |= 0x80;
+    return buf_put(out, tmp, (size_t)n, e);
+}
+
+int changeset_put_table(struct buf *out, const struct schema_table *t, struct errctx *e)
+{
+    int rc;
+
+    if ((rc = buf_put_u8(out, 'T', e)) != SYNC_OK ||
+        (rc = varint_put(out, (uint64_t)t->ncol, e)) != SYNC_OK)
+        return rc;
+    /* as the session extension writes it: each column's 1-based position in
+     * the primary key, 0 for the others */
+    for (int i = 0; i < t->ncol; i++)
+        if ((rc = buf_put_u8(out, (uint8_t)t->cols[i].pk, e)) != SYNC_OK)
+            return rc;
+    return buf_put(out, t->name, strlen(t->name) + 1, e);
+}
+
+int changeset_put_insert(struct buf *out, sqlite3_stmt *st, const struct schema_table *t,
+                         struct errctx *e)
+{
+    int rc;
+
+    if ((rc = buf_put_u8(out, SQLITE_INSERT, e)) != SYNC_OK ||
+        (rc = buf_put_u8(out, 0, e)) != SYNC_OK) /* not indirect */
+        return rc;
+    for (int i = 0; rc == SYNC_OK && i < t->ncol; i++) {
+        int type = sqlite3_column_type(st, i);
+        uint64_t bits;
+
+        switch (type) {
+        case SQLITE_INTEGER:
+            bits = (uint64_t)sqlite3_column_int64(st, i);
+            if ((rc = buf_put_u8(out, SQLITE_INTEGER, e)) == SYNC_OK)
+                rc = buf_put_u64(out, bits, e);
+            break;
+        case SQLITE_FLOAT: {
+            double d = sqlite3_column_double(st, i);
+            memcpy(&bits, &d, sizeof(bits));
+            if ((rc = buf_put_u8(out, SQLITE_FLOAT, e)) == SYNC_OK)
+                rc = buf_put_u64(out, bits, e);
+            break;
+        }
+        case SQLITE_TEXT:
+        case SQLITE_BLOB: {
+            const void *p = type == SQLITE_TEXT ? (const void *)sqlite3_column_text(st, i)
+                                                : sqlite3_column_blob(st, i);
+            int len = sqlite3_column_bytes(st, i);
+            if ((rc = buf_put_u8(out, (uint8_t)type, e)) == SYNC_OK &&
+                (rc = varint_put(out, (uint64_t)len, e)) == SYNC_OK && len > 0)
+                rc = buf_put(out, p, (size_t)len, e);
+            break;
+        }
+        default:
+            rc = buf_put_u8(out, SQLITE_NULL, e);
+            break;
+        }
+    }
+    return rc;
+}

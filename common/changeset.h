@@ -83,6 +83,15 @@ int changeset_dirty_done(sqlite3 *db, const struct schema *s, const void *cs, si
  * what is wrong, SYNC_ELIMIT over CHANGESET_MAX.  Patchsets are refused. */
 int changeset_validate(const void *cs, size_t n, struct errctx *e) SYNC_WUR;
 
+/* Writing a changeset of INSERTs only (a join snapshot of whole tables):
+ * changeset_put_table() appends the table header for t (column count,
+ * primary-key flags and name, as the session extension writes them); each
+ * changeset_put_insert() after it appends an INSERT of st's current row,
+ * whose columns 0 .. t->ncol - 1 are t's in declaration order. */
+int changeset_put_table(struct buf *out, const struct schema_table *t, struct errctx *e) SYNC_WUR;
+int changeset_put_insert(struct buf *out, sqlite3_stmt *st, const struct schema_table *t,
+                         struct errctx *e) SYNC_WUR;
+
 /* Counts the changes in cs; SYNC_EPROTO if malformed. */
 int changeset_count(const void *cs, size_t n, int *count, struct errctx *e) SYNC_WUR;
 

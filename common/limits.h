@@ -100,6 +100,15 @@
 /* Versions sent in one pull reply before the client asks again. */
 #define PULL_BATCH_MAX 1000
 
+/* A new site's join snapshot (SNAP_DATA frames): the hub cuts the rows into
+ * changesets of about SNAPSHOT_CHUNK_RAW bytes (1 MiB: big enough that frame
+ * and zstd overheads vanish, small enough that neither side holds more than
+ * a few MiB of it at once); a chunk is cut after the row that crosses it, so
+ * one row over FRAME_MAX-sized is the only way past it, and a received chunk
+ * announcing more than SNAPSHOT_CHUNK_MAX is refused before decompression. */
+#define SNAPSHOT_CHUNK_RAW (1u * 1024u * 1024u)
+#define SNAPSHOT_CHUNK_MAX (SNAPSHOT_CHUNK_RAW + FRAME_MAX)
+
 /* Zstd level for changesets: level 3 is zstd's default speed/ratio balance. */
 #define ZSTD_LEVEL 3
 

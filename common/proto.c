@@ -253,6 +253,78 @@ int msg_pull_end_decode(struct msg_pull_end *m, const struct frame *f, struct er
     return buf_reader_done(&r, e);
 }
 
+int msg_snap_head_encode(struct buf *out, const struct msg_snap_head *m, struct errctx *e)
+{
+    int rc;
+    if ((rc = buf_put_u64(out, m->version, e)) != 0 || (rc = buf_put(out, m->tree, 20, e)) != 0 ||
+        (rc = buf_put_u64(out, m->rows, e)) != 0)
+        return rc;
+    return buf_put_u32(out, m->tables, e);
+}
+
+int msg_snap_head_decode(struct msg_snap_head *m, const struct frame *f, struct errctx *e)
+{
+    struct buf_reader r;
+    const uint8_t *p;
+    int rc;
+
+    if ((rc = expect(f, MSG_SNAP_HEAD, e)) != 0)
+        return rc;
+    buf_reader_init(&r, f->payload, f->len);
+    if ((rc = buf_get_u64(&r, &m->version, e)) != 0 || (rc = buf_get_bytes(&r, &p, 20, e)) != 0)
+        return rc;
+    memcpy(m->tree, p, 20);
+    if ((rc = buf_get_u64(&r, &m->rows, e)) != 0 || (rc = buf_get_u32(&r, &m->tables, e)) != 0)
+        return rc;
+    return buf_reader_done(&r, e);
+}
+
+int msg_snap_data_encode(struct buf *out, const struct msg_snap_data *m, struct errctx *e)
+{
+    int rc;
+    if ((rc = buf_put_u32(out, m->rows, e)) != 0 || (rc = buf_put_u32(out, m->raw_len, e)) != 0)
+        return rc;
+    return buf_put(out, m->z, m->zlen, e);
+}
+
+int msg_snap_data_decode(struct msg_snap_data *m, const struct frame *f, struct errctx *e)
+{
+    struct buf_reader r;
+    int rc;
+
+    if ((rc = expect(f, MSG_SNAP_DATA, e)) != 0)
+        return rc;
+    buf_reader_init(&r, f->payload, f->len);
+    if ((rc = buf_get_u32(&r, &m->rows, e)) != 0 || (rc = buf_get_u32(&r, &m->raw_len, e)) != 0)
+        return rc;
+    if (m->raw_len > SNAPSHOT_CHUNK_MAX)
+        return errctx_set(e, SYNC_ELIMIT, "snapshot chunk of %u bytes exceeds the limit of %u",
+                          m->raw_len, SNAPSHOT_CHUNK_MAX);
+    m->zlen = (uint32_t)r.left;
+    return buf_get_bytes(&r, &m->z, r.left, e);
+}
+
+int msg_snap_end_encode(struct buf *out, const struct msg_snap_end *m, struct errctx *e)
+{
+    int rc;
+    if ((rc = buf_put_u64(out, m->rows, e)) != 0)
+        return rc;
+    return buf_put_u64(out, m->bytes, e);
+}
+
+int msg_snap_end_decode(struct msg_snap_end *m, const struct frame *f, struct errctx *e)
+{
+    struct buf_reader r;
+    int rc;
+
+    if ((rc = expect(f, MSG_SNAP_END, e)) != 0)
+        return rc;
+    buf_reader_init(&r, f->payload, f->len);
+    if ((rc = buf_get_u64(&r, &m->rows, e)) != 0 || (rc = buf_get_u64(&r, &m->bytes, e)) != 0)
+        return rc;
+    return buf_reader_done(&r, e);
+}
+
 int msg_error_encode(struct buf *out, uint16_t code, const char *msg, struct errctx *e)
 {
     char cut[WIRE_MSG_MAX + 1];
@@ -326,6 +398,14 @@ const char *msg_type_name(uint8_t type)
         return "PULL_END";
     case MSG_BYE:
         return "BYE";
+    case MSG_SNAPSHOT:
+        return "SNAPSHOT";
+    case MSG_SNAP_HEAD:
+        return "SNAP_HEAD";
+    case MSG_SNAP_DATA:
+        return "SNAP_DATA";
+    case MSG_SNAP_END:
+        return "SNAP_END";
     case MSG_ERROR:
         return "ERROR";
     default:

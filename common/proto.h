@@ -18,6 +18,11 @@
  *                    b32 lost value, b32 kept value                 hub -> site
  *   PULL_END   0x22  u64 head version, 20B tree id, u8 more           hub -> site
  *   BYE        0x30  (empty)                                         site -> hub
+ *   SNAPSHOT   0x40  (empty)                                         site -> hub
+ *   SNAP_HEAD  0x41  u64 version, 20B tree id, u64 rows, u32 tables   hub -> site
+ *   SNAP_DATA  0x42  u32 rows, u32 raw length, zstd changeset of
+ *                    inserts                                         hub -> site
+ *   SNAP_END   0x43  u64 rows, u64 raw bytes (totals sent)           hub -> site
  *   ERROR      0x7f  u16 code, str sentence                          either way
  * (b32: u32 length + bytes.)
  */
@@ -30,7 +35,7 @@
 #include "errctx.h"
 #include "frame.h"
 
-#define PROTO_VERSION 2
+#define PROTO_VERSION 3
 
 enum msg_type {
     MSG_HELLO = 0x01,
@@ -42,6 +47,10 @@ enum msg_type {
     MSG_PULL_END = 0x22,
     MSG_CONFLICT = 0x23,
     MSG_BYE = 0x30,
+    MSG_SNAPSHOT = 0x40,
+    MSG_SNAP_HEAD = 0x41,
+    MSG_SNAP_DATA = 0x42,
+    MSG_SNAP_END = 0x43,
     MSG_ERROR = 0x7f,
 };
 
@@ -127,6 +136,26 @@ struct msg_pull_end {
     uint8_t more;
 };
 
+/* A snapshot of the replicated tables at one version (a new site's join). */
+struct msg_snap_head {
+    uint64_t version;
+    uint8_t tree[OID_RAW_LEN];
+    uint64_t rows;   /* rows in all the snapshot's SNAP_DATA frames */
+    uint32_t tables; /* replicated tables it covers */
+};
+
+struct msg_snap_data {
+    uint32_t rows;    /* inserts in the changeset */
+    uint32_t raw_len; /* changeset length before compression */
+    const uint8_t *z; /* borrowed from the frame */
+    uint32_t zlen;
+};
+
+struct msg_snap_end {
+    uint64_t rows;  /* rows sent in all SNAP_DATA frames */
+    uint64_t bytes; /* raw changeset bytes sent in all SNAP_DATA frames */
+};
+
 struct msg_error {
     uint16_t code;
     char msg[WIRE_MSG_MAX + 1];
@@ -141,6 +170,9 @@ int msg_pull_encode(struct buf *out, const struct msg_pull *m, struct errctx *e)
 int msg_conflict_encode(struct buf *out, const struct msg_conflict *m, struct errctx *e) SYNC_WUR;
 int msg_version_encode(struct buf *out, const struct msg_version *m, struct errctx *e) SYNC_WUR;
 int msg_pull_end_encode(struct buf *out, const struct msg_pull_end *m, struct errctx *e) SYNC_WUR;
+int msg_snap_head_encode(struct buf *out, const struct msg_snap_head *m, struct errctx *e) SYNC_WUR;
+int msg_snap_data_encode(struct buf *out, const struct msg_snap_data *m, struct errctx *e) SYNC_WUR;
+int msg_snap_end_encode(struct buf *out, const struct msg_snap_end *m, struct errctx *e) SYNC_WUR;
 int msg_error_encode(struct buf *out, uint16_t code, const char *msg, struct errctx *e) SYNC_WUR;
 
 /* Decoders check the frame type and every length; byte pointers in the
@@ -153,6 +185,9 @@ int msg_pull_decode(struct msg_pull *m, const struct frame *f, struct errctx *e)
 int msg_conflict_decode(struct msg_conflict *m, const struct frame *f, struct errctx *e) SYNC_WUR;
 int msg_version_decode(struct msg_version *m, const struct frame *f, struct errctx *e) SYNC_WUR;
 int msg_pull_end_decode(struct msg_pull_end *m, const struct frame *f, struct errctx *e) SYNC_WUR;
+int msg_snap_head_decode(struct msg_snap_head *m, const struct frame *f, struct errctx *e) SYNC_WUR;
+int msg_snap_data_decode(struct msg_snap_data *m, const struct frame *f, struct errctx *e) SYNC_WUR;
+int msg_snap_end_decode(struct msg_snap_end *m, const struct frame *f, struct errctx *e) SYNC_WUR;
 int msg_error_decode(struct msg_error *m, const struct frame *f, struct errctx *e) SYNC_WUR;
 
 /* Encodes and sends one message in a frame. */

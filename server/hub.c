@@ -195,9 +195,8 @@ int hub_head(sqlite3 *db, uint64_t *head, struct errctx *e)
     return rc;
 }
 
-/* The newest version's commit and tree; *found = 0 when there is none. */
-static int head_ids(sqlite3 *db, uint64_t *seq, uint8_t commit[20], uint8_t tree[20], int *found,
-                    struct errctx *e)
+int hub_head_ids(sqlite3 *db, uint64_t *seq, uint8_t commit[20], uint8_t tree[20], int *found,
+                 struct errctx *e)
 {
     sqlite3_stmt *st = NULL;
     int rc = SYNC_OK, step;
@@ -234,7 +233,7 @@ static int branch_repair(struct hub *h, struct errctx *e)
      * lock file now is left over from a writer that died. */
     if ((rc = gitmap_clear_stale_lock(h->git, e)) != SYNC_OK)
         return rc;
-    if ((rc = head_ids(h->db, &seq, commit, tree, &found, e)) != SYNC_OK || !found)
+    if ((rc = hub_head_ids(h->db, &seq, commit, tree, &found, e)) != SYNC_OK || !found)
         return rc;
     if ((rc = gitmap_head(at, &on_branch, h->git, e)) != SYNC_OK)
         return rc;
@@ -261,7 +260,7 @@ static int version_commit(struct hub *h, const char *author, const char *push_he
     char *msg = NULL;
     int64_t now = (int64_t)time(NULL);
 
-    if ((rc = head_ids(h->db, &seq, commit, tree, &found, e)) != SYNC_OK ||
+    if ((rc = hub_head_ids(h->db, &seq, commit, tree, &found, e)) != SYNC_OK ||
         (rc = changeset_touched_reset(h->db, h->schema, e)) != SYNC_OK ||
         (rc = changeset_touched_add(h->db, h->schema, eff, neff, e)) != SYNC_OK ||
         (rc = gitmap_tree_update(new_tree, h->git, found ? tree : NULL, h->db, h->schema, "", e)) !=
@@ -818,7 +817,7 @@ int hub_versions(sqlite3 *rdb, uint64_t since, int (*fn)(void *arg, const struct
     *more = 0;
     if ((rc = db_exec(rdb, "BEGIN", "hub database", e)) != SYNC_OK)
         return rc;
-    if ((rc = head_ids(rdb, head, commit, head_tree, &found, e)) != SYNC_OK)
+    if ((rc = hub_head_ids(rdb, head, commit, head_tree, &found, e)) != SYNC_OK)
         goto out;
     if (!found)
         memset(head_tree, 0, 20);

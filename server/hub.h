@@ -167,6 +167,11 @@ int hub_conflicts(sqlite3 *rdb, const char *site, uint64_t since,
  * NUL-terminated string; caller wipes and frees it (pki_pem_free). */
 int hub_read_pem(char **out, const char *dir, const char *name, struct errctx *e) SYNC_WUR;
 
+/* The newest version's number, commit and tree; *found = 0 when there is
+ * none.  Inside the caller's read snapshot if any. */
+int hub_head_ids(sqlite3 *db, uint64_t *seq, uint8_t commit[20], uint8_t tree[20], int *found,
+                 struct errctx *e) SYNC_WUR;
+
 /* The newest version number (0 when none). */
 int hub_head(sqlite3 *db, uint64_t *head, struct errctx *e) SYNC_WUR;
 

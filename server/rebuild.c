@@ -106,12 +106,12 @@ static int has_meta(const struct schema_table *t)
 static int stamp_row(struct rb *b, const struct schema_table *t, const struct rowtext *r,
                      struct errctx *e)
 {
-    char *where = schema_sql_pk_where(t), *ph = NULL, *sql;
+    char *where, *ph = NULL, *sql;
     int rc;
 
     if (!has_meta(t))
         return SYNC_OK;
-    if (where == NULL)
+    if ((where = schema_sql_pk_where(t)) == NULL)
         return errctx_set(e, SYNC_ENOMEM, "out of memory");
     ph = sqlite3_mprintf("%.*c", 2 * t->npk, '?');
     for (int i = 1; ph != NULL && i < 2 * t->npk; i += 2)

@@ -39,6 +39,7 @@
 #include "hub.h"
 #include "pki.h"
 #include "proto.h"
+#include "snapshot.h"
 #include "testpoint.h"
 #include "tls.h"
 #include "zcodec.h"
@@ -304,6 +305,34 @@ static int handle_pull(struct conn *c, const struct frame *f, struct errctx *e)
     return rc;
 }
 
+/* A joining site asks for the replicated tables as of the head version. */
+static int handle_snapshot(struct conn *c, const struct frame *f, struct errctx *e)
+{
+    struct snapshot_stats st;
+    struct timespec t0, t1;
+    int rc;
+
+    if (f->len != 0) {
+        rc = errctx_set(e, SYNC_EPROTO, "SNAPSHOT: %u unexpected payload bytes", f->len);
+        msg_send_error(&c->io, WERR_BAD_FRAME, e->msg);
+        return rc;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if ((rc = snapshot_send(c->rdb, c->srv->schema, &c->io, &st, e)) != SYNC_OK) {
+        if (rc != SYNC_ENET)
+            msg_send_error(&c->io, WERR_INTERNAL, "the hub could not read its tables; retry later");
+        return rc;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    c->pulled_to = st.version;
+    logf_("site %s: sent a snapshot of version %llu: %llu rows, %llu bytes (%llu compressed, %u "
+          "frames) in %lld ms",
+          c->site, (unsigned long long)st.version, (unsigned long long)st.rows,
+          (unsigned long long)st.raw, (unsigned long long)st.wire, st.chunks,
+          (long long)(t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
+    return SYNC_OK;
+}
+
 static void session(struct conn *c)
 {
     struct errctx e = {0, ""};
@@ -350,6 +379,8 @@ static void session(struct conn *c)
             rc = handle_push(c, f, &e);
         else if (f->type == MSG_PULL)
             rc = handle_pull(c, f, &e);
+        else if (f->type == MSG_SNAPSHOT)
+            rc = handle_snapshot(c, f, &e);
         else {
             rc = errctx_set(&e, SYNC_EPROTO, "unexpected %s message", msg_type_name(f->type));
             msg_send_error(&c->io, WERR_BAD_FRAME, e.msg);

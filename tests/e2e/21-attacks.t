@@ -39,9 +39,9 @@ u64() { u32 $(($1 >> 32)); u32 $(($1 & 0xffffffff)); }
 # frame TYPE FILE: a frame carrying FILE as its payload (common/PROTOCOL.md).
 frame() { u32 "$(stat -c %s "$2")"; bytes "$1"; cat "$2"; }
 
-# HELLO: protocol 2, the schema fingerprint of the bundle (or 32 zero bytes).
-{ bytes 0 2; printf '%b' "$(bundle_get "$(site_join_file alpha)" schema | sed 's/../\\x&/g')"; } >hello.pl
-{ bytes 0 2; head -c 32 /dev/zero; } >hello-zero.pl
+# HELLO: protocol 3, the schema fingerprint of the bundle (or 32 zero bytes).
+{ bytes 0 3; printf '%b' "$(bundle_get "$(site_join_file alpha)" schema | sed 's/../\\x&/g')"; } >hello.pl
+{ bytes 0 3; head -c 32 /dev/zero; } >hello-zero.pl
 frame 1 hello.pl >hello.bin
 frame 1 hello-zero.pl >hello-zero.bin
 is "$(stat -c %s hello.bin)" 39 "a HELLO frame is 39 bytes"

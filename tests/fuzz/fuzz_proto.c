@@ -108,6 +108,27 @@ static int decode_one(const struct frame *f, uint8_t t)
             CHECK(msg_conflict_encode(&b, &m, &e) == SYNC_OK);
         break;
     }
+    case MSG_SNAP_HEAD: {
+        struct msg_snap_head m;
+        if ((rc = msg_snap_head_decode(&m, f, &e)) == SYNC_OK)
+            CHECK(msg_snap_head_encode(&b, &m, &e) == SYNC_OK);
+        break;
+    }
+    case MSG_SNAP_DATA: {
+        struct msg_snap_data m;
+        if ((rc = msg_snap_data_decode(&m, f, &e)) == SYNC_OK) {
+            CHECK(m.raw_len <= SNAPSHOT_CHUNK_MAX);
+            CHECK(m.zlen == 0 || (m.z >= f->payload && m.z + m.zlen == f->payload + f->len));
+            CHECK(msg_snap_data_encode(&b, &m, &e) == SYNC_OK);
+        }
+        break;
+    }
+    case MSG_SNAP_END: {
+        struct msg_snap_end m;
+        if ((rc = msg_snap_end_decode(&m, f, &e)) == SYNC_OK)
+            CHECK(msg_snap_end_encode(&b, &m, &e) == SYNC_OK);
+        break;
+    }
     default: { /* MSG_ERROR */
         struct msg_error m, again;
         struct frame g;
@@ -135,8 +156,9 @@ static int decode_one(const struct frame *f, uint8_t t)
     return rc;
 }
 
-static const uint8_t types[] = {MSG_HELLO,   MSG_WELCOME,  MSG_PUSH,     MSG_PUSH_OK, MSG_PULL,
-                                MSG_VERSION, MSG_PULL_END, MSG_CONFLICT, MSG_ERROR};
+static const uint8_t types[] = {MSG_HELLO,     MSG_WELCOME,   MSG_PUSH,     MSG_PUSH_OK,
+                                MSG_PULL,      MSG_VERSION,   MSG_PULL_END, MSG_CONFLICT,
+                                MSG_SNAP_HEAD, MSG_SNAP_DATA, MSG_SNAP_END, MSG_ERROR};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

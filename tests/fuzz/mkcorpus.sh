@@ -312,9 +312,9 @@ seeds_proto() {
     # a zstd frame holding a changeset table header
     zcs=$(printf 'T\x01\x01resource\x00' | zstd -3 -q -c --no-check | od -An -v -tx1 |
         tr -s ' \n' ' ' | sed 's/^ //; s/ $//; s/ /\\x/g; s/^/\\x/')
-    msg valid-hello '\x01' "\\x00\\x02$fp"
+    msg valid-hello '\x01' "\\x00\\x03$fp"
     msg bad-hello-proto-1 '\x01' "\\x00\\x01$fp"
-    msg valid-welcome '\x02' "\\x00\\x02$u64"
+    msg valid-welcome '\x02' "\\x00\\x03$u64"
     msg valid-push '\x10' "$fp$u64\\x00\\x00\\x00\\x0e\\x00\\x00\\x00\\x02$u64$u64$zcs"
     msg valid-push-no-times '\x10' "$fp$u64\\x00\\x00\\x00\\x0e\\x00\\x00\\x00\\x00$zcs"
     msg valid-push-empty-z '\x10' "$fp$u64\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00"
@@ -331,6 +331,14 @@ seeds_proto() {
     msg bad-conflict-table-64 '\x23' "$u64$u64$(str "$(rep 64 t)")$(str c)$(str k)$(str w)$u64$u64"
     msg bad-conflict-b32-huge '\x23' "$u64$u64$(str t)$(str c)$(str k)$(str w)$u64$u64\\xff\\xff\\xff\\xff"
     msg valid-bye '\x30' ''
+    msg valid-snapshot '\x40' ''
+    msg valid-snap-head '\x41' "$u64$oid$u64\\x00\\x00\\x00\\x04"
+    msg bad-snap-head-short '\x41' "$u64$oid$u64"
+    msg valid-snap-data '\x42' "\\x00\\x00\\x00\\x01\\x00\\x00\\x00\\x0e$zcs"
+    msg valid-snap-data-empty-z '\x42' '\x00\x00\x00\x00\x00\x00\x00\x00'
+    msg bad-snap-data-raw-over-limit '\x42' "\\x00\\x00\\x00\\x01\\x02\\x10\\x00\\x01$zcs"
+    msg valid-snap-end '\x43' "$u64$u64"
+    msg bad-snap-end-long '\x43' "$u64$u64\\x00"
     msg valid-error '\x7f' "\\x00\\x02$(str 'hub refused: schema differs')"
     printf '\x7f\x00\x05\x00\x03a\nb' >"$P/odd-error-newline"
     msg bad-error-nul '\x7f' '\x00\x05\x00\x03a\x00b'

@@ -57,6 +57,18 @@ static int dec_pull_end(void *m, const struct frame *f, struct errctx *e)
 {
     return msg_pull_end_decode(m, f, e);
 }
+static int dec_snap_head(void *m, const struct frame *f, struct errctx *e)
+{
+    return msg_snap_head_decode(m, f, e);
+}
+static int dec_snap_data(void *m, const struct frame *f, struct errctx *e)
+{
+    return msg_snap_data_decode(m, f, e);
+}
+static int dec_snap_end(void *m, const struct frame *f, struct errctx *e)
+{
+    return msg_snap_end_decode(m, f, e);
+}
 static int dec_error(void *m, const struct frame *f, struct errctx *e)
 {
     return msg_error_decode(m, f, e);
@@ -88,6 +100,9 @@ union any_msg {
     struct msg_conflict conflict;
     struct msg_version version;
     struct msg_pull_end pull_end;
+    struct msg_snap_head snap_head;
+    struct msg_snap_data snap_data;
+    struct msg_snap_end snap_end;
     struct msg_error error;
 };
 
@@ -97,9 +112,10 @@ union any_msg {
 static void refuse_damage(decode_fn dec, uint8_t type, const struct buf *good, size_t fixed,
                           int tail_ok)
 {
-    static const uint8_t types[] = {MSG_HELLO, MSG_WELCOME, MSG_PUSH,     MSG_PUSH_OK,
-                                    MSG_PULL,  MSG_VERSION, MSG_PULL_END, MSG_CONFLICT,
-                                    MSG_BYE,   MSG_ERROR,   0x00,         0xff};
+    static const uint8_t types[] = {MSG_HELLO,    MSG_WELCOME,   MSG_PUSH,      MSG_PUSH_OK,
+                                    MSG_PULL,     MSG_VERSION,   MSG_PULL_END,  MSG_CONFLICT,
+                                    MSG_SNAPSHOT, MSG_SNAP_HEAD, MSG_SNAP_DATA, MSG_SNAP_END,
+                                    MSG_BYE,      MSG_ERROR,     0x00,          0xff};
     union any_msg m;
     struct errctx e = {0};
     uint8_t *longer;
@@ -170,7 +186,7 @@ static void test_welcome(void **state)
     (void)state;
     assert_int_equal(msg_welcome_encode(&b, &in, &e), SYNC_OK);
     assert_int_equal(b.len, 10);
-    assert_memory_equal(b.data, "\x00\x02\x01\x02\x03\x04\x05\x06\x07\x08", 10);
+    assert_memory_equal(b.data, "\x00\x03\x01\x02\x03\x04\x05\x06\x07\x08", 10);
     memset(&out, 0xee, sizeof(out));
     assert_int_equal(decode_copy(dec_welcome, &out, MSG_WELCOME, b.data, b.len, &e), SYNC_OK);
     assert_int_equal(out.proto, PROTO_VERSION);
@@ -423,6 +439,70 @@ static void test_pull_end(void **state)
     buf_free(&b);
 }
 
+static void test_snap_head(void **state)
+{
+    struct msg_snap_head in = {.version = 0x0102030405060708ull, .rows = 100000, .tables = 4}, out;
+    struct buf b = {0};
+    struct errctx e = {0};
+
+    (void)state;
+    fill(in.tree, OID_RAW_LEN, 9);
+    assert_int_equal(msg_snap_head_encode(&b, &in, &e), SYNC_OK);
+    assert_int_equal(b.len, 8 + 20 + 8 + 4);
+    assert_memory_equal(b.data, "\x01\x02\x03\x04\x05\x06\x07\x08", 8);
+    assert_memory_equal(b.data + 8, in.tree, 20);
+    assert_memory_equal(b.data + 28, "\x00\x00\x00\x00\x00\x01\x86\xa0\x00\x00\x00\x04", 12);
+    memset(&out, 0, sizeof(out));
+    assert_int_equal(decode_copy(dec_snap_head, &out, MSG_SNAP_HEAD, b.data, b.len, &e), SYNC_OK);
+    assert_true(out.version == in.version && out.rows == 100000 && out.tables == 4);
+    assert_memory_equal(out.tree, in.tree, 20);
+    refuse_damage(dec_snap_head, MSG_SNAP_HEAD, &b, b.len, 0);
+    buf_free(&b);
+}
+
+static void test_snap_data(void **state)
+{
+    static const uint8_t z[] = {0x28, 0xb5, 0x2f, 0xfd, 1, 2, 3};
+    struct msg_snap_data in = {.rows = 7, .raw_len = 4096, .z = z, .zlen = sizeof(z)}, out;
+    struct buf b = {0};
+    struct errctx e = {0};
+
+    (void)state;
+    assert_int_equal(msg_snap_data_encode(&b, &in, &e), SYNC_OK);
+    assert_int_equal(b.len, 4 + 4 + sizeof(z));
+    memset(&out, 0, sizeof(out));
+    assert_int_equal(decode_copy(dec_snap_data, &out, MSG_SNAP_DATA, b.data, b.len, &e), SYNC_OK);
+    assert_int_equal(out.rows, 7);
+    assert_int_equal(out.raw_len, 4096);
+    assert_int_equal(out.zlen, sizeof(z));
+    refuse_damage(dec_snap_data, MSG_SNAP_DATA, &b, 8, 1);
+    /* a chunk announcing more than SNAPSHOT_CHUNK_MAX is refused before any
+     * decompression */
+    b.len = 0;
+    in.raw_len = SNAPSHOT_CHUNK_MAX + 1;
+    assert_int_equal(msg_snap_data_encode(&b, &in, &e), SYNC_OK);
+    assert_int_equal(decode_copy(dec_snap_data, &out, MSG_SNAP_DATA, b.data, b.len, &e),
+                     SYNC_ELIMIT);
+    assert_non_null(strstr(e.msg, "snapshot chunk"));
+    buf_free(&b);
+}
+
+static void test_snap_end(void **state)
+{
+    struct msg_snap_end in = {.rows = 3, .bytes = 0x1122334455ull}, out;
+    struct buf b = {0};
+    struct errctx e = {0};
+
+    (void)state;
+    assert_int_equal(msg_snap_end_encode(&b, &in, &e), SYNC_OK);
+    assert_int_equal(b.len, 16);
+    memset(&out, 0, sizeof(out));
+    assert_int_equal(decode_copy(dec_snap_end, &out, MSG_SNAP_END, b.data, b.len, &e), SYNC_OK);
+    assert_true(out.rows == 3 && out.bytes == 0x1122334455ull);
+    refuse_damage(dec_snap_end, MSG_SNAP_END, &b, b.len, 0);
+    buf_free(&b);
+}
+
 static void test_error(void **state)
 {
     static const char sentence[] = "hub refused push: schema 3f2a differs from hub's 91c0";
@@ -492,6 +572,8 @@ static void test_type_names(void **state)
     assert_string_equal(msg_type_name(MSG_HELLO), "HELLO");
     assert_string_equal(msg_type_name(MSG_PUSH), "PUSH");
     assert_string_equal(msg_type_name(MSG_PULL_END), "PULL_END");
+    assert_string_equal(msg_type_name(MSG_SNAPSHOT), "SNAPSHOT");
+    assert_string_equal(msg_type_name(MSG_SNAP_DATA), "SNAP_DATA");
     assert_string_equal(msg_type_name(MSG_ERROR), "ERROR");
     assert_string_equal(msg_type_name(0x55), "unknown");
 }
@@ -499,17 +581,13 @@ static void test_type_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hello),
-        cmocka_unit_test(test_welcome),
-        cmocka_unit_test(test_push),
-        cmocka_unit_test(test_push_raw_len_limit),
-        cmocka_unit_test(test_push_ok),
-        cmocka_unit_test(test_pull),
-        cmocka_unit_test(test_conflict),
-        cmocka_unit_test(test_version),
-        cmocka_unit_test(test_pull_end),
-        cmocka_unit_test(test_error),
-        cmocka_unit_test(test_error_limits_and_control_chars),
+        cmocka_unit_test(test_hello),      cmocka_unit_test(test_welcome),
+        cmocka_unit_test(test_push),       cmocka_unit_test(test_push_raw_len_limit),
+        cmocka_unit_test(test_push_ok),    cmocka_unit_test(test_pull),
+        cmocka_unit_test(test_conflict),   cmocka_unit_test(test_version),
+        cmocka_unit_test(test_pull_end),   cmocka_unit_test(test_snap_head),
+        cmocka_unit_test(test_snap_data),  cmocka_unit_test(test_snap_end),
+        cmocka_unit_test(test_error),      cmocka_unit_test(test_error_limits_and_control_chars),
         cmocka_unit_test(test_type_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
