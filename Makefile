@@ -13,10 +13,10 @@ BIN ?= bin
 SAN ?=
 
 # Debian packages the build, the tests and the demo need.
-DEB_PKGS := gcc make pkg-config libsqlite3-dev libgit2-dev libzstd-dev libssl-dev \
+DEB_PKGS := gcc make pkg-config libsqlite3-dev libgit2-dev libzstd-dev libssl-dev zlib1g-dev \
             libcjson-dev libbsd-dev libcsv-dev libcmocka-dev sqlite3 sqlite3-tools git openssl perl \
             ca-certificates clang libclang-rt-14-dev clang-format cppcheck chromium
-PKGS := sqlite3 libgit2 libzstd openssl libcjson libbsd
+PKGS := sqlite3 libgit2 libzstd openssl libcjson libbsd zlib
 
 CFLAGS_WARN := -std=c17 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wvla
 CPPFLAGS_ALL = -D_GNU_SOURCE -DSQLITE_ENABLE_SESSION -DSQLITE_ENABLE_PREUPDATE_HOOK \

@@ -4,6 +4,8 @@
 #include "db.h"
 
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
 
 int db_exec(sqlite3 *db, const char *sql, const char *what, struct errctx *e)
 {
@@ -26,4 +28,56 @@ int db_exec_free(sqlite3 *db, char *sql, const char *what, struct errctx *e)
     rc = db_exec(db, sql, what, e);
     sqlite3_free(sql);
     return rc;
+}
+
+void stmtcache_init(struct stmtcache *c, sqlite3 *db)
+{
+    memset(c, 0, sizeof(*c));
+    c->db = db;
+}
+
+int stmtcache_prepare(struct stmtcache *c, const char *sql, sqlite3_stmt **st)
+{
+    int rc;
+
+    *st = NULL;
+    for (int i = 0; i < c->n; i++) {
+        if (!c->e[i].busy && strcmp(c->e[i].sql, sql) == 0) {
+            c->e[i].busy = 1;
+            *st = c->e[i].st;
+            return SQLITE_OK;
+        }
+    }
+    if ((rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL)) != SQLITE_OK)
+        return rc;
+    if (c->n < STMTCACHE_MAX && (c->e[c->n].sql = strdup(sql)) != NULL) {
+        c->e[c->n].st = *st;
+        c->e[c->n].busy = 1;
+        c->n++;
+    }
+    return SQLITE_OK;
+}
+
+void stmtcache_release(struct stmtcache *c, sqlite3_stmt *st)
+{
+    if (st == NULL)
+        return;
+    for (int i = 0; i < c->n; i++) {
+        if (c->e[i].st == st) {
+            (void)sqlite3_reset(st);
+            (void)sqlite3_clear_bindings(st);
+            c->e[i].busy = 0;
+            return;
+        }
+    }
+    sqlite3_finalize(st);
+}
+
+void stmtcache_free(struct stmtcache *c)
+{
+    for (int i = 0; i < c->n; i++) {
+        sqlite3_finalize(c->e[i].st);
+        free(c->e[i].sql);
+    }
+    c->n = 0;
 }

@@ -16,4 +16,32 @@ int db_exec(sqlite3 *db, const char *sql, const char *what, struct errctx *e) SY
  * ran out of memory) gives SYNC_ENOMEM. */
 int db_exec_free(sqlite3 *db, char *sql, const char *what, struct errctx *e) SYNC_WUR;
 
+/*
+ * A cache of prepared statements for one piece of work on one connection
+ * (the changes of one push, the chunks of one apply): a statement whose SQL
+ * text was prepared before is reset and handed out again instead of being
+ * parsed and planned once per row.  stmtcache_prepare() returns SQLite's
+ * code (the message is sqlite3_errmsg(c->db)); stmtcache_release() resets a
+ * statement and clears its bindings for the next use (a statement it does not
+ * hold, when the cache was full, is finalized), and takes NULL.  A statement
+ * handed out is not handed out again before it is released.
+ * stmtcache_free() finalizes everything: call it before the work ends.
+ */
+#define STMTCACHE_MAX 32
+
+struct stmtcache {
+    sqlite3 *db;
+    int n;
+    struct {
+        char *sql;
+        sqlite3_stmt *st;
+        int busy;
+    } e[STMTCACHE_MAX];
+};
+
+void stmtcache_init(struct stmtcache *c, sqlite3 *db);
+int stmtcache_prepare(struct stmtcache *c, const char *sql, sqlite3_stmt **st) SYNC_WUR;
+void stmtcache_release(struct stmtcache *c, sqlite3_stmt *st);
+void stmtcache_free(struct stmtcache *c);
+
 #endif

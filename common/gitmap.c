@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <git2.h>
 #include <git2/sys/mempack.h>
+#include <git2/sys/odb_backend.h>
 #include <git2/sys/repository.h>
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -20,11 +21,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 struct gitmap {
     git_repository *repo;
     git_odb_backend *mempack; /* non-NULL for an in-memory store (owned by the odb) */
+    git_odb_backend *stage;   /* on-disk repositories: where new objects wait for
+                                 gitmap_set_head() to write them as one pack */
+    git_oid *staged;          /* ids of the objects written to the stage */
+    size_t nstaged, capstaged;
+    int stage_lost; /* an id could not be remembered (out of memory) */
 };
+
+/* Above libgit2's loose (1) and pack (2) backends: every object written goes
+ * to the stage, every read finds it there or on disk. */
+#define STAGE_PRIORITY 1000
 
 struct edit {
     char shard[3];
@@ -83,6 +94,7 @@ int gitmap_init(const char *path, struct errctx *e)
 int gitmap_open(struct gitmap **out, const char *path, struct errctx *e)
 {
     struct gitmap *g;
+    git_odb *odb = NULL;
 
     pthread_once(&git_once, git_boot);
     *out = NULL;
@@ -92,6 +104,17 @@ int gitmap_open(struct gitmap **out, const char *path, struct errctx *e)
         free(g);
         return git_err(e, "opening the history repository");
     }
+    if (git_repository_odb(&odb, g->repo) != 0 || git_mempack_new(&g->stage) != 0 ||
+        git_odb_add_backend(odb, g->stage, STAGE_PRIORITY) != 0) {
+        int rc = git_err(e, "opening the history repository's object store");
+        if (g->stage != NULL)
+            g->stage->free(g->stage); /* not added (the last step failed): still ours */
+        git_odb_free(odb);
+        git_repository_free(g->repo);
+        free(g);
+        return rc;
+    }
+    git_odb_free(odb); /* the repository holds its own reference, and the stage */
     *out = g;
     return SYNC_OK;
 }
@@ -123,6 +146,7 @@ void gitmap_free(struct gitmap *g)
     if (g == NULL)
         return;
     git_repository_free(g->repo);
+    free(g->staged);
     free(g);
 }
 
@@ -325,6 +349,44 @@ void gitmap_row_shard(char out[3], const char *name)
     shard_of(out, name);
 }
 
+/* Remembers an object written while an on-disk repository's stage is in
+ * use, for stage_flush().  Out of memory, the id is not remembered and
+ * stage_flush() refuses to move the branch. */
+static void stage_note(struct gitmap *g, const git_oid *id)
+{
+    if (g->stage == NULL)
+        return;
+    if (g->nstaged == g->capstaged) {
+        size_t cap = g->capstaged ? g->capstaged * 2 : 1024;
+        git_oid *p = reallocarray(g->staged, cap, sizeof(*p));
+        if (p == NULL) {
+            g->stage_lost = 1;
+            return;
+        }
+        g->staged = p;
+        g->capstaged = cap;
+    }
+    g->staged[g->nstaged++] = *id;
+}
+
+/* Writes a row's blob.  With an object store in memory (a site's, or the
+ * stage of an on-disk one) straight into it: the odb's write would first
+ * look for the object in every backend and, not finding it (a new row
+ * almost never exists yet), rescan objects/pack; once per row, that costs
+ * more than the row.  A blob that was already on disk is stored again in the
+ * next pack, which git allows (and the next fold drops). */
+static int blob_write(git_oid *id, struct gitmap *g, const void *p, size_t n)
+{
+    git_odb_backend *b = g->stage ? g->stage : g->mempack;
+
+    if (b == NULL)
+        return git_blob_create_from_buffer(id, g->repo, p, n);
+    if (git_odb_hash(id, p, n, GIT_OBJECT_BLOB) != 0 || b->write(b, id, p, n, GIT_OBJECT_BLOB) != 0)
+        return -1;
+    stage_note(g, id);
+    return 0;
+}
+
 /* Runs q, whose rows are: key columns (npk), "row absent" flag, row columns
  * (ncol); turns each into an edit. */
 static int collect_edits(struct edit **out, size_t *nout, struct gitmap *g, sqlite3 *db,
@@ -332,7 +394,7 @@ static int collect_edits(struct edit **out, size_t *nout, struct gitmap *g, sqli
 {
     sqlite3_stmt *st = NULL;
     struct edit *ed = NULL;
-    size_t n = 0;
+    size_t n = 0, cap = 0;
     struct buf text = {0}, name = {0};
     int rc = SYNC_OK, step;
 
@@ -341,13 +403,16 @@ static int collect_edits(struct edit **out, size_t *nout, struct gitmap *g, sqli
         goto out;
     }
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        struct edit *grown = reallocarray(ed, n + 1, sizeof(*ed));
         struct edit *x;
-        if (grown == NULL) {
-            rc = errctx_set(e, SYNC_ENOMEM, "out of memory building the dataset tree");
-            goto out;
+        if (n == cap) {
+            struct edit *grown = reallocarray(ed, cap ? cap * 2 : 64, sizeof(*ed));
+            if (grown == NULL) {
+                rc = errctx_set(e, SYNC_ENOMEM, "out of memory building the dataset tree");
+                goto out;
+            }
+            ed = grown;
+            cap = cap ? cap * 2 : 64;
         }
-        ed = grown;
         x = &ed[n];
         memset(x, 0, sizeof(*x));
         name.len = 0;
@@ -364,7 +429,7 @@ static int collect_edits(struct edit **out, size_t *nout, struct gitmap *g, sqli
         if (!x->remove) {
             if ((rc = gitmap_row_text(&text, st, t->npk + 1, t, e)) != SYNC_OK)
                 goto out;
-            if (git_blob_create_from_buffer(&x->blob, g->repo, text.data, text.len) != 0) {
+            if (blob_write(&x->blob, g, text.data, text.len) != 0) {
                 rc = git_err(e, "writing a row");
                 goto out;
             }
@@ -404,7 +469,8 @@ static int subtree(git_tree **out, struct gitmap *g, const git_tree *parent, con
 
 /* Writes bld's tree into parent builder under name, or removes name when
  * bld is empty. */
-static int place(git_treebuilder *parent, const char *name, git_treebuilder *bld, struct errctx *e)
+static int place(struct gitmap *g, git_treebuilder *parent, const char *name, git_treebuilder *bld,
+                 struct errctx *e)
 {
     git_oid id;
 
@@ -416,6 +482,7 @@ static int place(git_treebuilder *parent, const char *name, git_treebuilder *bld
     if (git_treebuilder_write(&id, bld) != 0 ||
         git_treebuilder_insert(NULL, parent, name, &id, GIT_FILEMODE_TREE) != 0)
         return git_err(e, "writing the dataset tree");
+    stage_note(g, &id);
     return SYNC_OK;
 }
 
@@ -454,7 +521,7 @@ static int table_apply(struct gitmap *g, git_treebuilder *root_bld, const git_tr
                 goto out;
             }
         }
-        if ((rc = place(tbl, ed[i].shard, sh, e)) != SYNC_OK)
+        if ((rc = place(g, tbl, ed[i].shard, sh, e)) != SYNC_OK)
             goto out;
         git_treebuilder_free(sh);
         sh = NULL;
@@ -462,7 +529,7 @@ static int table_apply(struct gitmap *g, git_treebuilder *root_bld, const git_tr
         old_shard = NULL;
         i = j;
     }
-    rc = place(root_bld, t->name, tbl, e);
+    rc = place(g, root_bld, t->name, tbl, e);
 out:
     git_treebuilder_free(sh);
     git_treebuilder_free(tbl);
@@ -534,6 +601,7 @@ static int tree_build(uint8_t out[GITMAP_OID_LEN], struct gitmap *g, const uint8
         rc = git_err(e, "writing the dataset tree");
         goto out;
     }
+    stage_note(g, &id);
     memcpy(out, id.id, GITMAP_OID_LEN);
 out:
     git_treebuilder_free(bld);
@@ -588,6 +656,7 @@ int gitmap_commit(uint8_t out[GITMAP_OID_LEN], struct gitmap *g, const uint8_t t
         rc = git_err(e, "writing a commit");
         goto out;
     }
+    stage_note(g, &id);
     memcpy(out, id.id, GITMAP_OID_LEN);
 out:
     git_commit_free(p);
@@ -596,12 +665,122 @@ out:
     return rc;
 }
 
+static int oid_cmp(const void *a, const void *b)
+{
+    return git_oid_cmp(a, b);
+}
+
+/* Appends one object to a pack being built: the type-and-size header
+ * (3 type bits, then the size 4 bits and 7 bits at a time, low bits first),
+ * then the object deflated. */
+static int pack_put(struct buf *pk, git_object_t type, const void *data, size_t len,
+                    struct errctx *e)
+{
+    uint8_t hdr[16];
+    size_t n = 0, left = len;
+    uLongf zlen;
+    int rc;
+
+    hdr[n] = (uint8_t)((type << 4) | (left & 0x0f));
+    left >>= 4;
+    while (left != 0) {
+        hdr[n++] |= 0x80;
+        hdr[n] = (uint8_t)(left & 0x7f);
+        left >>= 7;
+    }
+    n++;
+    zlen = compressBound((uLong)len);
+    if ((rc = buf_put(pk, hdr, n, e)) != SYNC_OK || (rc = buf_reserve(pk, zlen, e)) != SYNC_OK)
+        return rc;
+    if (compress2(pk->data + pk->len, &zlen, data, (uLong)len, Z_BEST_SPEED) != Z_OK)
+        return errctx_set(e, SYNC_ENOMEM, "cannot deflate a git object");
+    pk->len += zlen;
+    return SYNC_OK;
+}
+
+/* Builds, in pk, a pack (version 2, no deltas: a fold makes those later) of
+ * the staged objects still in the stage; *count receives how many. */
+static int pack_build(struct buf *pk, struct gitmap *g, uint32_t *count, struct errctx *e)
+{
+    unsigned char sha[EVP_MAX_MD_SIZE];
+    unsigned int shalen = 0;
+    int rc;
+
+    *count = 0;
+    if (g->nstaged > 1)
+        qsort(g->staged, g->nstaged, sizeof(*g->staged), oid_cmp);
+    if ((rc = buf_put(pk, "PACK", 4, e)) != SYNC_OK || (rc = buf_put_u32(pk, 2, e)) != SYNC_OK ||
+        (rc = buf_put_u32(pk, 0, e)) != SYNC_OK) /* the count, set below */
+        return rc;
+    for (size_t i = 0; i < g->nstaged; i++) {
+        void *data = NULL;
+        size_t len = 0;
+        git_object_t type;
+
+        if (i > 0 && git_oid_equal(&g->staged[i], &g->staged[i - 1]))
+            continue;
+        /* not in the stage: it was on disk already when it was written */
+        if (g->stage->read(&data, &len, &type, g->stage, &g->staged[i]) != 0)
+            continue;
+        rc = pack_put(pk, type, data, len, e);
+        git_odb_backend_data_free(g->stage, data);
+        if (rc != SYNC_OK)
+            return rc;
+        (*count)++;
+    }
+    for (int k = 0; k < 4; k++)
+        pk->data[8 + k] = (uint8_t)(*count >> (24 - 8 * k));
+    if (EVP_Digest(pk->data, pk->len, sha, &shalen, EVP_sha1(), NULL) != 1 || shalen != 20)
+        return errctx_set(e, SYNC_ENOMEM, "cannot checksum a pack");
+    return buf_put(pk, sha, 20, e);
+}
+
+/* Writes the objects staged since the last flush as one pack in objects/pack
+ * through libgit2's indexer (which checks every object, writes the .idx and,
+ * with GIT_OPT_ENABLE_FSYNC_GITDIR, fsyncs pack, index and directory), then
+ * empties the stage.  One file and one fsync per version, not one per row,
+ * and only the new objects: a version's pack weighs what it changed. */
+static int stage_flush(struct gitmap *g, struct errctx *e)
+{
+    struct buf pk = {0};
+    git_odb *odb = NULL;
+    git_odb_writepack *wp = NULL;
+    git_indexer_progress stats;
+    uint32_t count = 0;
+    int rc;
+
+    if (g->stage == NULL)
+        return SYNC_OK;
+    if (g->stage_lost)
+        return errctx_set(e, SYNC_ENOMEM, "out of memory: an object of this version was lost");
+    memset(&stats, 0, sizeof(stats));
+    if ((rc = pack_build(&pk, g, &count, e)) != SYNC_OK || count == 0)
+        goto out;
+    if (git_repository_odb(&odb, g->repo) != 0 || git_odb_write_pack(&wp, odb, NULL, NULL) != 0 ||
+        wp->append(wp, pk.data, pk.len, &stats) != 0 || wp->commit(wp, &stats) != 0)
+        rc = git_err(e, "writing the new objects");
+out:
+    if (wp != NULL)
+        wp->free(wp);
+    git_odb_free(odb);
+    buf_free(&pk);
+    if (rc == SYNC_OK) {
+        g->nstaged = 0;
+        if (git_mempack_reset(g->stage) != 0)
+            rc = git_err(e, "emptying the object stage");
+    }
+    return rc;
+}
+
 int gitmap_set_head(struct gitmap *g, const uint8_t commit[GITMAP_OID_LEN], const char *why,
                     struct errctx *e)
 {
     git_reference *ref = NULL;
     git_oid id;
+    int rc;
 
+    if ((rc = stage_flush(g, e)) != SYNC_OK)
+        return rc;
     memcpy(id.id, commit, GITMAP_OID_LEN);
     if (git_reference_create(&ref, g->repo, GITMAP_BRANCH, &id, 1, why) != 0)
         return git_err(e, "moving the history branch");

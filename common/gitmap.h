@@ -28,7 +28,10 @@ struct gitmap;
 /* Creates a bare repository at path whose HEAD names GITMAP_BRANCH. */
 int gitmap_init(const char *path, struct errctx *e) SYNC_WUR;
 
-/* Opens the bare repository at path.  Caller frees with gitmap_free(). */
+/* Opens the bare repository at path.  Caller frees with gitmap_free().
+ * Objects written through it wait in memory until gitmap_set_head(), which
+ * writes them to disk as one pack before it moves the branch; objects of a
+ * commit that never becomes the head are never written. */
 int gitmap_open(struct gitmap **out, const char *path, struct errctx *e) SYNC_WUR;
 
 /* An object store in memory only (sites: computing dataset hashes). */
@@ -56,7 +59,8 @@ int gitmap_commit(uint8_t out[GITMAP_OID_LEN], struct gitmap *g, const uint8_t t
                   const uint8_t *parent, const char *author, int64_t time, const char *msg,
                   struct errctx *e) SYNC_WUR;
 
-/* Points GITMAP_BRANCH at commit. */
+/* Writes the objects waiting in memory (gitmap_open()) as one pack, durably,
+ * then points GITMAP_BRANCH at commit. */
 int gitmap_set_head(struct gitmap *g, const uint8_t commit[GITMAP_OID_LEN], const char *why,
                     struct errctx *e) SYNC_WUR;
 

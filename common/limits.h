@@ -116,9 +116,9 @@
 #define CA_DAYS 3650
 #define CERT_DAYS 825
 
-/* The hub packs history.git's loose objects after every this many versions
- * (each push leaves a commit, trees and blobs loose: about 4 KiB on disk per
- * object; packed and delta-compressed they take a small fraction of that). */
+/* The hub folds history.git's small packs after every this many versions
+ * (each version writes its objects as one pack, undeltified; folding merges
+ * them geometrically and delta-compresses, see server/gitpack.c). */
 #define HUB_PACK_EVERY 100
 
 /* Refusals kept for `empact-hub status`: rows older than this many days

@@ -7,8 +7,9 @@
  *   2. history.git objects: every loose object, then every pack.  Objects of
  *      C were written before V's row was committed, so each was then loose
  *      or packed; gc packs an object (pack renamed into place, fsynced)
- *      before it removes the loose copy, so one that vanishes during step 2's
- *      loose copy is in a pack listed after it.  Objects newer than V come
+ *      before it removes the loose copy or the pack it came from, so one that
+ *      vanishes during step 2 is in a pack listed after it (a pack that
+ *      vanishes makes the pack copy pass again).  Objects newer than V come
  *      along unreachable, which is harmless.
  *   3. refs/heads/main = C in the copy; every version's commit and root tree,
  *      and every object of C's tree, are checked to be present.
@@ -211,14 +212,17 @@ static int loose_copy(struct copy_ctx *c)
     return rc;
 }
 
-/* Every pack listed now (after the loose copy): its .pack, then its .idx. */
-static int packs_copy(struct copy_ctx *c)
+/* One pass over the packs listed now: its .pack, then its .idx, of each one
+ * not copied yet.  *vanished = 1 if one went (folded by gc meanwhile: its
+ * objects are in a newer pack, which the next pass finds). */
+static int packs_pass(struct copy_ctx *c, int *vanished)
 {
     char sdir[PATH_LEN], s[PATH_LEN + 300], d[PATH_LEN + 300];
     DIR *dir;
     struct dirent *de;
     int rc = SYNC_OK;
 
+    *vanished = 0;
     pathf(sdir, sizeof(sdir), "%s/objects/pack", c->src);
     if ((dir = opendir(sdir)) == NULL)
         return errno == ENOENT
@@ -231,17 +235,43 @@ static int packs_copy(struct copy_ctx *c)
         /* pack-<40 hex>.idx; temporary files of a pack being written differ */
         if (n != 49 || strncmp(de->d_name, "pack-", 5) != 0 || strcmp(de->d_name + 45, ".idx"))
             continue;
+        pathf(d, sizeof(d), "%s/objects/pack/%.45s.idx", c->dst, de->d_name);
+        if (access(d, F_OK) == 0)
+            continue; /* copied in an earlier pass */
         for (int k = 0; k < 2 && rc == SYNC_OK; k++) {
             pathf(s, sizeof(s), "%s/%.45s.%s", sdir, de->d_name, ext[k]);
             pathf(d, sizeof(d), "%s/objects/pack/%.45s.%s", c->dst, de->d_name, ext[k]);
-            if ((rc = file_copy(s, d, 0444, &c->r->git_bytes, c->e)) == SYNC_EDATA)
-                rc = errctx_set(c->e, SYNC_EIO, "%s vanished while it was copied", s);
+            rc = file_copy(s, d, 0444, &c->r->git_bytes, c->e);
         }
-        if (rc == SYNC_OK)
+        if (rc == SYNC_EDATA) {
+            for (int k = 0; k < 2; k++) {
+                pathf(d, sizeof(d), "%s/objects/pack/%.45s.%s", c->dst, de->d_name, ext[k]);
+                (void)unlink(d);
+            }
+            *vanished = 1;
+            rc = SYNC_OK;
+        } else if (rc == SYNC_OK) {
             c->r->packs++;
+        }
     }
     closedir(dir);
     return rc;
+}
+
+/* Every pack (after the loose copy).  gc writes the pack it folds others
+ * into before it removes them, so a pass that saw one vanish is followed by
+ * another that copies the new one. */
+static int packs_copy(struct copy_ctx *c)
+{
+    int vanished = 0, rc;
+
+    for (int pass = 0; pass < 5; pass++) {
+        if ((rc = packs_pass(c, &vanished)) != SYNC_OK || !vanished)
+            return rc;
+    }
+    return errctx_set(c->e, SYNC_EIO,
+                      "history.git's packs kept changing during five passes of the copy; "
+                      "run the backup again");
 }
 
 /* ---- 3. the branch, and what must be there ----------------------------------------- */

@@ -1,14 +1,22 @@
 /*
- * gitpack.c - packs history.git's loose objects (see gitpack.h).
+ * gitpack.c - folds history.git's loose objects and small packs into one
+ * pack (see gitpack.h).
  *
  * Steps, each finished before the next starts:
- *   1. list objects/XX/YYYY... (the loose objects; nothing else is touched);
- *   2. git_packbuilder_insert each one, git_packbuilder_write into
- *      objects/pack (libgit2's indexer writes pack and index to temporary
- *      files and renames them into place);
+ *   1. list objects/XX/YYYY... (the loose objects) and choose the packs to
+ *      fold: sorted by size, every pack below the smallest one that is at
+ *      least twice the size of all smaller ones together (and of the loose
+ *      objects).  The packs kept so grow geometrically, so an object is
+ *      repacked O(log n) times over the life of the repository, and a fold
+ *      costs what the recent versions weigh, not the whole history;
+ *   2. git_packbuilder_insert every object of those, git_packbuilder_write
+ *      into objects/pack (libgit2's indexer writes pack and index to
+ *      temporary files and renames them into place);
  *   3. fsync the new .pack, .idx and objects/pack, so the pack survives a
- *      power cut before any loose copy goes;
- *   4. open the new pack's index alone and remove each loose object it names.
+ *      power cut before any old copy goes;
+ *   4. open the new pack's index alone; remove each loose object it names,
+ *      and each folded pack (its .idx first, then its .pack) all of whose
+ *      objects it holds.
  */
 #include "gitpack.h"
 
@@ -22,6 +30,26 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* A list of object ids. */
+struct ids {
+    git_oid *v;
+    size_t n, cap;
+};
+
+static int ids_add(struct ids *l, const git_oid *id)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 256;
+        git_oid *p = reallocarray(l->v, cap, sizeof(*p));
+        if (p == NULL)
+            return -1;
+        l->v = p;
+        l->cap = cap;
+    }
+    l->v[l->n++] = *id;
+    return 0;
+}
 
 static int git_fail(struct errctx *e, const char *what)
 {
@@ -38,15 +66,12 @@ static int is_hex(const char *s, size_t n)
     return s[n] == '\0';
 }
 
-/* Appends the ids of the loose objects under gitdir/objects to *ids. */
-static int loose_list(git_oid **ids, size_t *n, const char *gitdir, struct errctx *e)
+/* Appends the ids of the loose objects under gitdir/objects to l. */
+static int loose_list(struct ids *l, const char *gitdir, struct errctx *e)
 {
     char path[4096], hex[41];
-    size_t cap = 0;
     int rc = SYNC_OK;
 
-    *ids = NULL;
-    *n = 0;
     for (int d = 0; d < 256 && rc == SYNC_OK; d++) {
         DIR *dir;
         struct dirent *de;
@@ -58,25 +83,143 @@ static int loose_list(git_oid **ids, size_t *n, const char *gitdir, struct errct
             return errctx_set(e, SYNC_EIO, "cannot read %s: %s", path, strerror(errno));
         }
         while ((de = readdir(dir)) != NULL) {
+            git_oid id;
             if (strlen(de->d_name) != 38 || !is_hex(de->d_name, 38))
                 continue; /* tmp_obj_* and the like: not ours to touch */
-            if (*n == cap) {
-                git_oid *p = reallocarray(*ids, cap ? cap * 2 : 256, sizeof(**ids));
-                if (p == NULL) {
-                    rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
-                    break;
-                }
-                *ids = p;
-                cap = cap ? cap * 2 : 256;
-            }
             snprintf(hex, sizeof(hex), "%02x", d);
             memcpy(hex + 2, de->d_name, 38);
             hex[40] = '\0';
-            if (git_oid_fromstr(&(*ids)[*n], hex) == 0)
-                (*n)++;
+            if (git_oid_fromstr(&id, hex) == 0 && ids_add(l, &id) != 0) {
+                rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
+                break;
+            }
         }
         closedir(dir);
     }
+    return rc;
+}
+
+/* One pack of objects/pack: its name ("pack-<hash>") and size. */
+struct pack {
+    char name[64];
+    long long size;
+};
+
+static int pack_cmp(const void *a, const void *b)
+{
+    const struct pack *x = a, *y = b;
+    return x->size < y->size ? -1 : x->size > y->size;
+}
+
+/* Lists the packs of gitdir that have an index and no .keep file, smallest
+ * first. */
+static int pack_list(struct pack **out, size_t *n, const char *gitdir, struct errctx *e)
+{
+    char dir[4096], path[4200];
+    struct dirent *de;
+    struct pack *v = NULL;
+    size_t cap = 0;
+    DIR *d;
+
+    *out = NULL;
+    *n = 0;
+    snprintf(dir, sizeof(dir), "%s/objects/pack", gitdir);
+    if ((d = opendir(dir)) == NULL)
+        return errno == ENOENT
+                   ? SYNC_OK
+                   : errctx_set(e, SYNC_EIO, "cannot read %s: %s", dir, strerror(errno));
+    while ((de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+        struct stat sb;
+
+        if (len != 5 + 40 + 5 || strncmp(de->d_name, "pack-", 5) != 0 ||
+            strcmp(de->d_name + 45, ".pack") != 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%.45s.keep", dir, de->d_name);
+        if (access(path, F_OK) == 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%.45s.idx", dir, de->d_name);
+        if (access(path, F_OK) != 0)
+            continue;                                              /* being written: not ours yet */
+        snprintf(path, sizeof(path), "%s/%.50s", dir, de->d_name); /* pack-<40>.pack */
+        if (stat(path, &sb) != 0)
+            continue;
+        if (*n == cap) {
+            struct pack *p = reallocarray(v, cap ? cap * 2 : 16, sizeof(*p));
+            if (p == NULL) {
+                closedir(d);
+                free(v);
+                return errctx_set(e, SYNC_ENOMEM, "out of memory");
+            }
+            v = p;
+            cap = cap ? cap * 2 : 16;
+        }
+        snprintf(v[*n].name, sizeof(v[*n].name), "%.45s", de->d_name);
+        v[(*n)++].size = (long long)sb.st_size;
+    }
+    closedir(d);
+    if (*n > 1)
+        qsort(v, *n, sizeof(*v), pack_cmp);
+    *out = v;
+    return SYNC_OK;
+}
+
+/* How many of the packs (smallest first) to fold, given loose bytes of
+ * loose objects: all below the first pack from which on each pack is at
+ * least twice the size of everything before it. */
+static size_t fold_count(const struct pack *p, size_t n, long long loose)
+{
+    size_t m = n;
+    long long before = loose;
+
+    for (size_t j = 0; j < n; j++)
+        before += p[j].size;
+    /* walk down from the largest while the progression holds */
+    while (m > 0) {
+        before -= p[m - 1].size;
+        if (p[m - 1].size < 2 * before)
+            break;
+        m--;
+    }
+    return m;
+}
+
+static int add_one(const git_oid *id, void *payload)
+{
+    return ids_add(payload, id) == 0 ? 0 : -1;
+}
+
+/* Opens the pack gitdir/objects/pack/name.idx alone, in a new object store. */
+static int pack_odb(git_odb **out, const char *gitdir, const char *name, struct errctx *e)
+{
+    git_odb_backend *one = NULL;
+    char path[4200];
+
+    *out = NULL;
+    snprintf(path, sizeof(path), "%s/objects/pack/%s.idx", gitdir, name);
+    if (git_odb_new(out) != 0 || git_odb_backend_one_pack(&one, path) != 0 ||
+        git_odb_add_backend(*out, one, 1) != 0) {
+        int rc = git_fail(e, "opening a pack");
+        if (one != NULL && *out != NULL && !git_odb_num_backends(*out))
+            one->free(one);
+        git_odb_free(*out);
+        *out = NULL;
+        return rc;
+    }
+    return SYNC_OK;
+}
+
+/* Appends the ids of every object of pack name to l. */
+static int pack_objects(struct ids *l, const char *gitdir, const char *name, struct errctx *e)
+{
+    git_odb *odb = NULL;
+    int rc;
+
+    if ((rc = pack_odb(&odb, gitdir, name, e)) != SYNC_OK)
+        return rc;
+    if (git_odb_foreach(odb, add_one, l) != 0)
+        rc = git_fail(e, "listing a pack's objects");
+    git_odb_free(odb);
     return rc;
 }
 
@@ -92,7 +235,7 @@ static int fsync_path(const char *path, struct errctx *e)
 }
 
 /* Writes the pack and makes it durable; st->pack names it. */
-static int pack_write(git_repository *repo, const char *gitdir, const git_oid *ids, size_t n,
+static int pack_write(git_repository *repo, const char *gitdir, const struct ids *l,
                       struct gitpack_stats *st, struct errctx *e)
 {
     git_packbuilder *pb = NULL;
@@ -104,8 +247,8 @@ static int pack_write(git_repository *repo, const char *gitdir, const git_oid *i
     if (git_packbuilder_new(&pb, repo) != 0)
         return git_fail(e, "starting a pack");
     git_packbuilder_set_threads(pb, 1);
-    for (size_t i = 0; i < n; i++) {
-        if (git_packbuilder_insert(pb, &ids[i], NULL) != 0) {
+    for (size_t i = 0; i < l->n; i++) {
+        if (git_packbuilder_insert(pb, &l->v[i], NULL) != 0) {
             rc = git_fail(e, "adding an object to the pack");
             goto out;
         }
@@ -128,62 +271,99 @@ out:
     return rc;
 }
 
-/* Removes each loose object of ids that the pack st->pack holds. */
-static int loose_prune(const char *gitdir, const git_oid *ids, size_t n, struct gitpack_stats *st,
-                       struct errctx *e)
+/* Removes each loose object of l that the new pack holds. */
+static int loose_prune(const char *gitdir, git_odb *packed, const struct ids *l,
+                       struct gitpack_stats *st, struct errctx *e)
 {
-    git_odb_backend *one = NULL;
-    git_odb *odb = NULL;
     char path[4200], hex[GIT_OID_HEXSZ + 1];
-    int rc = SYNC_OK;
 
-    snprintf(path, sizeof(path), "%s/objects/pack/%s.idx", gitdir, st->pack);
-    if (git_odb_new(&odb) != 0 || git_odb_backend_one_pack(&one, path) != 0 ||
-        git_odb_add_backend(odb, one, 1) != 0) {
-        rc = git_fail(e, "opening the new pack");
-        if (one != NULL && odb != NULL && !git_odb_num_backends(odb))
-            one->free(one);
-        git_odb_free(odb);
-        return rc;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (!git_odb_exists(odb, &ids[i]))
-            continue; /* not in this pack: stays loose */
-        git_oid_tostr(hex, sizeof(hex), &ids[i]);
+    for (size_t i = 0; i < l->n; i++) {
+        if (!git_odb_exists(packed, &l->v[i]))
+            continue; /* not in the new pack: stays loose */
+        git_oid_tostr(hex, sizeof(hex), &l->v[i]);
         snprintf(path, sizeof(path), "%s/objects/%.2s/%s", gitdir, hex, hex + 2);
         if (unlink(path) == 0)
             st->removed++;
-        else if (errno != ENOENT) {
-            rc = errctx_set(e, SYNC_EIO, "cannot remove %s: %s", path, strerror(errno));
-            break;
-        }
+        else if (errno != ENOENT)
+            return errctx_set(e, SYNC_EIO, "cannot remove %s: %s", path, strerror(errno));
         snprintf(path, sizeof(path), "%s/objects/%.2s", gitdir, hex);
         (void)rmdir(path); /* only succeeds once the fan-out directory is empty */
     }
-    git_odb_free(odb);
-    return rc;
+    return SYNC_OK;
 }
 
-int gitpack_loose(const char *gitdir, struct gitpack_stats *st, struct errctx *e)
+/* Removes the folded pack name if the new pack holds every object of it:
+ * its index first, so no reader finds an index without its pack. */
+static int pack_prune(const char *gitdir, git_odb *packed, const char *name,
+                      struct gitpack_stats *st, struct errctx *e)
+{
+    struct ids l = {0};
+    char path[4200];
+    int rc;
+
+    if ((rc = pack_objects(&l, gitdir, name, e)) != SYNC_OK)
+        return rc;
+    for (size_t i = 0; i < l.n; i++) {
+        if (!git_odb_exists(packed, &l.v[i])) {
+            free(l.v);
+            return SYNC_OK; /* cannot happen; keep it rather than lose an object */
+        }
+    }
+    free(l.v);
+    for (int k = 0; k < 3; k++) {
+        static const char *const ext[] = {".idx", ".rev", ".pack"};
+        snprintf(path, sizeof(path), "%s/objects/pack/%s%s", gitdir, name, ext[k]);
+        if (unlink(path) != 0 && errno != ENOENT)
+            return errctx_set(e, SYNC_EIO, "cannot remove %s: %s", path, strerror(errno));
+    }
+    st->packs_removed++;
+    return SYNC_OK;
+}
+
+int gitpack_compact(const char *gitdir, struct gitpack_stats *st, struct errctx *e)
 {
     git_repository *repo = NULL;
-    git_oid *ids = NULL;
-    size_t n = 0;
+    git_odb *packed = NULL;
+    struct ids l = {0};
+    struct pack *packs = NULL;
+    size_t npacks = 0, nloose, fold = 0;
     int rc;
 
     memset(st, 0, sizeof(*st));
     git_libgit2_init();
-    if ((rc = loose_list(&ids, &n, gitdir, e)) != SYNC_OK || n == 0)
+    if ((rc = loose_list(&l, gitdir, e)) != SYNC_OK ||
+        (rc = pack_list(&packs, &npacks, gitdir, e)) != SYNC_OK)
         goto out;
+    nloose = l.n;
+    /* a loose object takes a 4 KiB block or so */
+    fold = fold_count(packs, npacks, (long long)nloose * 4096);
+    if (nloose == 0 && fold < 2)
+        goto out; /* nothing loose, and folding one pack alone gains nothing */
+    for (size_t i = 0; i < fold && rc == SYNC_OK; i++)
+        rc = pack_objects(&l, gitdir, packs[i].name, e);
+    if (rc != SYNC_OK)
+        goto out;
+    st->loose = nloose;
+    st->packs_folded = fold;
     if (git_repository_open_bare(&repo, gitdir) != 0) {
         rc = git_fail(e, "opening the history repository");
         goto out;
     }
-    if ((rc = pack_write(repo, gitdir, ids, n, st, e)) == SYNC_OK)
-        rc = loose_prune(gitdir, ids, n, st, e);
+    if ((rc = pack_write(repo, gitdir, &l, st, e)) != SYNC_OK ||
+        (rc = pack_odb(&packed, gitdir, st->pack, e)) != SYNC_OK)
+        goto out;
+    git_repository_free(repo); /* done reading the old packs */
+    repo = NULL;
+    rc = loose_prune(gitdir, packed, &l, st, e);
+    for (size_t i = 0; i < fold && rc == SYNC_OK; i++) {
+        if (strcmp(packs[i].name, st->pack) != 0) /* the same objects again: same name */
+            rc = pack_prune(gitdir, packed, packs[i].name, st, e);
+    }
 out:
+    git_odb_free(packed);
     git_repository_free(repo);
-    free(ids);
+    free(l.v);
+    free(packs);
     git_libgit2_shutdown();
     return rc;
 }

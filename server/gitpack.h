@@ -1,12 +1,14 @@
 /*
- * gitpack.h - git housekeeping for the hub's history.git: packs the loose
- * objects every accepted push leaves behind into one pack.
+ * gitpack.h - git housekeeping for the hub's history.git: every accepted
+ * version adds one small pack (gitmap_set_head()); this folds the small packs
+ * and any loose objects into one pack, geometrically (see gitpack.c).
  *
  * Git objects are append-only and named by their content, so packing never
- * changes what the repository holds, only where: a loose object is removed
- * only after the pack and its index that hold it are written, fsynced and
- * renamed into objects/pack, and only if that pack's index names it.  A crash
- * at any point leaves every object readable (in the pack, loose, or both).
+ * changes what the repository holds, only where: a loose object or an old
+ * pack is removed only after the pack and its index that hold it are written,
+ * fsynced and renamed into objects/pack, and only if that pack's index names
+ * every object removed.  A crash at any point leaves every object readable
+ * (in the new pack, the old place, or both).
  */
 #ifndef EMPACT_GITPACK_H
 #define EMPACT_GITPACK_H
@@ -15,24 +17,29 @@
 
 #include "errctx.h"
 
-/* What one gitpack_loose() did. */
+/* What one gitpack_compact() did. */
 struct gitpack_stats {
-    size_t packed;   /* loose objects written into the new pack (0: nothing to do) */
-    size_t removed;  /* loose files removed afterwards */
-    char pack[48];   /* "pack-<hash>" of the new pack, or "" */
-    long long bytes; /* size of the new .pack file */
+    size_t packed;        /* objects written into the new pack (0: nothing to do) */
+    size_t loose;         /* of the objects folded, how many were loose */
+    size_t packs_folded;  /* packs whose objects went into the new pack */
+    size_t removed;       /* loose files removed afterwards */
+    size_t packs_removed; /* folded packs removed afterwards */
+    char pack[48];        /* "pack-<hash>" of the new pack, or "" */
+    long long bytes;      /* size of the new .pack file */
 };
 
 /*
- * Writes one pack of every loose object of the bare repository at gitdir
- * (objects/pack/pack-<hash>.pack and .idx), then removes the loose objects
- * the new pack holds.  The caller holds the hub's writer lock, so no other
- * writer adds loose objects meanwhile (one that did would only keep its
- * objects loose until the next run).  Unreachable objects (of a version that
- * was rolled back) are packed too: harmless, as in "Hub durability".
- * Returns SYNC_OK, or SYNC_EIO / SYNC_ENOMEM with a sentence in e; on failure
- * no loose object has been removed unless it is in a complete pack.
+ * Writes one pack of every loose object of the bare repository at gitdir and
+ * of every object of the packs chosen to fold (objects/pack/pack-<hash>.pack
+ * and .idx), then removes the loose objects and the folded packs the new pack
+ * holds; does nothing when nothing is loose and fewer than two packs would
+ * fold.  The caller holds the hub's writer lock, so no other writer adds
+ * objects meanwhile, and reopens its own repository handles afterwards (a
+ * folded pack is gone).  Unreachable objects (of a version that was rolled
+ * back) are packed too: harmless, as in "Hub durability".  Returns SYNC_OK,
+ * or SYNC_EIO / SYNC_ENOMEM with a sentence in e; on failure nothing has
+ * been removed that is not in a complete pack.
  */
-int gitpack_loose(const char *gitdir, struct gitpack_stats *st, struct errctx *e) SYNC_WUR;
+int gitpack_compact(const char *gitdir, struct gitpack_stats *st, struct errctx *e) SYNC_WUR;
 
 #endif

@@ -488,7 +488,7 @@ out:
 
 /* ---- git housekeeping ------------------------------------------------------- */
 
-/* Packs history.git's loose objects while holding the writer lock: the
+/* Compacts history.git's packs while holding the writer lock: the
  * caller holds h->lock, and SQLite's write lock is taken here, so no push or
  * command in another process writes objects or moves the branch meanwhile. */
 static int gc_locked(struct hub *h, struct gitpack_stats *st, struct errctx *e)
@@ -500,7 +500,19 @@ static int gc_locked(struct hub *h, struct gitpack_stats *st, struct errctx *e)
     if (gitpath == NULL)
         return errctx_set(e, SYNC_ENOMEM, "out of memory");
     if ((rc = begin(h, e)) == SYNC_OK) {
-        rc = gitpack_loose(gitpath, st, e);
+        rc = gitpack_compact(gitpath, st, e);
+        if (st->packs_removed > 0) {
+            /* our handle may hold a folded pack open, or list it: start afresh */
+            struct gitmap *fresh = NULL;
+            struct errctx e2 = {0, ""};
+            if (gitmap_open(&fresh, gitpath, &e2) == SYNC_OK) {
+                gitmap_free(h->git);
+                h->git = fresh;
+            } else if (rc == SYNC_OK) {
+                *e = e2;
+                rc = e2.code;
+            }
+        }
         (void)sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
     }
     free(gitpath);
@@ -525,10 +537,13 @@ static void housekeep(struct hub *h)
     struct errctx e = {0, ""};
 
     if (gc_locked(h, &st, &e) != SYNC_OK)
-        fprintf(stderr, "hub: packing history.git failed (objects stay loose): %s\n", e.msg);
+        fprintf(stderr, "hub: compacting history.git failed (objects stay where they are): %s\n",
+                e.msg);
     else if (st.packed > 0)
-        fprintf(stderr, "hub: packed %zu loose objects of history.git into %s (%lld bytes)\n",
-                st.packed, st.pack, st.bytes);
+        fprintf(stderr,
+                "hub: compacted history.git: %zu objects (%zu loose, %zu packs) into %s (%lld "
+                "bytes)\n",
+                st.packed, st.loose, st.packs_folded, st.pack, st.bytes);
 }
 
 int hub_push(struct hub *h, const char *site_id, const struct msg_push *m, const void *cs, size_t n,

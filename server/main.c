@@ -782,10 +782,12 @@ static int cmd_backup(int argc, char **argv)
 static const char usage_gc[] =
     "usage: empact-hub gc HUBDIR\n"
     "\n"
-    "Packs the loose objects of history.git (one per row, tree and commit each\n"
-    "push writes) into one pack, then removes the loose copies.  Runs under the\n"
-    "hub's writer lock, so it is safe while the hub serves; the hub also does it\n"
-    "by itself after every 100th version.\n"
+    "Folds the small packs of history.git (each version adds one) and any loose\n"
+    "objects into one pack, then removes what it folded; packs at least twice\n"
+    "the size of all smaller ones together stay, so the work follows the recent\n"
+    "versions, not the whole history.  Runs under the hub's writer lock, so it\n"
+    "is safe while the hub serves; the hub also does it by itself after every\n"
+    "100th version.\n"
     "Exit codes: 0 ok, 64 usage, 65 not a hub, 74 i/o.\n";
 
 static int cmd_gc(int argc, char **argv, const struct schema *s)
@@ -805,10 +807,12 @@ static int cmd_gc(int argc, char **argv, const struct schema *s)
     if (rc != SYNC_OK)
         return fail(rc, &e);
     if (st.packed == 0)
-        printf("history.git has no loose objects; nothing to pack\n");
+        printf("history.git has no loose objects and no packs to fold; nothing to pack\n");
     else
-        printf("packed %zu loose objects into %s (%lld bytes); removed %zu loose files\n",
-               st.packed, st.pack, st.bytes, st.removed);
+        printf("packed %zu objects (%zu loose, %zu packs) into %s (%lld bytes); removed %zu "
+               "loose files and %zu packs\n",
+               st.packed, st.loose, st.packs_folded, st.pack, st.bytes, st.removed,
+               st.packs_removed);
     return EXIT_OK;
 }
 

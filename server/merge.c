@@ -45,6 +45,7 @@ struct mctx {
     const char *push_id;
     struct merge_stats *st;
     struct buf *notes;
+    struct stmtcache sc; /* the push's statements, prepared once each */
 };
 
 struct change {
@@ -164,7 +165,7 @@ static int state_load(struct mctx *m, struct change *c, struct errctx *e)
         rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
         goto out;
     }
-    if (sqlite3_prepare_v2(m->db, q_row, -1, &st, NULL) != SQLITE_OK) {
+    if (stmtcache_prepare(&m->sc, q_row, &st) != SQLITE_OK) {
         rc = sql_err(e, m->db, "reading a row");
         goto out;
     }
@@ -184,8 +185,8 @@ static int state_load(struct mctx *m, struct change *c, struct errctx *e)
         rc = sql_err(e, m->db, "reading a row");
         goto out;
     }
-    sqlite3_finalize(st);
-    if (sqlite3_prepare_v2(m->db, q_meta, -1, &st, NULL) != SQLITE_OK) {
+    stmtcache_release(&m->sc, st);
+    if (stmtcache_prepare(&m->sc, q_meta, &st) != SQLITE_OK) {
         rc = sql_err(e, m->db, "reading row times");
         goto out;
     }
@@ -198,7 +199,7 @@ static int state_load(struct mctx *m, struct change *c, struct errctx *e)
         rc = sql_err(e, m->db, "reading row times");
         goto out;
     }
-    sqlite3_finalize(st);
+    stmtcache_release(&m->sc, st);
     st = NULL;
     if ((c->col = calloc((size_t)t->ncol, sizeof(*c->col))) == NULL) {
         rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
@@ -216,7 +217,7 @@ static int state_load(struct mctx *m, struct change *c, struct errctx *e)
         rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
         goto out;
     }
-    if (sqlite3_prepare_v2(m->db, q_meta, -1, &st, NULL) != SQLITE_OK) {
+    if (stmtcache_prepare(&m->sc, q_meta, &st) != SQLITE_OK) {
         rc = sql_err(e, m->db, "reading column times");
         goto out;
     }
@@ -232,7 +233,7 @@ static int state_load(struct mctx *m, struct change *c, struct errctx *e)
     if (step != SQLITE_DONE)
         rc = sql_err(e, m->db, "reading column times");
 out:
-    sqlite3_finalize(st);
+    stmtcache_release(&m->sc, st);
     sqlite3_free(where);
     sqlite3_free(q_row);
     sqlite3_free(q_meta);
@@ -312,11 +313,11 @@ static int conflict_log(struct mctx *m, const struct change *c, const struct ent
         return SYNC_OK; /* no site typed the losing value (seed data) */
     if ((rc = key_text(&key, c, e)) != SYNC_OK)
         goto out;
-    if (sqlite3_prepare_v2(m->db,
-                           "INSERT INTO _empact_conflict (version, push_id, tbl, row_key, col, "
-                           "kind, loser_site, lost_value, lost_at, winner_site, kept_value, "
-                           "won_at, created_at) VALUES (0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           -1, &st, NULL) != SQLITE_OK) {
+    if (stmtcache_prepare(&m->sc,
+                          "INSERT INTO _empact_conflict (version, push_id, tbl, row_key, col, "
+                          "kind, loser_site, lost_value, lost_at, winner_site, kept_value, "
+                          "won_at, created_at) VALUES (0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                          &st) != SQLITE_OK) {
         rc = sql_err(e, m->db, "logging a conflict");
         goto out;
     }
@@ -339,7 +340,7 @@ static int conflict_log(struct mctx *m, const struct change *c, const struct ent
     m->st->logged++;
     rc = note(m, c, (const char *)key.data, en, e);
 out:
-    sqlite3_finalize(st);
+    stmtcache_release(&m->sc, st);
     buf_free(&key);
     return rc;
 }
@@ -394,7 +395,7 @@ static int meta_put(struct mctx *m, const struct change *c, struct errctx *e)
         rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
         goto out;
     }
-    if (sqlite3_prepare_v2(m->db, sql, -1, &st, NULL) != SQLITE_OK) {
+    if (stmtcache_prepare(&m->sc, sql, &st) != SQLITE_OK) {
         rc = sql_err(e, m->db, "stamping a row");
         goto out;
     }
@@ -405,7 +406,7 @@ static int meta_put(struct mctx *m, const struct change *c, struct errctx *e)
         rc = sql_err(e, m->db, "stamping a row");
         goto out;
     }
-    sqlite3_finalize(st);
+    stmtcache_release(&m->sc, st);
     st = NULL;
     sqlite3_free(sql);
     if ((sql = sqlite3_mprintf("DELETE FROM \"" COLMETA_PREFIX "%w\" WHERE %s", t->name, where)) ==
@@ -413,7 +414,7 @@ static int meta_put(struct mctx *m, const struct change *c, struct errctx *e)
         rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
         goto out;
     }
-    if (sqlite3_prepare_v2(m->db, sql, -1, &st, NULL) != SQLITE_OK) {
+    if (stmtcache_prepare(&m->sc, sql, &st) != SQLITE_OK) {
         rc = sql_err(e, m->db, "stamping a row");
         goto out;
     }
@@ -421,7 +422,7 @@ static int meta_put(struct mctx *m, const struct change *c, struct errctx *e)
     if (sqlite3_step(st) != SQLITE_DONE)
         rc = sql_err(e, m->db, "stamping a row");
 out:
-    sqlite3_finalize(st);
+    stmtcache_release(&m->sc, st);
     sqlite3_free(keys);
     sqlite3_free(ph);
     sqlite3_free(sql);
@@ -453,7 +454,7 @@ static int col_stamp(struct mctx *m, const struct change *c, const int *chosen, 
         rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
         goto out;
     }
-    if (sqlite3_prepare_v2(m->db, sql, -1, &st, NULL) != SQLITE_OK) {
+    if (stmtcache_prepare(&m->sc, sql, &st) != SQLITE_OK) {
         rc = sql_err(e, m->db, "stamping a column");
         goto out;
     }
@@ -470,7 +471,7 @@ static int col_stamp(struct mctx *m, const struct change *c, const int *chosen, 
         sqlite3_reset(st);
     }
 out:
-    sqlite3_finalize(st);
+    stmtcache_release(&m->sc, st);
     sqlite3_free(keys);
     sqlite3_free(ph);
     sqlite3_free(sql);
@@ -487,7 +488,7 @@ static int write_row(struct mctx *m, const struct change *c, const char *sql, co
     int nb = 0, rc = SYNC_OK, step;
 
     *constraint = 0;
-    if (sqlite3_prepare_v2(m->db, sql, -1, &st, NULL) != SQLITE_OK)
+    if (stmtcache_prepare(&m->sc, sql, &st) != SQLITE_OK)
         return sql_err(e, m->db, "writing a row");
     for (int i = 0; chosen != NULL && i < c->t->ncol; i++) {
         if (chosen[i])
@@ -502,7 +503,7 @@ static int write_row(struct mctx *m, const struct change *c, const char *sql, co
     } else if (step != SQLITE_DONE) {
         rc = sql_err(e, m->db, "writing a row");
     }
-    sqlite3_finalize(st);
+    stmtcache_release(&m->sc, st);
     return rc;
 }
 
@@ -700,7 +701,7 @@ int merge_apply(sqlite3 *db, const struct schema *s, const char *site, const cha
                 const void *cs, size_t n, const uint64_t *times, uint32_t ntimes,
                 struct merge_stats *st, struct buf *notes, struct errctx *e)
 {
-    struct mctx m = {db, site, push_id, st, notes};
+    struct mctx m = {db, site, push_id, st, notes, {0}};
     sqlite3_changeset_iter *it = NULL;
     sqlite3_value **oldv = NULL, **newv = NULL;
     uint32_t i = 0;
@@ -715,6 +716,7 @@ int merge_apply(sqlite3 *db, const struct schema *s, const char *site, const cha
         return rc;
     if (sqlite3changeset_start(&it, (int)n, (void *)cs) != SQLITE_OK)
         return errctx_set(e, SYNC_EPROTO, "changeset is malformed");
+    stmtcache_init(&m.sc, db);
     while ((step = sqlite3changeset_next(it)) == SQLITE_ROW) {
         struct change c;
         const char *tab;
@@ -772,6 +774,7 @@ int merge_apply(sqlite3 *db, const struct schema *s, const char *site, const cha
         rc = errctx_set(e, SYNC_EREFUSED, "push carries %u edit times for %u changes", ntimes, i);
     if (sqlite3changeset_finalize(it) != SQLITE_OK && rc == SYNC_OK)
         rc = errctx_set(e, SYNC_EPROTO, "changeset is malformed");
+    stmtcache_free(&m.sc);
     (void)step;
     return rc;
 }

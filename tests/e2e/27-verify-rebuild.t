@@ -54,7 +54,22 @@ expect_rc 64 "verify without HUBDIR: exit 64" "$EMPACT_HUB" verify
 stop_hub
 
 # ---- damage, one kind at a time, each in its own copy ------------------------
-damaged() { rm -rf "$E2E_TMP/$1"; cp -a "$HUB_DIR" "$E2E_TMP/$1"; echo "$E2E_TMP/$1"; }
+# damaged NAME: a copy of the hub whose history.git holds every object loose
+# (the hub writes packs; `git unpack-objects` explodes them), so that one
+# object file can be deleted or overwritten.
+damaged() {
+    local d="$E2E_TMP/$1" p
+    rm -rf "$d"
+    cp -a "$HUB_DIR" "$d"
+    for p in "$d"/history.git/objects/pack/pack-*.pack; do
+        [ -e "$p" ] || continue
+        mv "$p" "$d/unpack.tmp"
+        rm -f "${p%.pack}.idx" "${p%.pack}.rev"
+        git -C "$d/history.git" unpack-objects -q <"$d/unpack.tmp"
+        rm -f "$d/unpack.tmp"
+    done
+    echo "$d"
+}
 
 D=$(damaged d-row)
 sq "$D/hub.db" "UPDATE resource SET title = 'tampered' WHERE id = '$O2'"

@@ -6,14 +6,13 @@
 # redrawn in place on one), the hub replays no version to it, the new
 # replica's tables and base copies equal hub.db, and it syncs on.  A join
 # killed after its first snapshot chunk leaves no replica and the next join
-# succeeds.  ROWS is 30,000 by default and 100,000 with E2E_BIG=1.
+# succeeds.  ROWS is 100,000 (E2E_ROWS=N for another size).
 . "$(dirname "$0")/lib.sh"
 
 require_test_hooks
 E2E_TIMEOUT=120
-ROWS=30000
-[ "${E2E_BIG:-0}" = 1 ] && ROWS=100000
-BATCH=10000
+ROWS=${E2E_ROWS:-100000}
+BATCH=25000
 
 setup_hub_and_sites seed
 S=$(site_db seed)
