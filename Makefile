@@ -15,7 +15,8 @@ SAN ?=
 # Debian packages the build, the tests and the demo need.
 DEB_PKGS := gcc make pkg-config libsqlite3-dev libgit2-dev libzstd-dev libssl-dev zlib1g-dev \
             libcjson-dev libbsd-dev libcsv-dev libcmocka-dev sqlite3 sqlite3-tools git openssl perl \
-            ca-certificates clang libclang-rt-14-dev clang-format cppcheck chromium
+            ca-certificates clang libclang-rt-14-dev clang-format cppcheck chromium \
+            zstd bc time util-linux
 PKGS := sqlite3 libgit2 libzstd openssl libcjson libbsd zlib
 
 CFLAGS_WARN := -std=c17 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wvla
@@ -42,7 +43,7 @@ SERVER_OBJ := $(SERVER_SRC:%.c=$(BUILD)/%.o)
 CLIENT_OBJ := $(CLIENT_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: demo check deps all unit e2e fuzz fuzz-regress clean format lint tidy
+.PHONY: demo check deps all unit e2e bench fuzz fuzz-regress clean format lint tidy
 .DEFAULT_GOAL := all
 
 all: $(BIN)/empact-hub $(BIN)/empact $(UNIT_BIN)
@@ -88,6 +89,12 @@ e2e: $(BIN)/empact-hub $(BIN)/empact
 # Every fuzz target over its seed corpus once (fast; part of make check).
 fuzz-regress:
 	bash tests/fuzz/run.sh regress
+
+# Benchmarks against baselines measured in the same run (tests/bench/run.sh);
+# results in bench/results/.  BENCH_QUICK=1 for a smoke run.
+bench: deps
+	@$(MAKE) --no-print-directory all
+	bash tests/bench/run.sh $(BIN)
 
 # Fuzz each target for FUZZ_SECONDS (default 60) with clang's libFuzzer.
 FUZZ_SECONDS ?= 60

@@ -320,15 +320,31 @@ static int push(struct sync *y, const struct outbox *ob, struct errctx *e)
 
     memcpy(m.push_id, ob->id, PUSH_ID_LEN);
     m.base = ob->base;
-    m.raw_len = (uint32_t)ob->cs.len;
     m.ntimes = (uint32_t)(ob->times.len / 8);
-    m.times = ob->times.data;
-    if ((rc = zcodec_compress(&z, ob->cs.data, ob->cs.len, e)) != SYNC_OK)
+    m.times = NULL;
+    /* the edit times go inside the compressed payload, ahead of the changeset:
+     * times made in one session differ in their last bytes only */
+    if ((rc = buf_put(&b, ob->times.data, ob->times.len, e)) != SYNC_OK ||
+        (rc = buf_put(&b, ob->cs.data, ob->cs.len, e)) != SYNC_OK)
         goto out;
+    if (b.len > CHANGESET_MAX) {
+        rc = errctx_set(e, SYNC_ELIMIT,
+                        "the push is %zu bytes, over the limit of %u; sync more often", b.len,
+                        CHANGESET_MAX);
+        goto out;
+    }
+    m.raw_len = (uint32_t)b.len;
+    if ((rc = zcodec_compress(&z, b.data, b.len, e)) != SYNC_OK)
+        goto out;
+    b.len = 0;
     m.z = z.data;
     m.zlen = (uint32_t)z.len;
-    if ((rc = msg_push_encode(&b, &m, e)) != SYNC_OK || (rc = msg_send(&y->io, MSG_PUSH, &b, e)) ||
-        (rc = expect_frame(&f, y, e)) != SYNC_OK || (rc = msg_push_ok_decode(&ok, f, e)) != SYNC_OK)
+    if ((rc = msg_push_encode(&b, &m, e)) != SYNC_OK || (rc = msg_send(&y->io, MSG_PUSH, &b, e)))
+        goto out;
+    tls_conn_set_timeout(y->tls, PUSH_REPLY_TIMEOUT_MS);
+    rc = expect_frame(&f, y, e);
+    tls_conn_set_timeout(y->tls, IDLE_TIMEOUT_MS);
+    if (rc != SYNC_OK || (rc = msg_push_ok_decode(&ok, f, e)) != SYNC_OK)
         goto out;
     testpoint("push acknowledged");
     y->r->push_version = ok.version;
@@ -859,6 +875,16 @@ static void record_failure(sqlite3 *db, const struct sync_result *r, const struc
         (void)sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
 }
 
+/* Adds the bytes of y's connection (if any) to its result. */
+static void count_wire(struct sync *y)
+{
+    uint64_t in = 0, out = 0;
+
+    tls_conn_bytes(y->tls, &in, &out);
+    y->r->wire_in += in;
+    y->r->wire_out += out;
+}
+
 int sync_run(sqlite3 *db, const struct schema *s, struct sync_result *r, struct errctx *e)
 {
     struct sync y;
@@ -885,6 +911,7 @@ int sync_run(sqlite3 *db, const struct schema *s, struct sync_result *r, struct 
         rc = in_transaction(&y, step_prepare, &ob, &resumed, e);
         if (rc == SYNC_OK)
             rc = in_transaction(&y, step_exchange, &ob, &ignored, e);
+        count_wire(&y);
         tls_conn_close(y.tls);
         tls_ctx_free(y.tls_ctx);
         y.tls = NULL;
@@ -897,6 +924,7 @@ int sync_run(sqlite3 *db, const struct schema *s, struct sync_result *r, struct 
                             "hub; local changes are kept and will be sent\n");
             y.diverged = 0;
             rc = in_transaction(&y, step_rebuild, &ob, &ignored, e);
+            count_wire(&y);
             tls_conn_close(y.tls);
             tls_ctx_free(y.tls_ctx);
             r->rebuilt = 1;
@@ -910,6 +938,8 @@ int sync_run(sqlite3 *db, const struct schema *s, struct sync_result *r, struct 
         r->rebuilt |= first.rebuilt;
         r->conflicts += first.conflicts;
         r->overridden += first.overridden;
+        r->wire_in += first.wire_in;
+        r->wire_out += first.wire_out;
         if (r->pushed == 0) {
             r->pushed = first.pushed;
             r->push_version = first.push_version;

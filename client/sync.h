@@ -23,6 +23,8 @@ struct sync_result {
     uint64_t version;      /* synced version after the sync */
     char tree[41];         /* dataset hash of that version */
     uint64_t hub_head;     /* the hub's head version as of this contact (0: no contact) */
+    uint64_t wire_in;      /* bytes received from the hub on the network (TLS included) */
+    uint64_t wire_out;     /* bytes sent to the hub on the network (TLS included) */
 };
 
 /* Runs one sync inside one write transaction on db: build the local

@@ -8,7 +8,8 @@
  *        "outcome":"retry","exit_code":75,"message":"cannot reach ...",
  *        "next_retry_s":0.8}
  * JSON keys are always present (null when unknown or not applicable); a
- * successful attempt adds "version", "pushed", "pulled" and "conflicts".
+ * successful attempt adds "version", "pushed", "pulled", "conflicts", and
+ * "bytes_sent" / "bytes_received" (on the network, TLS included).
  */
 #include "synclog.h"
 
@@ -88,6 +89,8 @@ static char *json_line(const struct synclog_entry *en, const char *when)
         cJSON_AddNumberToObject(o, "pushed", en->result->pushed);
         cJSON_AddNumberToObject(o, "pulled", (double)en->result->pulled);
         cJSON_AddNumberToObject(o, "conflicts", (double)en->result->conflicts);
+        cJSON_AddNumberToObject(o, "bytes_sent", (double)en->result->wire_out);
+        cJSON_AddNumberToObject(o, "bytes_received", (double)en->result->wire_in);
     }
     text = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);

@@ -74,6 +74,13 @@
 /* A connection idle (no complete frame) longer than this is dropped. */
 #define IDLE_TIMEOUT_MS 30000
 
+/* A site waits this long for the answer to its PUSH: the hub merges and
+ * commits a push while other sites' pushes may queue before it for the one
+ * writer, and a 100,000-row push into a large hub takes tens of seconds.
+ * The hub is known alive (it took the whole frame); a dead one still ends the
+ * wait through TCP. */
+#define PUSH_REPLY_TIMEOUT_MS 300000
+
 /* The hub drops a connection whose frame has not arrived whole within this
  * long of its first byte (the HELLO: of the handshake's end), plus one second
  * per FRAME_MIN_RATE bytes of its announced length.  The idle timeout alone

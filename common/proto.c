@@ -68,8 +68,7 @@ int msg_push_encode(struct buf *out, const struct msg_push *m, struct errctx *e)
     int rc;
     if ((rc = buf_put(out, m->push_id, PUSH_ID_LEN, e)) != 0 ||
         (rc = buf_put_u64(out, m->base, e)) != 0 || (rc = buf_put_u32(out, m->raw_len, e)) != 0 ||
-        (rc = buf_put_u32(out, m->ntimes, e)) != 0 ||
-        (rc = buf_put(out, m->times, (size_t)m->ntimes * 8, e)) != 0)
+        (rc = buf_put_u32(out, m->ntimes, e)) != 0)
         return rc;
     return buf_put(out, m->z, m->zlen, e);
 }
@@ -92,11 +91,11 @@ int msg_push_decode(struct msg_push *m, const struct frame *f, struct errctx *e)
     if (m->raw_len > CHANGESET_MAX)
         return errctx_set(e, SYNC_ELIMIT, "pushed changeset of %u bytes exceeds the limit of %u",
                           m->raw_len, CHANGESET_MAX);
-    if (m->ntimes > r.left / 8)
-        return errctx_set(e, SYNC_EPROTO, "push announces %u edit times but carries fewer",
-                          m->ntimes);
-    if ((rc = buf_get_bytes(&r, &m->times, (size_t)m->ntimes * 8, e)) != 0)
-        return rc;
+    if (m->ntimes > m->raw_len / 8)
+        return errctx_set(e, SYNC_EPROTO,
+                          "push announces %u edit times but only %u bytes with its changeset",
+                          m->ntimes, m->raw_len);
+    m->times = NULL; /* inside the compressed payload: the receiver points it there */
     m->zlen = (uint32_t)r.left;
     return buf_get_bytes(&r, &m->z, r.left, e);
 }

@@ -7,7 +7,8 @@
  *   HELLO      0x01  u16 proto, 32B schema fingerprint               site -> hub
  *   WELCOME    0x02  u16 proto, u64 head version                     hub -> site
  *   PUSH       0x10  32B push id, u64 base version, u32 raw length,
- *                    u32 n, n x u64 edit time (ms), zstd changeset  site -> hub
+ *                    u32 n, zstd(n x u64 edit time (ms) || changeset);
+ *                    raw length = 8n + changeset length            site -> hub
  *   PUSH_OK    0x11  u64 version (0: nothing applied), u8 duplicate,
  *                    u32 changes applied, u32 changes overridden      hub -> site
  *   PULL       0x20  u64 since, u64 conflicts since                  site -> hub
@@ -82,9 +83,10 @@ struct msg_welcome {
 struct msg_push {
     uint8_t push_id[PUSH_ID_LEN];
     uint64_t base;
-    uint32_t raw_len;
+    uint32_t raw_len;     /* of the compressed payload: 8 x ntimes + changeset */
     uint32_t ntimes;      /* one edit time per change, in changeset order */
-    const uint8_t *times; /* ntimes x u64 big-endian; borrowed */
+    const uint8_t *times; /* ntimes x u64 big-endian, the payload's start once
+                             decompressed (the decoder leaves it NULL); borrowed */
     const uint8_t *z;     /* borrowed from the frame */
     uint32_t zlen;
 };

@@ -648,6 +648,16 @@ static int conn_new(struct tls_conn **out, struct tls_ctx *ctx, int fd, struct e
     return SYNC_OK;
 }
 
+void tls_conn_bytes(const struct tls_conn *c, uint64_t *in, uint64_t *out)
+{
+    BIO *b = c ? SSL_get_rbio(c->ssl) : NULL;
+
+    /* one BIO reads and writes the socket: its counters are the bytes on
+     * the wire, TLS records and handshake included */
+    *in = b ? (uint64_t)BIO_number_read(b) : 0;
+    *out = b ? (uint64_t)BIO_number_written(b) : 0;
+}
+
 /* Frees c without close_notify; the fd stays open. */
 static void conn_free(struct tls_conn *c)
 {

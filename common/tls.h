@@ -14,6 +14,8 @@
 
 #include <stddef.h>
 
+#include <stdint.h>
+
 #include "errctx.h"
 #include "frame.h"
 
@@ -72,6 +74,10 @@ void tls_conn_set_frame_timeout(struct tls_conn *c, int frame_ms);
 void tls_conn_start_frame_clock(struct tls_conn *c);
 
 /* Reads exactly n bytes / writes all n bytes.  A timeout, reset or EOF is SYNC_ENET. */
+/* Bytes received and sent on c's socket so far: TLS records and handshake
+ * included, as they crossed the network (c may be NULL: 0 and 0). */
+void tls_conn_bytes(const struct tls_conn *c, uint64_t *in, uint64_t *out);
+
 int tls_read(struct tls_conn *c, void *buf, size_t n, struct errctx *e) SYNC_WUR;
 int tls_write(struct tls_conn *c, const void *buf, size_t n, struct errctx *e) SYNC_WUR;
 

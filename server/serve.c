@@ -184,7 +184,10 @@ static int handle_push(struct conn *c, const struct frame *f, struct errctx *e)
                         raw.len, m.raw_len);
         goto refuse;
     }
-    if ((rc = hub_push(c->srv->hub, c->site, &m, raw.data, raw.len, &ok, e)) != SYNC_OK)
+    /* msg_push_decode() checked that the times fit in raw_len */
+    m.times = raw.data;
+    if ((rc = hub_push(c->srv->hub, c->site, &m, raw.data + (size_t)m.ntimes * 8,
+                       raw.len - (size_t)m.ntimes * 8, &ok, e)) != SYNC_OK)
         goto refuse;
     if (ok.duplicate)
         logf_("site %s: push repeated (already applied as version %llu)", c->site,

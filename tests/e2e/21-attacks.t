@@ -48,16 +48,22 @@ is "$(stat -c %s hello.bin)" 39 "a HELLO frame is 39 bytes"
 # A zstd frame (RFC 8878) without content size: 16 RLE blocks of 128 KiB of 'A'
 # (2 MiB); and a one-segment frame holding a raw block of the bytes given.
 { bytes 0x28 0xb5 0x2f 0xfd 0 0x38; for i in $(seq 15); do bytes 2 0 0x10 0x41; done; bytes 3 0 0x10 0x41; } >bomb.zst
-zraw() { local n=${#1} h=$((${#1} << 3 | 1)); bytes 0x28 0xb5 0x2f 0xfd 0x20 "$n" $((h & 255)) $((h >> 8 & 255)) 0; printf '%s' "$1"; }
-GARBAGE='this is not a changeset'
-zraw "$GARBAGE" >garbage.zst
-# PUSH: 32-byte push id, base 0, raw length, n edit times, the zstd payload.
+# PUSH: 32-byte push id, base 0, raw length, n, then one zstd frame of the n
+# edit times (u64 each) followed by the changeset.
 push() { # RAWLEN N ZFILE
-    { head -c 32 /dev/urandom; u64 0; u32 "$1"; u32 "$2"; for ((i = 0; i < $2; i++)); do u64 1700000000000; done; cat "$3"; } >push.pl
+    { head -c 32 /dev/urandom; u64 0; u32 "$1"; u32 "$2"; cat "$3"; } >push.pl
     frame 16 push.pl
 }
+# payload N CHANGESET OUT: the zstd frame of N edit times and the changeset file.
+payload() {
+    { for ((i = 0; i < $1; i++)); do u64 1700000000000; done; cat "$2"; } >"$3.raw"
+    zstd -q -c --no-check "$3.raw" >"$3"
+}
+GARBAGE='this is not a changeset'
+printf '%s' "$GARBAGE" >garbage.cs
+payload 1 garbage.cs garbage.zst
 push 4096 0 bomb.zst >push-bomb.bin
-push ${#GARBAGE} 1 garbage.zst >push-garbage.bin
+push $((8 + ${#GARBAGE})) 1 garbage.zst >push-garbage.bin
 { u64 0; u64 0; } >pull.pl
 frame 32 pull.pl >pull.bin
 { u32 $((32 * 1024 * 1024 + 1)); bytes 16; } >over-frame-max.bin
@@ -200,10 +206,8 @@ crafted() { # NAME TABLE SQL: a PUSH frame of the changeset SQL makes on TABLE
     sq "$db" "$(sq "$(site_db alpha)" "SELECT sql FROM sqlite_schema WHERE name = '$2'");" &&
         sq "$db" ".session open main s" ".session s attach $2" "$3" ".session s changeset $1.cs" ||
         fail "crafting the $1 changeset"
-    local n h
-    n=$(stat -c %s "$1.cs") h=$(($(stat -c %s "$1.cs") << 3 | 1))
-    { bytes 0x28 0xb5 0x2f 0xfd 0x20 "$n" $((h & 255)) $((h >> 8 & 255)) 0; cat "$1.cs"; } >"$1.zst"
-    push "$n" 1 "$1.zst" >"$1.bin"
+    payload 1 "$1.cs" "$1.zst"
+    push $((8 + $(stat -c %s "$1.cs"))) 1 "$1.zst" >"$1.bin"
 }
 crafted local member "INSERT INTO member (id, name) VALUES (1, 'LOCALCANARY-$$')"
 crafted hubclass metric "INSERT INTO metric (code, name, unit) VALUES ('forged', 'Forged metric', 'count')"

@@ -27,6 +27,8 @@ printf '%s\n' "$RUN_ERR" >"$E2E_TMP/ok.log"
 is "$(wc -l <"$E2E_TMP/ok.log")" 1 "... one log line on stderr"
 is "$(jl "$E2E_TMP/ok.log" 1 '@$j{qw(site attempt attempts outcome exit_code message next_retry_s)}')" \
     "toronto 1 1 ok 0 null null" "... JSON: site, attempt 1/1, outcome ok, exit_code 0, no message, no retry"
+is "$(jl "$E2E_TMP/ok.log" 1 '($j->{bytes_sent} > 1000 && $j->{bytes_received} > 1000 && $j->{bytes_sent} < 100000) ? "yes" : "$j->{bytes_sent}\/$j->{bytes_received}"')" yes \
+    "... bytes_sent and bytes_received: the TLS handshake's certificates each way, over 1 KB, under 100 KB"
 like "$(jl "$E2E_TMP/ok.log" 1 '$j->{time}')" '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}\.[0-9]{3}Z$' "... time is ISO 8601 UTC"
 is "$(jl "$E2E_TMP/ok.log" 1 '$j->{version}')" "$(hub_max_seq)" "... version = hub max(seq)"
 like "$RUN_OUT" 'now at version' "... and the usual summary on stdout"

@@ -315,7 +315,7 @@ seeds_proto() {
     msg valid-hello '\x01' "\\x00\\x03$fp"
     msg bad-hello-proto-1 '\x01' "\\x00\\x01$fp"
     msg valid-welcome '\x02' "\\x00\\x03$u64"
-    msg valid-push '\x10' "$fp$u64\\x00\\x00\\x00\\x0e\\x00\\x00\\x00\\x02$u64$u64$zcs"
+    msg valid-push '\x10' "$fp$u64\\x00\\x00\\x00\\x1e\\x00\\x00\\x00\\x02$zcs"
     msg valid-push-no-times '\x10' "$fp$u64\\x00\\x00\\x00\\x0e\\x00\\x00\\x00\\x00$zcs"
     msg valid-push-empty-z '\x10' "$fp$u64\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00"
     msg bad-push-times-overflow '\x10' "$fp$u64\\x00\\x00\\x00\\x0e\\xff\\xff\\xff\\xff$u64"

@@ -197,14 +197,9 @@ static void test_welcome(void **state)
 
 static void test_push(void **state)
 {
-    static const uint8_t z[] = "compressed changeset bytes";
-    static const uint8_t times[16] = {0, 0, 1, 2, 3, 4, 5, 6, 0, 0, 0, 0, 0, 0, 0, 9};
-    struct msg_push in = {.base = UINT64_MAX,
-                          .raw_len = 1234,
-                          .ntimes = 2,
-                          .times = times,
-                          .z = z,
-                          .zlen = sizeof(z) - 1};
+    static const uint8_t z[] = "compressed times and changeset";
+    struct msg_push in = {
+        .base = UINT64_MAX, .raw_len = 1234, .ntimes = 2, .z = z, .zlen = sizeof(z) - 1};
     struct msg_push out;
     struct buf b = {0};
     struct errctx e = {0};
@@ -212,12 +207,11 @@ static void test_push(void **state)
     (void)state;
     fill(in.push_id, PUSH_ID_LEN, 9);
     assert_int_equal(msg_push_encode(&b, &in, &e), SYNC_OK);
-    assert_int_equal(b.len, 32 + 8 + 4 + 4 + 16 + in.zlen);
+    assert_int_equal(b.len, 32 + 8 + 4 + 4 + in.zlen);
     assert_memory_equal(b.data, in.push_id, 32);
     assert_memory_equal(b.data + 32, "\xff\xff\xff\xff\xff\xff\xff\xff\x00\x00\x04\xd2\0\0\0\x02",
                         16);
-    assert_memory_equal(b.data + 48, times, 16);
-    memset(&out, 0, sizeof(out));
+    memset(&out, 0xee, sizeof(out));
     {
         struct frame f = {.type = MSG_PUSH, .len = (uint32_t)b.len, .payload = b.data};
         assert_int_equal(msg_push_decode(&out, &f, &e), SYNC_OK);
@@ -225,16 +219,16 @@ static void test_push(void **state)
         assert_true(out.base == UINT64_MAX);
         assert_int_equal(out.raw_len, 1234);
         assert_int_equal(out.ntimes, 2);
-        assert_ptr_equal(out.times, b.data + 48);
+        assert_null(out.times); /* the times are inside the compressed payload */
         assert_int_equal(out.zlen, in.zlen);
-        assert_ptr_equal(out.z, b.data + 64); /* borrowed from the frame */
+        assert_ptr_equal(out.z, b.data + 48); /* borrowed from the frame */
         assert_memory_equal(out.z, z, out.zlen);
     }
-    /* The changeset is the rest of the frame: an extra byte is part of it. */
-    refuse_damage(dec_push, MSG_PUSH, &b, 64, 1);
+    /* The payload is the rest of the frame: an extra byte is part of it. */
+    refuse_damage(dec_push, MSG_PUSH, &b, 48, 1);
 
-    /* More edit times announced than the frame carries. */
-    b.data[47] = 0x7f;
+    /* More edit times announced than the payload can hold (8 bytes each). */
+    b.data[44] = 0x7f; /* 0x7f000002 times: over 1234 / 8 */
     assert_int_equal(decode_copy(dec_push, &out, MSG_PUSH, b.data, b.len, &e), SYNC_EPROTO);
     assert_non_null(strstr(e.msg, "edit times"));
 

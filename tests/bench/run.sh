@@ -1,0 +1,239 @@
+#!/usr/bin/env bash
+# tests/bench/run.sh - `make bench`: EMPaCT Sync against baselines measured
+# in the same run on the same machine, each target of issue #8 as a ratio
+# with PASS or MISS.  Results (median and min of RUNS runs) are printed and
+# written to bench/results/latest.md (and a dated copy).
+#
+#   bash tests/bench/run.sh BIN_DIR
+#
+# BENCH_BIG    rows of the big replica (default 1000000)
+# BENCH_SMALL  rows of the small one, for "cost follows the changes" (10000)
+# BENCH_BULK   rows of the bulk sync (100000)
+# BENCH_RUNS   runs of each timed measure (3)
+# BENCH_QUICK=1  a smoke run: BIG 100000, BULK 20000, RUNS 1
+#
+# Everything runs on 127.0.0.1 on ports the hubs pick, in a temporary
+# directory removed at the end; every hub started is stopped.
+set -euo pipefail
+
+BIN=$(cd "${1:-bin}" && pwd)
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+if [ "${BENCH_QUICK:-0}" = 1 ]; then
+    : "${BENCH_BIG:=100000}" "${BENCH_BULK:=20000}" "${BENCH_RUNS:=1}"
+fi
+BIG=${BENCH_BIG:-1000000}
+SMALL=${BENCH_SMALL:-10000}
+BULK=${BENCH_BULK:-100000}
+RUNS=${BENCH_RUNS:-3}
+CHANGED=1000
+PUSH_BATCH=50000
+RAWPIPE=$ROOT/build/bench/rawpipe
+export LC_ALL=C TZ=UTC
+
+T=$(mktemp -d /tmp/empact-bench.XXXXXX)
+PIDS=()
+cleanup() {
+    local p
+    for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+    rm -rf "$T"
+}
+trap cleanup EXIT
+
+say() { printf 'bench: %s\n' "$*" >&2; }
+now() { date +%s.%N; }
+# secs CMD...: runs CMD (output to $T/last.out and $T/last.err), prints the wall seconds.
+secs() {
+    local t0 t1
+    t0=$(now)
+    "$@" >"$T/last.out" 2>"$T/last.err" || { cat "$T/last.err" >&2; return 1; }
+    t1=$(now)
+    echo "$t1 - $t0" | bc -l
+}
+# stats V...: "median min" of the values.
+stats() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "%.10g %.10g\n", m, v[1]}'; }
+ratio() { echo "$1 / $2" | bc -l | awk '{printf "%.4g", $1}'; }
+# s3 X: seconds shown with 3 decimals.
+s3() { printf '%.3f' "$1"; }
+le() { awk -v a="$1" -v b="$2" 'BEGIN {exit !(a <= b)}'; }
+ge() { awk -v a="$1" -v b="$2" 'BEGIN {exit !(a >= b)}'; }
+
+# ---- hubs and sites ---------------------------------------------------------------------------
+# hub_start DIR: serves DIR; sets PORT.
+hub_start() {
+    local dir=$1 i
+    "$BIN/empact-hub" serve "$dir" --listen 127.0.0.1:0 >"$dir.out" 2>>"$dir.log" </dev/null &
+    PIDS+=($!)
+    for i in $(seq 1 200); do
+        PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$dir.out")
+        [ -n "$PORT" ] && return 0
+        sleep 0.05
+    done
+    say "hub $dir did not start"; exit 1
+}
+# site_new HUB SITE: enrols and joins SITE (replica $T/SITE.db).
+site_new() {
+    "$BIN/empact-hub" add-site "$1" "$2" --address "127.0.0.1:$PORT" -o "$T/$2.join" >/dev/null
+    "$BIN/empact" join "$T/$2.db" "$T/$2.join" >/dev/null
+}
+# add_rows DB N PREFIX: N new resources, as a coordinator's shell would.
+add_rows() {
+    sqlite3 "$1" "WITH RECURSIVE k(j) AS (SELECT 1 UNION ALL SELECT j + 1 FROM k WHERE j < $2)
+        INSERT INTO resource (id, title, url, summary, kind, oht_block, added_by_site, updated_at)
+        SELECT printf('$3%07d', j), 'Resource ' || j, 'https://example.org/r/' || j,
+               'Summary of resource ' || j || ': ' || hex(randomblob(16)), 'guide', 1 + j % 8,
+               'bench', '2026-12-01T00:00:00Z' FROM k"
+}
+# sync_json DB: one sync with a JSON log line in $T/sync.json.
+sync_json() { "$BIN/empact" sync "$1" --log-format json >/dev/null 2>"$T/sync.json"; }
+# fill HUBSITE N: N rows pushed from site HUBSITE in batches of PUSH_BATCH.
+fill() {
+    local site=$1 n=$2 done=0 b k=0
+    while [ "$done" -lt "$n" ]; do
+        b=$((n - done < PUSH_BATCH ? n - done : PUSH_BATCH))
+        add_rows "$T/$site.db" "$b" "f$k-"
+        sync_json "$T/$site.db"
+        done=$((done + b))
+        k=$((k + 1))
+        say "  $site: $done of $n rows pushed"
+    done
+}
+
+RESULTS=()
+# row MEASURE TARGET_TEXT BASELINE OURS RATIO VERDICT
+row() { RESULTS+=("| $1 | $3 | $4 | $5 | $2 | $6 |"); printf '%-62s %-10s %s\n' "$1" "$5" "$6"; }
+
+mkdir -p "$ROOT/build/bench"
+cc -O2 -o "$RAWPIPE" "$HERE/rawpipe.c" $(pkg-config --cflags --libs sqlite3 libzstd) \
+    -DSQLITE_ENABLE_SESSION -DSQLITE_ENABLE_PREUPDATE_HOOK
+
+say "sizes: big $BIG rows, small $SMALL, bulk $BULK, $CHANGED changed; $RUNS runs each"
+
+# ---- the big hub and two sites ------------------------------------------------------------------
+"$BIN/empact-hub" init "$T/big" >/dev/null
+hub_start "$T/big"
+BIGPORT=$PORT
+site_new "$T/big" seed
+say "filling the big hub"
+fill seed "$BIG"
+
+# ---- new-site bootstrap vs zstd -d of the same snapshot file ------------------------------------
+# The snapshot file: the replicated tables of the hub's head version as one
+# SQLite file (what a naive join would download), zstd -3.
+sqlite3 "$T/big/hub.db" "VACUUM INTO '$T/snap.db'"
+sqlite3 "$T/snap.db" "$(sqlite3 "$T/snap.db" "SELECT 'DROP TABLE \"' || name || '\";' FROM sqlite_schema
+    WHERE type = 'table' AND name NOT IN ('resource', 'metric_value', 'metric', 'site')")" "VACUUM"
+zstd -3 -q -f "$T/snap.db" -o "$T/snap.db.zst"
+base=() ours=()
+for r in $(seq 1 "$RUNS"); do
+    base+=("$(secs zstd -d -q -f "$T/snap.db.zst" -o "$T/snap-out.db")")
+    "$BIN/empact-hub" add-site "$T/big" "boot$r" --address "127.0.0.1:$BIGPORT" -o "$T/boot$r.join" >/dev/null
+    ours+=("$(secs "$BIN/empact" join "$T/boot$r.db" "$T/boot$r.join")")
+    [ "$r" -lt "$RUNS" ] && rm -f "$T/boot$r.db"*
+done
+read -r bm bmin <<<"$(stats "${base[@]}")"
+read -r om omin <<<"$(stats "${ours[@]}")"
+rt=$(ratio "$om" "$bm")
+le "$rt" 2 && v=PASS || v=MISS
+row "new-site bootstrap of $BIG rows vs zstd -d of the snapshot file" "≤ 2×" \
+    "$(s3 "$bm") s (min $(s3 "$bmin"))" "$(s3 "$om") s (min $(s3 "$omin"))" "$rt" "$v"
+
+# ---- 1,000 changed rows in the big replica: wire bytes vs whole-file zstd -----------------------
+site_new "$T/big" a2
+zstd -3 -q -f "$T/a2.db" -o "$T/a2.db.zst"
+whole=$(stat -c %s "$T/a2.db.zst")
+sqlite3 "$T/a2.db" "UPDATE resource SET summary = summary || ' (edited)' WHERE id IN
+    (SELECT id FROM resource ORDER BY id LIMIT $CHANGED)"
+sync_json "$T/a2.db"
+sent=$(perl -MJSON::PP -ne 'print decode_json($_)->{bytes_sent}' "$T/sync.json")
+recv=$(perl -MJSON::PP -ne 'print decode_json($_)->{bytes_received}' "$T/sync.json")
+wire=$((sent + recv))
+rt=$(ratio "$wire" "$whole")
+le "$rt" 0.001 && v=PASS || v=MISS
+row "wire bytes, $CHANGED changed rows in a $BIG-row replica vs whole-file zstd -3" "≤ 1/1000" \
+    "$whole B" "$wire B ($sent sent, $recv received)" "$rt" "$v"
+
+# ---- cost follows the changes: a 1k-row sync against BIG vs SMALL tables ------------------------
+"$BIN/empact-hub" init "$T/small" >/dev/null
+hub_start "$T/small"
+site_new "$T/small" sseed
+fill sseed "$SMALL"
+smallt=() bigt=()
+for r in $(seq 1 "$RUNS"); do
+    add_rows "$T/sseed.db" "$CHANGED" "s$r-"
+    smallt+=("$(secs "$BIN/empact" sync "$T/sseed.db")")
+    add_rows "$T/a2.db" "$CHANGED" "b$r-"
+    bigt+=("$(secs "$BIN/empact" sync "$T/a2.db")")
+done
+read -r sm smin <<<"$(stats "${smallt[@]}")"
+read -r gm gmin <<<"$(stats "${bigt[@]}")"
+rt=$(ratio "$gm" "$sm")
+le "$rt" 1.5 && v=PASS || v=MISS
+row "time of a $CHANGED-row sync, $BIG-row vs $SMALL-row tables" "≤ 1.5×" \
+    "$(s3 "$sm") s (min $(s3 "$smin"))" "$(s3 "$gm") s (min $(s3 "$gmin"))" "$rt" "$v"
+
+# ---- bulk sync: wire bytes and rows/s vs the raw pipeline ----------------------------------------
+# Raw pipeline: plain copies of the small hub's resource table (no triggers), WAL.
+sqlite3 "$T/raw-src.db" "PRAGMA journal_mode = WAL" \
+    "$(sqlite3 "$T/small/hub.db" "SELECT sql FROM sqlite_schema WHERE name = 'resource'")" \
+    "ATTACH '$T/small/hub.db' AS h" "INSERT INTO resource SELECT * FROM h.resource" >/dev/null
+site_new "$T/small" pa
+site_new "$T/small" pb
+rawt=() rawz=() ourt=() ourw=() rssb=()
+idle_rss=$( { /usr/bin/time -f '%M' "$BIN/empact" sync "$T/pa.db" >/dev/null; } 2>&1 | tail -n 1)
+for r in $(seq 1 "$RUNS"); do
+    cp "$T/raw-src.db" "$T/raw-dst.db"
+    cp "$T/raw-src.db" "$T/raw-run.db"
+    out=$("$RAWPIPE" "$T/raw-run.db" "$T/raw-dst.db" "$BULK" "raw$r-")
+    rawt+=("$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' <<<"$out")")
+    rawz+=("$(sed -n 's/.*zstd=\([0-9]*\).*/\1/p' <<<"$out")")
+    rm -f "$T/raw-dst.db"* "$T/raw-run.db"*
+    add_rows "$T/pa.db" "$BULK" "bulk$r-"
+    t0=$(now)
+    /usr/bin/time -f '%M' -o "$T/rss" "$BIN/empact" sync "$T/pa.db" --log-format json >/dev/null 2>"$T/sync.json"
+    "$BIN/empact" sync "$T/pb.db" >/dev/null
+    t1=$(now)
+    ourt+=("$(echo "$t1 - $t0" | bc -l)")
+    ourw+=("$(perl -MJSON::PP -ne 'print decode_json($_)->{bytes_sent}' "$T/sync.json")")
+    rssb+=("$(tail -n 1 "$T/rss")")
+done
+read -r rzm _ <<<"$(stats "${rawz[@]}")"
+read -r owm owmin <<<"$(stats "${ourw[@]}")"
+rt=$(ratio "$owm" "$rzm")
+le "$rt" 1.1 && v=PASS || v=MISS
+row "wire bytes of a $BULK-row push vs zstd -3 of the raw changeset" "≤ 1.1×" \
+    "$rzm B" "$owm B (min $owmin)" "$rt" "$v"
+read -r rtm rtmin <<<"$(stats "${rawt[@]}")"
+read -r otm otmin <<<"$(stats "${ourt[@]}")"
+rawrate=$(echo "$BULK / $rtm" | bc -l)
+ourrate=$(echo "$BULK / $otm" | bc -l)
+rt=$(ratio "$ourrate" "$rawrate")
+ge "$rt" 0.7 && v=PASS || v=MISS
+row "rows/s of a $BULK-row sync (push, hub merge + git, pull) vs the raw pipeline" "≥ 0.7×" \
+    "$(printf '%.0f' "$rawrate") rows/s ($(s3 "$rtm") s)" "$(printf '%.0f' "$ourrate") rows/s ($(s3 "$otm") s)" "$rt" "$v"
+read -r rsm rsmin <<<"$(stats "${rssb[@]}")"
+above=$(( (${rsm%.*} - idle_rss) / 1024 ))
+le "$above" 64 && v=PASS || v=MISS
+row "peak RSS of empact sync pushing $BULK rows, above an idle sync" "≤ 64 MiB" \
+    "$((idle_rss / 1024)) MiB idle" "$(( ${rsm%.*} / 1024 )) MiB" "+$above MiB" "$v"
+
+for m in "hub: 100 concurrent sites, small pushes over new TLS connections (≥ 250/s, p99 ≤ 100 ms)" \
+         "hub RSS with 100 open site connections (≤ 128 MiB)" \
+         "small syncs with a zstd dictionary (≤ 1 KB on the wire)"; do
+    row "$m" "see left" "-" "-" "-" "NOT MEASURED"
+done
+
+# ---- results ----------------------------------------------------------------------------------
+mkdir -p "$ROOT/bench/results"
+{
+    echo "# make bench — $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo
+    echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), $(uname -sr)."
+    echo "Sizes: big $BIG rows, small $SMALL, bulk $BULK, $CHANGED changed; median (and min) of $RUNS runs."
+    echo
+    echo "| measure | baseline | EMPaCT Sync | ratio | target | result |"
+    echo "|---|---|---|---|---|---|"
+    printf '%s\n' "${RESULTS[@]}"
+} >"$ROOT/bench/results/latest.md"
+cp "$ROOT/bench/results/latest.md" "$ROOT/bench/results/$(date -u +%Y-%m-%d)$([ "${BENCH_QUICK:-0}" = 1 ] && echo -quick).md"
+say "results in bench/results/latest.md"
