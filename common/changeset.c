@@ -476,8 +476,9 @@ static int walk_replicated(const struct schema *s, const void *cs, size_t n, cha
 /* ---- strict apply to base copies ---------------------------------------- */
 
 /* Builds and runs the statement for one change; *hit is the number of rows hit. */
-static int apply_one(sqlite3 *db, sqlite3_changeset_iter *it, const struct schema_table *t,
-                     const char *prefix, int op, int *hit, struct errctx *e)
+static int apply_one(sqlite3 *db, struct stmtcache *sc, sqlite3_changeset_iter *it,
+                     const struct schema_table *t, const char *prefix, int op, int *hit,
+                     struct errctx *e)
 {
     sqlite3_value *v;
     sqlite3_stmt *st = NULL;
@@ -519,7 +520,7 @@ static int apply_one(sqlite3 *db, sqlite3_changeset_iter *it, const struct schem
         rc = errctx_set(e, SYNC_ENOMEM, "out of memory applying a changeset");
         goto out;
     }
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+    if (stmtcache_prepare(sc, sql, &st) != SQLITE_OK) {
         rc = sql_err(e, db, "applying a changeset");
         goto out;
     }
@@ -557,7 +558,7 @@ static int apply_one(sqlite3 *db, sqlite3_changeset_iter *it, const struct schem
         rc = sql_err(e, db, "applying a changeset");
     }
 out:
-    sqlite3_finalize(st);
+    stmtcache_release(sc, st);
     sqlite3_free(sql);
     sqlite3_free(ph);
     sqlite3_free(where);
@@ -568,6 +569,7 @@ out:
 struct apply_ctx {
     sqlite3 *db;
     const char *prefix;
+    struct stmtcache sc;
 };
 
 static int apply_checked(void *ctx, sqlite3_changeset_iter *it, const struct schema_table *t,
@@ -576,7 +578,7 @@ static int apply_checked(void *ctx, sqlite3_changeset_iter *it, const struct sch
     struct apply_ctx *a = ctx;
     int hit = 0, rc;
 
-    if ((rc = apply_one(a->db, it, t, a->prefix, op, &hit, e)) != SYNC_OK)
+    if ((rc = apply_one(a->db, &a->sc, it, t, a->prefix, op, &hit, e)) != SYNC_OK)
         return rc;
     if (hit != 1)
         return errctx_set(e, SYNC_EDATA,
@@ -593,8 +595,13 @@ static int apply_checked(void *ctx, sqlite3_changeset_iter *it, const struct sch
 int changeset_apply_strict(sqlite3 *db, const struct schema *s, const void *cs, size_t n,
                            const char *prefix, struct errctx *e)
 {
-    struct apply_ctx a = {db, prefix};
-    return walk_replicated(s, cs, n, apply_checked, &a, e);
+    struct apply_ctx a = {db, prefix, {0}};
+    int rc;
+
+    stmtcache_init(&a.sc, db);
+    rc = walk_replicated(s, cs, n, apply_checked, &a, e);
+    stmtcache_free(&a.sc);
+    return rc;
 }
 
 /* ---- touched keys ------------------------------------------------------- */
@@ -625,10 +632,16 @@ int changeset_touched_reset(sqlite3 *db, const struct schema *s, struct errctx *
     return SYNC_OK;
 }
 
+struct touched_ctx {
+    sqlite3 *db;
+    struct stmtcache sc;
+};
+
 static int touched_one(void *ctx, sqlite3_changeset_iter *it, const struct schema_table *t, int op,
                        struct errctx *e)
 {
-    sqlite3 *db = ctx;
+    struct touched_ctx *c = ctx;
+    sqlite3 *db = c->db;
     char *ph = placeholders(t->npk);
     char *sql =
         ph ? sqlite3_mprintf("INSERT OR IGNORE INTO temp.\"" TOUCHED_PREFIX "%w\" VALUES (%s)",
@@ -641,7 +654,7 @@ static int touched_one(void *ctx, sqlite3_changeset_iter *it, const struct schem
         rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
         goto out;
     }
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+    if (stmtcache_prepare(&c->sc, sql, &st) != SQLITE_OK) {
         rc = sql_err(e, db, "recording touched keys");
         goto out;
     }
@@ -650,7 +663,7 @@ static int touched_one(void *ctx, sqlite3_changeset_iter *it, const struct schem
     if (sqlite3_step(st) != SQLITE_DONE)
         rc = sql_err(e, db, "recording touched keys");
 out:
-    sqlite3_finalize(st);
+    stmtcache_release(&c->sc, st);
     sqlite3_free(ph);
     sqlite3_free(sql);
     return rc;
@@ -659,7 +672,13 @@ out:
 int changeset_touched_add(sqlite3 *db, const struct schema *s, const void *cs, size_t n,
                           struct errctx *e)
 {
-    return walk_replicated(s, cs, n, touched_one, db, e);
+    struct touched_ctx c = {db, {0}};
+    int rc;
+
+    stmtcache_init(&c.sc, db);
+    rc = walk_replicated(s, cs, n, touched_one, &c, e);
+    stmtcache_free(&c.sc);
+    return rc;
 }
 
 /* ---- edit times ----------------------------------------------------------- */
@@ -667,6 +686,7 @@ int changeset_touched_add(sqlite3 *db, const struct schema *s, const void *cs, s
 struct times_ctx {
     sqlite3 *db;
     struct buf *out;
+    struct stmtcache sc;
 };
 
 static int time_one(void *ctx, sqlite3_changeset_iter *it, const struct schema_table *t, int op,
@@ -684,7 +704,7 @@ static int time_one(void *ctx, sqlite3_changeset_iter *it, const struct schema_t
         rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
         goto out;
     }
-    if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) {
+    if (stmtcache_prepare(&c->sc, sql, &st) != SQLITE_OK) {
         rc = sql_err(e, c->db, "reading edit times");
         goto out;
     }
@@ -696,7 +716,7 @@ static int time_one(void *ctx, sqlite3_changeset_iter *it, const struct schema_t
     }
     rc = buf_put_u64(c->out, (uint64_t)sqlite3_column_int64(st, 0), e);
 out:
-    sqlite3_finalize(st);
+    stmtcache_release(&c->sc, st);
     sqlite3_free(where);
     sqlite3_free(sql);
     return rc;
@@ -706,6 +726,7 @@ struct done_ctx {
     sqlite3 *db;
     const uint8_t *times;
     size_t ntimes, i;
+    struct stmtcache sc;
 };
 
 static int done_one(void *ctx, sqlite3_changeset_iter *it, const struct schema_table *t, int op,
@@ -730,7 +751,7 @@ static int done_one(void *ctx, sqlite3_changeset_iter *it, const struct schema_t
         rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
         goto out;
     }
-    if (sqlite3_prepare_v2(c->db, sql, -1, &st, NULL) != SQLITE_OK) {
+    if (stmtcache_prepare(&c->sc, sql, &st) != SQLITE_OK) {
         rc = sql_err(e, c->db, "clearing dirty keys");
         goto out;
     }
@@ -740,7 +761,7 @@ static int done_one(void *ctx, sqlite3_changeset_iter *it, const struct schema_t
     if (sqlite3_step(st) != SQLITE_DONE)
         rc = sql_err(e, c->db, "clearing dirty keys");
 out:
-    sqlite3_finalize(st);
+    stmtcache_release(&c->sc, st);
     sqlite3_free(where);
     sqlite3_free(sql);
     return rc;
@@ -749,15 +770,25 @@ out:
 int changeset_dirty_done(sqlite3 *db, const struct schema *s, const void *cs, size_t n,
                          const uint8_t *times, size_t ntimes, struct errctx *e)
 {
-    struct done_ctx c = {db, times, ntimes, 0};
-    return walk_replicated(s, cs, n, done_one, &c, e);
+    struct done_ctx c = {db, times, ntimes, 0, {0}};
+    int rc;
+
+    stmtcache_init(&c.sc, db);
+    rc = walk_replicated(s, cs, n, done_one, &c, e);
+    stmtcache_free(&c.sc);
+    return rc;
 }
 
 int changeset_edit_times(struct buf *out, sqlite3 *db, const struct schema *s, const void *cs,
                          size_t n, struct errctx *e)
 {
-    struct times_ctx c = {db, out};
-    return walk_replicated(s, cs, n, time_one, &c, e);
+    struct times_ctx c = {db, out, {0}};
+    int rc;
+
+    stmtcache_init(&c.sc, db);
+    rc = walk_replicated(s, cs, n, time_one, &c, e);
+    stmtcache_free(&c.sc);
+    return rc;
 }
 
 /* ---- the hub's class check ---------------------------------------------- */

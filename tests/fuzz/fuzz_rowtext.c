@@ -11,7 +11,7 @@
  *
  * fuzz-sources: common/rowtext.c common/gitmap.c common/schema.c common/db.c
  * fuzz-sources: common/buf.c common/errctx.c build/schema_sql.c
- * fuzz-pkgs: sqlite3 libgit2 openssl
+ * fuzz-pkgs: sqlite3 libgit2 openssl zlib
  */
 #include <sqlite3.h>
 #include <stdint.h>
