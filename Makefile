@@ -137,7 +137,7 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libserver.a $(BUILD)/libclien
 clean:
 	rm -rf build build-test build-asan bin
 
-C_SOURCES = common/*.[ch] server/*.[ch] client/*.[ch] tests/unit/*.c tests/fuzz/*.c
+C_SOURCES = common/*.[ch] server/*.[ch] client/*.[ch] tests/unit/*.c tests/fuzz/*.c tests/bench/*.c
 
 format:
 	clang-format -i $(C_SOURCES)

@@ -80,9 +80,11 @@ static const char usage_add_site[] =
     "to the site's coordinator privately; it holds a private key.\n";
 
 static const char usage_serve[] =
-    "usage: empact-hub serve HUBDIR [--listen HOST:PORT]\n"
+    "usage: empact-hub serve HUBDIR [--listen HOST:PORT] [--max-per-ip N]\n"
     "\n"
     "Serves sites.  --listen defaults to 127.0.0.1:0 (port 0 picks a free port).\n"
+    "--max-per-ip bounds the connections served at once from one address (default\n"
+    "32, at most 256): raise it when many sites share one NAT address.\n"
     "The first line on stdout is 'listening on HOST:PORT'; the log goes to stderr.\n"
     "SIGTERM or SIGINT stops the hub after open connections finish.\n";
 
@@ -560,20 +562,29 @@ static int cmd_serve(int argc, char **argv, const struct schema *s)
 {
     static const struct option opts[] = {{"help", no_argument, NULL, 'h'},
                                          {"listen", required_argument, NULL, 'l'},
+                                         {"max-per-ip", required_argument, NULL, 'm'},
                                          {NULL, 0, NULL, 0}};
     const char *listen_addr = "127.0.0.1:0";
     struct errctx e = {0, ""};
     struct sigaction sa;
-    int c, rc;
+    int c, rc, max_per_ip = 0;
+    char *end;
+    long v;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "hl:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "hl:m:", opts, NULL)) != -1) {
         switch (c) {
         case 'h':
             fputs(usage_serve, stdout);
             return EXIT_OK;
         case 'l':
             listen_addr = optarg;
+            break;
+        case 'm':
+            v = strtol(optarg, &end, 10);
+            if (*optarg == '\0' || *end != '\0' || v < 1 || v > HUB_MAX_CONNS)
+                return usage_error(usage_serve, "--max-per-ip takes a number from 1 to 256");
+            max_per_ip = (int)v;
             break;
         default:
             return usage_error(usage_serve, "unknown option");
@@ -586,7 +597,7 @@ static int cmd_serve(int argc, char **argv, const struct schema *s)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-    if ((rc = serve_run(argv[optind], listen_addr, s, &g_stop, &e)) != SYNC_OK)
+    if ((rc = serve_run(argv[optind], listen_addr, s, max_per_ip, &g_stop, &e)) != SYNC_OK)
         return fail(rc, &e);
     return EXIT_OK;
 }

@@ -540,7 +540,7 @@ static int tls_load(struct tls_ctx **out, const char *dir, struct errctx *e)
     return rc;
 }
 
-int serve_run(const char *dir, const char *listen_addr, const struct schema *s,
+int serve_run(const char *dir, const char *listen_addr, const struct schema *s, int max_per_ip,
               volatile sig_atomic_t *stop, struct errctx *e)
 {
     struct server srv;
@@ -556,7 +556,8 @@ int serve_run(const char *dir, const char *listen_addr, const struct schema *s,
         srv.fds[i] = -1;
     srv.idle_ms = testpoint_limit("EMPACT_IDLE_TIMEOUT_MS", IDLE_TIMEOUT_MS);
     srv.frame_ms = testpoint_limit("EMPACT_FRAME_DEADLINE_MS", FRAME_DEADLINE_MS);
-    srv.max_per_ip = testpoint_limit("EMPACT_MAX_CONN_PER_IP", MAX_CONN_PER_IP);
+    srv.max_per_ip =
+        max_per_ip > 0 ? max_per_ip : testpoint_limit("EMPACT_MAX_CONN_PER_IP", MAX_CONN_PER_IP);
     if ((rc = hub_open(&srv.hub, dir, s, e)) != SYNC_OK || (rc = tls_load(&srv.tls, dir, e)) ||
         (rc = listen_on(&lfd, listen_addr, shown, sizeof(shown), e)) != SYNC_OK)
         goto out;

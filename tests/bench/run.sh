@@ -10,7 +10,9 @@
 # BENCH_SMALL  rows of the small one, for "cost follows the changes" (10000)
 # BENCH_BULK   rows of the bulk sync (100000)
 # BENCH_RUNS   runs of each timed measure (3)
-# BENCH_QUICK=1  a smoke run: BIG 100000, BULK 20000, RUNS 1
+# BENCH_LOAD_SITES, BENCH_LOAD_SECONDS  the load test (100 sites, 20 s; the
+#              full soak of issue #8 is 200 sites for 60 s)
+# BENCH_QUICK=1  a smoke run: BIG 100000, BULK 20000, RUNS 1, 20 sites for 5 s
 #
 # Everything runs on 127.0.0.1 on ports the hubs pick, in a temporary
 # directory removed at the end; every hub started is stopped.
@@ -21,6 +23,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
     : "${BENCH_BIG:=100000}" "${BENCH_BULK:=20000}" "${BENCH_RUNS:=1}"
+    : "${BENCH_LOAD_SITES:=20}" "${BENCH_LOAD_SECONDS:=5}"
 fi
 BIG=${BENCH_BIG:-1000000}
 SMALL=${BENCH_SMALL:-10000}
@@ -29,6 +32,9 @@ RUNS=${BENCH_RUNS:-3}
 CHANGED=1000
 PUSH_BATCH=50000
 RAWPIPE=$ROOT/build/bench/rawpipe
+LOAD=$ROOT/build/bench/load
+LOAD_SITES=${BENCH_LOAD_SITES:-100}
+LOAD_SECONDS=${BENCH_LOAD_SECONDS:-20}
 export LC_ALL=C TZ=UTC
 
 T=$(mktemp -d /tmp/empact-bench.XXXXXX)
@@ -59,10 +65,12 @@ le() { awk -v a="$1" -v b="$2" 'BEGIN {exit !(a <= b)}'; }
 ge() { awk -v a="$1" -v b="$2" 'BEGIN {exit !(a >= b)}'; }
 
 # ---- hubs and sites ---------------------------------------------------------------------------
-# hub_start DIR: serves DIR; sets PORT.
+# hub_start DIR [serve options]: serves DIR; sets PORT and HUBPID.
 hub_start() {
     local dir=$1 i
-    "$BIN/empact-hub" serve "$dir" --listen 127.0.0.1:0 >"$dir.out" 2>>"$dir.log" </dev/null &
+    shift
+    "$BIN/empact-hub" serve "$dir" --listen 127.0.0.1:0 "$@" >"$dir.out" 2>>"$dir.log" </dev/null &
+    HUBPID=$!
     PIDS+=($!)
     for i in $(seq 1 200); do
         PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$dir.out")
@@ -106,6 +114,11 @@ row() { RESULTS+=("| $1 | $3 | $4 | $5 | $2 | $6 |"); printf '%-62s %-10s %s\n' 
 mkdir -p "$ROOT/build/bench"
 cc -O2 -o "$RAWPIPE" "$HERE/rawpipe.c" $(pkg-config --cflags --libs sqlite3 libzstd) \
     -DSQLITE_ENABLE_SESSION -DSQLITE_ENABLE_PREUPDATE_HOOK
+# shellcheck disable=SC2046
+cc -O2 -std=c17 -D_GNU_SOURCE -DSQLITE_ENABLE_SESSION -DSQLITE_ENABLE_PREUPDATE_HOOK \
+    -iquote "$ROOT/common" -iquote "$ROOT/client" -o "$LOAD" "$HERE/load.c" \
+    "$ROOT/build/libclient.a" "$ROOT/build/libcommon.a" \
+    $(pkg-config --cflags --libs sqlite3 libgit2 libzstd openssl libcjson libbsd zlib) -lcsv -lpthread -lm
 
 say "sizes: big $BIG rows, small $SMALL, bulk $BULK, $CHANGED changed; $RUNS runs each"
 
@@ -217,11 +230,36 @@ le "$above" 64 && v=PASS || v=MISS
 row "peak RSS of empact sync pushing $BULK rows, above an idle sync" "≤ 64 MiB" \
     "$((idle_rss / 1024)) MiB idle" "$(( ${rsm%.*} / 1024 )) MiB" "+$above MiB" "$v"
 
-for m in "hub: 100 concurrent sites, small pushes over new TLS connections (≥ 250/s, p99 ≤ 100 ms)" \
-         "hub RSS with 100 open site connections (≤ 128 MiB)" \
-         "small syncs with a zstd dictionary (≤ 1 KB on the wire)"; do
-    row "$m" "see left" "-" "-" "-" "NOT MEASURED"
-done
+# ---- the hub under load: many sites at once, each sync a new TLS connection --------------------
+rss_mib() { awk '/^VmRSS:/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
+"$BIN/empact-hub" init "$T/load" >/dev/null
+hub_start "$T/load" --max-per-ip 256
+LPID=$HUBPID
+say "enrolling and joining $LOAD_SITES load sites"
+for i in $(seq 1 "$LOAD_SITES"); do site_new "$T/load" "l$i"; done
+rss0=$(rss_mib "$LPID")
+"$LOAD" --hold 6 "$T"/l*.db >"$T/hold.out" &
+hp=$!
+sleep 4
+rss_held=$(rss_mib "$LPID")
+wait "$hp" || true
+held=$(sed -n 's/^held=\([0-9]*\).*/\1/p' "$T/hold.out")
+le "$rss_held" 128 && [ "${held:-0}" -eq "$LOAD_SITES" ] && v=PASS || v=MISS
+row "hub RSS with $LOAD_SITES open site connections (TLS + HELLO, idle)" "≤ 128 MiB" \
+    "$rss0 MiB with none" "$rss_held MiB (${held:-0} held)" "$rss_held MiB" "$v"
+rss1=$(rss_mib "$LPID")
+"$LOAD" "$LOAD_SECONDS" 10 "$T"/l*.db >"$T/load.out" || true
+rss2=$(rss_mib "$LPID")
+read -r syncs errs lrows persec p50 p95 p99 <<<"$(sed -n 's/^syncs=\([0-9]*\) errors=\([0-9]*\) rows=\([0-9]*\) seconds=[0-9.]* per_s=\([0-9.]*\) p50_ms=\([0-9.]*\) p95_ms=\([0-9.]*\) p99_ms=\([0-9.]*\).*/\1 \2 \3 \4 \5 \6 \7/p' "$T/load.out")"
+onhub=$(sqlite3 "$T/load/hub.db" "SELECT count(*) FROM resource WHERE id LIKE 'load-%'")
+lost=$(( ${lrows:-0} - onhub ))
+ge "${persec:-0}" 250 && le "${p99:-1e9}" 100 && [ "${errs:-1}" -eq 0 ] && [ "$lost" -eq 0 ] && v=PASS || v=MISS
+row "hub: $LOAD_SITES sites for $LOAD_SECONDS s, 1-10-row pushes, each sync a new TLS connection" \
+    "≥ 250/s, p99 ≤ 100 ms" "-" \
+    "${syncs:-0} syncs, ${errs:-?} errors, $lost rows lost; p50/p95/p99 ${p50:-?}/${p95:-?}/${p99:-?} ms; hub RSS $rss1 → $rss2 MiB" \
+    "${persec:-0}/s" "$v"
+grep '^error ' "$T/load.out" | head -n 5 >&2 || true
+row "small syncs with a zstd dictionary (≤ 1 KB on the wire)" "see left" "-" "-" "-" "NOT MEASURED"
 
 # ---- results ----------------------------------------------------------------------------------
 mkdir -p "$ROOT/bench/results"

@@ -31,6 +31,10 @@ expect_rc 64 "empact-hub init unknown option: 64" "$EMPACT_HUB" init "$E2E_TMP/h
 [ ! -e "$E2E_TMP/h0/hub.db" ]; ok $? "a usage error creates no hub"
 expect_rc 64 "empact-hub init without HUBDIR: 64" "$EMPACT_HUB" init
 expect_rc 64 "empact-hub serve unknown option: 64" "$EMPACT_HUB" serve "$E2E_TMP/h0" --no-such-option
+for bad in 0 257 abc ""; do
+    expect_rc 64 "empact-hub serve --max-per-ip '$bad': 64" "$EMPACT_HUB" serve "$E2E_TMP/h0" --max-per-ip "$bad"
+done
+like "$RUN_ERR" "max-per-ip takes a number from 1 to 256" "... and says what it takes"
 expect_rc 64 "empact-hub add-site unknown option: 64" \
     "$EMPACT_HUB" add-site "$E2E_TMP/h0" toronto --address 127.0.0.1:1 -o t.join --no-such-option
 expect_rc 64 "empact-hub add-site --address without its value: 64" \
