@@ -12,9 +12,10 @@
  *
  *   syncs=N errors=E seconds=S per_s=R p50_ms=.. p95_ms=.. p99_ms=.. max_ms=..
  *
- * and, per failure, one line "error SITE: sentence".  A push is counted only
- * when sync_run returned SYNC_OK; the driver checks the hub afterwards for
- * every row the threads say they sent (ids "load-<thread>-...").
+ * and, per thread with failures, one line "error SITE: N failed, first: sentence"
+ * (a failed sync leaves its rows pending: the next one sends them).  rows= is
+ * every row inserted; the driver syncs each site once more afterwards and
+ * counts them on the hub (ids "load-<thread>-<attempt>-<i>").
  *
  * --hold: each thread opens a connection to the hub as its site (TLS
  * handshake, HELLO, WELCOME) and keeps it open, idle, for SECONDS, so the
@@ -41,8 +42,9 @@ struct worker {
     double *lat; /* ms per successful sync */
     size_t n, cap;
     long errors;
-    long sent_rows;
-    char last_error[256];
+    long attempts;
+    long sent_rows; /* inserted, whether their sync succeeded or not */
+    char first_error[256];
 };
 
 static double now_s(void)
@@ -58,7 +60,7 @@ static int add_rows(sqlite3 *db, struct worker *w, int k)
         "WITH RECURSIVE j(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM j WHERE i < %d) "
         "INSERT INTO resource (id, title, summary, kind) SELECT printf('load-%d-%ld-%%d', i), "
         "'Load ' || i, 'A small change from a load-test site', 'guide' FROM j",
-        k, w->idx, w->sent_rows);
+        k, w->idx, w->attempts);
     int rc = sql && sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
     sqlite3_free(sql);
     return rc;
@@ -76,12 +78,15 @@ static void *run(void *arg)
         int k = 1 + (int)(rand_r(&seed) % (unsigned int)w->rows), rc;
         double t0;
 
+        w->attempts++;
         if (replica_open(&db, w->path, w->s, &e) != SYNC_OK || add_rows(db, w, k) != 0) {
-            snprintf(w->last_error, sizeof(w->last_error), "cannot edit the replica: %s", e.msg);
-            w->errors++;
+            if (w->errors++ == 0)
+                snprintf(w->first_error, sizeof(w->first_error), "cannot edit the replica: %s",
+                         db ? sqlite3_errmsg(db) : e.msg);
             replica_close(db);
             break;
         }
+        w->sent_rows += k;
         t0 = now_s();
         rc = sync_run(db, w->s, &r, &e);
         if (rc == SYNC_OK) {
@@ -94,10 +99,8 @@ static void *run(void *arg)
                 w->cap = cap;
             }
             w->lat[w->n++] = (now_s() - t0) * 1000.0;
-            w->sent_rows += k;
-        } else {
-            w->errors++;
-            snprintf(w->last_error, sizeof(w->last_error), "%s", e.msg);
+        } else if (w->errors++ == 0) {
+            snprintf(w->first_error, sizeof(w->first_error), "%s", e.msg);
         }
         replica_close(db);
     }
@@ -115,7 +118,7 @@ static void *hold(void *arg)
     if (replica_open(&db, w->path, w->s, &e) != SYNC_OK ||
         sync_link_open(&l, db, w->s, &head, &e) != SYNC_OK) {
         w->errors++;
-        snprintf(w->last_error, sizeof(w->last_error), "%s", e.msg);
+        snprintf(w->first_error, sizeof(w->first_error), "%s", e.msg);
     } else {
         w->n = 1;
         while (now_s() < w->until) {
@@ -186,7 +189,7 @@ int main(int argc, char **argv)
         printf("held=%zu failed=%ld\n", total, errors);
         for (int i = 0; i < nw; i++)
             if (w[i].errors)
-                printf("error %s: %s\n", w[i].path, w[i].last_error);
+                printf("error %s: %s\n", w[i].path, w[i].first_error);
         for (int i = 0; i < nw; i++)
             free(w[i].lat);
         free(w);
@@ -207,7 +210,7 @@ int main(int argc, char **argv)
            total ? all[total - 1] : 0.0);
     for (int i = 0; i < nw; i++) {
         if (w[i].errors)
-            printf("error %s: %s\n", w[i].path, w[i].last_error);
+            printf("error %s: %ld failed, first: %s\n", w[i].path, w[i].errors, w[i].first_error);
         free(w[i].lat);
     }
     free(all);
