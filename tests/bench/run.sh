@@ -108,6 +108,16 @@ fill() {
 }
 
 RESULTS=()
+# time_row MEASURE TARGET_TEXT LIMIT: a row for two timed series in the
+# arrays base and ours (seconds), PASS when median(ours)/median(base) <= LIMIT.
+time_row() {
+    local bm bmin om omin rt v
+    read -r bm bmin <<<"$(stats "${base[@]}")"
+    read -r om omin <<<"$(stats "${ours[@]}")"
+    rt=$(ratio "$om" "$bm")
+    le "$rt" "$3" && v=PASS || v=MISS
+    row "$1" "$2" "$(s3 "$bm") s (min $(s3 "$bmin"))" "$(s3 "$om") s (min $(s3 "$omin"))" "$rt" "$v"
+}
 # row MEASURE TARGET_TEXT BASELINE OURS RATIO VERDICT
 row() { RESULTS+=("| $1 | $3 | $4 | $5 | $2 | $6 |"); printf '%-62s %-10s %s\n' "$1" "$5" "$6"; }
 
@@ -144,12 +154,7 @@ for r in $(seq 1 "$RUNS"); do
     ours+=("$(secs "$BIN/empact" join "$T/boot$r.db" "$T/boot$r.join")")
     [ "$r" -lt "$RUNS" ] && rm -f "$T/boot$r.db"*
 done
-read -r bm bmin <<<"$(stats "${base[@]}")"
-read -r om omin <<<"$(stats "${ours[@]}")"
-rt=$(ratio "$om" "$bm")
-le "$rt" 2 && v=PASS || v=MISS
-row "new-site bootstrap of $BIG rows vs zstd -d of the snapshot file" "≤ 2×" \
-    "$(s3 "$bm") s (min $(s3 "$bmin"))" "$(s3 "$om") s (min $(s3 "$omin"))" "$rt" "$v"
+time_row "new-site bootstrap of $BIG rows vs zstd -d of the snapshot file" "≤ 2×" 2
 
 # ---- 1,000 changed rows in the big replica: wire bytes vs whole-file zstd -----------------------
 site_new "$T/big" a2
@@ -171,19 +176,14 @@ row "wire bytes, $CHANGED changed rows in a $BIG-row replica vs whole-file zstd 
 hub_start "$T/small"
 site_new "$T/small" sseed
 fill sseed "$SMALL"
-smallt=() bigt=()
+base=() ours=()
 for r in $(seq 1 "$RUNS"); do
     add_rows "$T/sseed.db" "$CHANGED" "s$r-"
-    smallt+=("$(secs "$BIN/empact" sync "$T/sseed.db")")
+    base+=("$(secs "$BIN/empact" sync "$T/sseed.db")")
     add_rows "$T/a2.db" "$CHANGED" "b$r-"
-    bigt+=("$(secs "$BIN/empact" sync "$T/a2.db")")
+    ours+=("$(secs "$BIN/empact" sync "$T/a2.db")")
 done
-read -r sm smin <<<"$(stats "${smallt[@]}")"
-read -r gm gmin <<<"$(stats "${bigt[@]}")"
-rt=$(ratio "$gm" "$sm")
-le "$rt" 1.5 && v=PASS || v=MISS
-row "time of a $CHANGED-row sync, $BIG-row vs $SMALL-row tables" "≤ 1.5×" \
-    "$(s3 "$sm") s (min $(s3 "$smin"))" "$(s3 "$gm") s (min $(s3 "$gmin"))" "$rt" "$v"
+time_row "time of a $CHANGED-row sync, $BIG-row vs $SMALL-row tables" "≤ 1.5×" 1.5
 
 # ---- bulk sync: wire bytes and rows/s vs the raw pipeline ----------------------------------------
 # Raw pipeline: plain copies of the small hub's resource table (no triggers), WAL.
