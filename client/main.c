@@ -157,6 +157,8 @@ static void print_result(const char *path, const struct sync_result *r)
     printf("; received %llu version%s; now at version %llu (dataset %.12s)\n",
            (unsigned long long)r->pulled, plural(r->pulled), (unsigned long long)r->version,
            r->tree);
+    if (r->dict_fetched)
+        printf("%s: fetched the hub's compression dictionary %u\n", path, r->dict);
     if (r->rebuilt)
         printf("%s: the replica's copy of the hub's data had diverged and was rebuilt from the "
                "hub; local changes were kept\n",

@@ -34,7 +34,13 @@ struct sync {
     uint64_t base;
     char site[SITE_ID_MAX + 1];
     struct sync_result *r;
-    int diverged; /* base disagreed with the hub's versions or hash */
+    int diverged;        /* base disagreed with the hub's versions or hash */
+    struct zdict *dict;  /* the dictionary both sides hold, or NULL */
+    uint32_t local_dict; /* the one stored in the replica (0: none) */
+    /* this sync's push, when the hub made it version own applied as sent:
+     * PULL asks for it as OWN_VERSION and cs is applied to base instead */
+    uint64_t own;
+    const struct buf *own_cs;
 };
 
 /* Turns an ERROR frame from the hub into our error. */
@@ -111,7 +117,71 @@ out:
     return rc;
 }
 
-static int hello(struct sync *y, struct errctx *e)
+/* The dictionary stored in the replica (_empact_meta 'zdict', a blob), if
+ * any; a damaged one is dropped (fetched again), never fatal. */
+static int dict_load_local(struct sync *y, struct errctx *e)
+{
+    sqlite3_stmt *st = NULL;
+    struct errctx ignored;
+    int step;
+
+    if (sqlite3_prepare_v2(y->db, "SELECT value FROM _empact_meta WHERE key = 'zdict'", -1, &st,
+                           NULL) != SQLITE_OK)
+        return errctx_set(e, SYNC_EIO, "replica: %s", sqlite3_errmsg(y->db));
+    if ((step = sqlite3_step(st)) == SQLITE_ROW &&
+        zdict_load(&y->dict, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
+                   &ignored) == SYNC_OK)
+        y->local_dict = zdict_id(y->dict);
+    sqlite3_finalize(st);
+    if (step != SQLITE_ROW && step != SQLITE_DONE)
+        return errctx_set(e, SYNC_EIO, "replica: %s", sqlite3_errmsg(y->db));
+    return SYNC_OK;
+}
+
+/* Fetches the hub's newest dictionary (id want) and keeps it in the replica,
+ * in the sync's transaction. */
+static int dict_fetch(struct sync *y, uint32_t want, struct errctx *e)
+{
+    struct frame *f = NULL;
+    struct msg_dict m;
+    struct zdict *d = NULL;
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    if ((rc = frame_write(&y->io, MSG_DICT_GET, NULL, 0, e)) != SYNC_OK ||
+        (rc = expect_frame(&f, y, e)) != SYNC_OK || (rc = msg_dict_decode(&m, f, e)) != SYNC_OK ||
+        (rc = zdict_load(&d, m.bytes, m.n, e)) != SYNC_OK)
+        goto out;
+    if (zdict_id(d) != m.id || m.id != want) {
+        rc = errctx_set(e, SYNC_EPROTO, "hub announced dictionary %u but sent %u (id %u inside)",
+                        want, m.id, zdict_id(d));
+        goto out;
+    }
+    if (sqlite3_prepare_v2(y->db, "INSERT OR REPLACE INTO _empact_meta VALUES ('zdict', ?)", -1,
+                           &st, NULL) != SQLITE_OK) {
+        rc = errctx_set(e, SYNC_EIO, "replica: %s", sqlite3_errmsg(y->db));
+        goto out;
+    }
+    sqlite3_bind_blob(st, 1, m.bytes, (int)m.n, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        rc = errctx_set(e, SYNC_EIO, "replica: %s", sqlite3_errmsg(y->db));
+        goto out;
+    }
+    zdict_free(y->dict);
+    y->dict = d;
+    d = NULL;
+    y->r->dict_fetched = 1;
+out:
+    sqlite3_finalize(st);
+    zdict_free(d);
+    frame_free(f);
+    return rc;
+}
+
+/* HELLO / WELCOME.  With fetch, a site whose dictionary is not the hub's
+ * newest fetches that one; without (a join), it only uses the one it has
+ * when the hub has it too. */
+static int hello_ex(struct sync *y, int fetch, struct errctx *e)
 {
     struct msg_hello h;
     struct msg_welcome w;
@@ -119,20 +189,43 @@ static int hello(struct sync *y, struct errctx *e)
     struct frame *f = NULL;
     int rc;
 
+    zdict_free(y->dict);
+    y->dict = NULL;
+    y->local_dict = 0;
+    if ((rc = dict_load_local(y, e)) != SYNC_OK)
+        return rc;
     h.proto = PROTO_VERSION;
+    h.dict = y->local_dict;
     memcpy(h.schema, y->s->fingerprint, 32);
     if ((rc = msg_hello_encode(&b, &h, e)) != SYNC_OK ||
         (rc = msg_send(&y->io, MSG_HELLO, &b, e)) || (rc = expect_frame(&f, y, e)) != SYNC_OK ||
         (rc = msg_welcome_decode(&w, f, e)) != SYNC_OK)
         goto out;
     y->r->hub_head = w.head;
-    if (w.proto != PROTO_VERSION)
+    if (w.proto != PROTO_VERSION) {
         rc = errctx_set(e, SYNC_EREFUSED, "hub speaks protocol %u, this client %d", w.proto,
                         PROTO_VERSION);
+        goto out;
+    }
+    /* both sides compress with a dictionary only when the site holds the
+     * hub's newest: a site with another fetches it (a join does not: its
+     * snapshot is not compressed with one) */
+    if (w.dict != y->local_dict && w.dict != 0 && fetch)
+        rc = dict_fetch(y, w.dict, e);
+    else if (w.dict != y->local_dict) {
+        zdict_free(y->dict);
+        y->dict = NULL;
+    }
+    y->r->dict = zdict_id(y->dict);
 out:
     buf_free(&b);
     frame_free(f);
     return rc;
+}
+
+static int hello(struct sync *y, struct errctx *e)
+{
+    return hello_ex(y, 1, e);
 }
 
 /* The push being sent: built once, kept in _empact_outbox until the hub's
@@ -334,7 +427,7 @@ static int push(struct sync *y, const struct outbox *ob, struct errctx *e)
         goto out;
     }
     m.raw_len = (uint32_t)b.len;
-    if ((rc = zcodec_compress(&z, b.data, b.len, e)) != SYNC_OK)
+    if ((rc = zcodec_compress_dict(&z, b.data, b.len, y->dict, e)) != SYNC_OK)
         goto out;
     b.len = 0;
     m.z = z.data;
@@ -350,6 +443,14 @@ static int push(struct sync *y, const struct outbox *ob, struct errctx *e)
     y->r->push_version = ok.version;
     y->r->duplicate = ok.duplicate;
     y->r->overridden = ok.overridden;
+    /* Made into the version right after base, with nothing lost: the hub
+     * merged it into exactly this site's base, every change as sent, so the
+     * version is base plus the outbox's new values; the site applies that
+     * itself instead of pulling the same bytes back (the tree id checks it). */
+    if (ok.version != 0 && ok.version == ob->base + 1 && ok.overridden == 0) {
+        y->own = ok.version;
+        y->own_cs = &ob->cs;
+    }
 out:
     buf_free(&z);
     buf_free(&b);
@@ -371,7 +472,7 @@ static int apply_version(struct sync *y, const struct frame *f, struct errctx *e
         return errctx_set(e, SYNC_EPROTO, "hub sent version %llu after %llu",
                           (unsigned long long)v.seq, (unsigned long long)y->base);
     }
-    if ((rc = zcodec_decompress(&raw, v.z, v.zlen, v.raw_len, e)) != SYNC_OK)
+    if ((rc = zcodec_decompress_dict(&raw, v.z, v.zlen, v.raw_len, y->dict, e)) != SYNC_OK)
         goto out;
     if (raw.len != v.raw_len) {
         rc = errctx_set(e, SYNC_EPROTO, "version %llu decompressed to %zu bytes, not %u",
@@ -393,6 +494,33 @@ static int apply_version(struct sync *y, const struct frame *f, struct errctx *e
 out:
     buf_free(&raw);
     return rc;
+}
+
+/* Applies an OWN_VERSION frame: this site's push, which the hub made that
+ * version as sent (push() decided so, and asked for it in PULL). */
+static int apply_own_version(struct sync *y, const struct frame *f, struct errctx *e)
+{
+    struct msg_version v;
+    int rc;
+
+    if ((rc = msg_own_version_decode(&v, f, e)) != SYNC_OK)
+        return rc;
+    if (v.seq != y->own || v.seq != y->base + 1 || y->own_cs == NULL)
+        return errctx_set(e, SYNC_EPROTO, "hub sent version %llu as this site's own, after %llu",
+                          (unsigned long long)v.seq, (unsigned long long)y->base);
+    if ((rc = changeset_apply_as_sent(y->db, y->s, y->own_cs->data, y->own_cs->len, BASE_PREFIX,
+                                      e)) != SYNC_OK) {
+        y->diverged = rc == SYNC_EDATA;
+        errctx_wrap(e, "applying this site's own version %llu", (unsigned long long)v.seq);
+        return rc;
+    }
+    /* its keys are in temp._touched_T already (exchange() put the outbox's) */
+    testpoint("version applied to base");
+    y->base = v.seq;
+    gitmap_oid_hex(y->r->tree, v.tree);
+    y->r->pulled++;
+    y->r->own_versions++;
+    return SYNC_OK;
 }
 
 /* The newest conflict log id this replica holds. */
@@ -456,7 +584,7 @@ static int pull(struct sync *y, uint8_t end_tree[20], struct errctx *e)
     do {
         struct buf b = {0};
         struct frame *f = NULL;
-        struct msg_pull req = {y->base, 0};
+        struct msg_pull req = {y->base, 0, y->own};
 
         if ((rc = conflicts_seen(y, &req.conflicts_since, e)) != SYNC_OK)
             return rc;
@@ -470,6 +598,8 @@ static int pull(struct sync *y, uint8_t end_tree[20], struct errctx *e)
                 return rc;
             if (f->type == MSG_VERSION)
                 rc = apply_version(y, f, e);
+            else if (f->type == MSG_OWN_VERSION)
+                rc = apply_own_version(y, f, e);
             else if (f->type == MSG_CONFLICT)
                 rc = store_conflict(y, f, e);
             else
@@ -818,6 +948,8 @@ static int rebuild_base(struct sync *y, struct errctx *e)
     if (rc != SYNC_OK)
         return rc;
     y->base = 0;
+    y->own = 0; /* the outbox is gone: every version comes from the hub */
+    y->own_cs = NULL;
     if ((rc = connect_hub(y, e)) != SYNC_OK || (rc = hello(y, e)) != SYNC_OK ||
         (rc = pull(y, tree, e)) != SYNC_OK || (rc = verify(y, tree, e)) != SYNC_OK ||
         (rc = settle(y, e)) != SYNC_OK)
@@ -898,6 +1030,9 @@ static void count_wire(struct sync *y)
     tls_conn_bytes(y->tls, &in, &out);
     y->r->wire_in += in;
     y->r->wire_out += out;
+    tls_conn_app_bytes(y->tls, &in, &out);
+    y->r->frames_in += in;
+    y->r->frames_out += out;
 }
 
 int sync_run(sqlite3 *db, const struct schema *s, struct sync_result *r, struct errctx *e)
@@ -931,6 +1066,7 @@ int sync_run(sqlite3 *db, const struct schema *s, struct sync_result *r, struct 
         tls_ctx_free(y.tls_ctx);
         y.tls = NULL;
         y.tls_ctx = NULL;
+        r->dict = zdict_id(y.dict);
         if (rc == SYNC_EDATA && y.diverged && !r->rebuilt) {
             /* never continue silently on a diverged base: rebuild it from
              * the hub, keep the local edits, and sync them in a new round */
@@ -942,10 +1078,13 @@ int sync_run(sqlite3 *db, const struct schema *s, struct sync_result *r, struct 
             count_wire(&y);
             tls_conn_close(y.tls);
             tls_ctx_free(y.tls_ctx);
+            r->dict = zdict_id(y.dict);
             r->rebuilt = 1;
             resumed = rc == SYNC_OK; /* run another round for the kept edits */
         }
         outbox_free(&ob);
+        zdict_free(y.dict);
+        y.dict = NULL;
     } while (rc == SYNC_OK && resumed && ++round < 2);
     if (round == 1 && rc == SYNC_OK) {
         /* report both rounds as one sync */
@@ -955,6 +1094,10 @@ int sync_run(sqlite3 *db, const struct schema *s, struct sync_result *r, struct 
         r->overridden += first.overridden;
         r->wire_in += first.wire_in;
         r->wire_out += first.wire_out;
+        r->frames_in += first.frames_in;
+        r->frames_out += first.frames_out;
+        r->dict_fetched |= first.dict_fetched;
+        r->own_versions += first.own_versions;
         if (r->pushed == 0) {
             r->pushed = first.pushed;
             r->push_version = first.push_version;
@@ -986,7 +1129,7 @@ int sync_link_open(struct sync_link **out, sqlite3 *db, const struct schema *s, 
     l->y.s = s;
     l->y.r = &l->r;
     if ((rc = read_meta(&l->y, e)) != SYNC_OK || (rc = connect_hub(&l->y, e)) != SYNC_OK ||
-        (rc = hello(&l->y, e)) != SYNC_OK) {
+        (rc = hello_ex(&l->y, 0, e)) != SYNC_OK) {
         sync_link_close(l, 0);
         return rc;
     }
@@ -1013,5 +1156,6 @@ void sync_link_close(struct sync_link *l, int bye)
         (void)!frame_write(&l->y.io, MSG_BYE, NULL, 0, NULL);
     tls_conn_close(l->y.tls);
     tls_ctx_free(l->y.tls_ctx);
+    zdict_free(l->y.dict);
     free(l);
 }

@@ -25,6 +25,11 @@ struct sync_result {
     uint64_t hub_head;     /* the hub's head version as of this contact (0: no contact) */
     uint64_t wire_in;      /* bytes received from the hub on the network (TLS included) */
     uint64_t wire_out;     /* bytes sent to the hub on the network (TLS included) */
+    uint64_t frames_in;    /* of which the protocol's frames (no TLS) */
+    uint64_t frames_out;
+    uint32_t dict;    /* compression dictionary used (0: none) */
+    int dict_fetched; /* this sync fetched it from the hub */
+    int own_versions; /* versions applied from this site's own push (no changeset pulled) */
 };
 
 /* Runs one sync inside one write transaction on db: build the local

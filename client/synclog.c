@@ -9,7 +9,10 @@
  *        "next_retry_s":0.8}
  * JSON keys are always present (null when unknown or not applicable); a
  * successful attempt adds "version", "pushed", "pulled", "conflicts", and
- * "bytes_sent" / "bytes_received" (on the network, TLS included).
+ * "bytes_sent" / "bytes_received" (on the network, TLS included),
+ * "frame_bytes_sent" / "frame_bytes_received" (the protocol's frames alone),
+ * "dictionary" (the compression dictionary's id, 0: none) and
+ * "own_versions" (versions made of this site's push, not pulled back).
  */
 #include "synclog.h"
 
@@ -91,6 +94,10 @@ static char *json_line(const struct synclog_entry *en, const char *when)
         cJSON_AddNumberToObject(o, "conflicts", (double)en->result->conflicts);
         cJSON_AddNumberToObject(o, "bytes_sent", (double)en->result->wire_out);
         cJSON_AddNumberToObject(o, "bytes_received", (double)en->result->wire_in);
+        cJSON_AddNumberToObject(o, "frame_bytes_sent", (double)en->result->frames_out);
+        cJSON_AddNumberToObject(o, "frame_bytes_received", (double)en->result->frames_in);
+        cJSON_AddNumberToObject(o, "dictionary", (double)en->result->dict);
+        cJSON_AddNumberToObject(o, "own_versions", en->result->own_versions);
     }
     text = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);

@@ -475,10 +475,12 @@ static int walk_replicated(const struct schema *s, const void *cs, size_t n, cha
 
 /* ---- strict apply to base copies ---------------------------------------- */
 
-/* Builds and runs the statement for one change; *hit is the number of rows hit. */
+/* Builds and runs the statement for one change; *hit is the number of rows
+ * hit.  as_sent: the WHERE clause names the key only, and an insert replaces
+ * a row with its key (changeset_apply_as_sent). */
 static int apply_one(sqlite3 *db, struct stmtcache *sc, sqlite3_changeset_iter *it,
-                     const struct schema_table *t, const char *prefix, int op, int *hit,
-                     struct errctx *e)
+                     const struct schema_table *t, const char *prefix, int op, int as_sent,
+                     int *hit, struct errctx *e)
 {
     sqlite3_value *v;
     sqlite3_stmt *st = NULL;
@@ -487,14 +489,17 @@ static int apply_one(sqlite3 *db, struct stmtcache *sc, sqlite3_changeset_iter *
 
     if (op == SQLITE_INSERT) {
         ph = placeholders(t->ncol);
-        sql = ph ? sqlite3_mprintf("INSERT INTO \"%w%w\" VALUES (%s)", prefix, t->name, ph) : NULL;
+        sql = ph ? sqlite3_mprintf("INSERT %s INTO \"%w%w\" VALUES (%s)",
+                                   as_sent ? "OR REPLACE" : "", prefix, t->name, ph)
+                 : NULL;
     } else {
         /* WHERE names every old value the changeset carries: the key always,
          * for an update the changed columns, for a delete every column. */
         set = sqlite3_mprintf("%s", "");
         for (int i = 0; where != NULL && set != NULL && i < t->ncol; i++) {
             char *next;
-            if (sqlite3changeset_old(it, i, &v) == SQLITE_OK && v != NULL) {
+            if ((!as_sent || t->cols[i].pk != 0) && sqlite3changeset_old(it, i, &v) == SQLITE_OK &&
+                v != NULL) {
                 next = sqlite3_mprintf("%s%s\"%w\" IS ?", where, *where ? " AND " : "",
                                        t->cols[i].name);
                 sqlite3_free(where);
@@ -540,7 +545,8 @@ static int apply_one(sqlite3 *db, struct stmtcache *sc, sqlite3_changeset_iter *
                 sqlite3_bind_value(st, ++nb, v);
         }
         for (int i = 0; i < t->ncol; i++) {
-            if (sqlite3changeset_old(it, i, &v) == SQLITE_OK && v != NULL)
+            if ((!as_sent || t->cols[i].pk != 0) && sqlite3changeset_old(it, i, &v) == SQLITE_OK &&
+                v != NULL)
                 sqlite3_bind_value(st, ++nb, v);
         }
     }
@@ -569,6 +575,7 @@ out:
 struct apply_ctx {
     sqlite3 *db;
     const char *prefix;
+    int as_sent;
     struct stmtcache sc;
 };
 
@@ -578,8 +585,10 @@ static int apply_checked(void *ctx, sqlite3_changeset_iter *it, const struct sch
     struct apply_ctx *a = ctx;
     int hit = 0, rc;
 
-    if ((rc = apply_one(a->db, &a->sc, it, t, a->prefix, op, &hit, e)) != SYNC_OK)
+    if ((rc = apply_one(a->db, &a->sc, it, t, a->prefix, op, a->as_sent, &hit, e)) != SYNC_OK)
         return rc;
+    if (a->as_sent && op == SQLITE_DELETE && hit == 0) /* gone already: the hub agreed */
+        return SYNC_OK;
     if (hit != 1)
         return errctx_set(e, SYNC_EDATA,
                           "the local copy of %s has diverged from the hub's (%s found %d "
@@ -595,7 +604,19 @@ static int apply_checked(void *ctx, sqlite3_changeset_iter *it, const struct sch
 int changeset_apply_strict(sqlite3 *db, const struct schema *s, const void *cs, size_t n,
                            const char *prefix, struct errctx *e)
 {
-    struct apply_ctx a = {db, prefix, {0}};
+    struct apply_ctx a = {db, prefix, 0, {0}};
+    int rc;
+
+    stmtcache_init(&a.sc, db);
+    rc = walk_replicated(s, cs, n, apply_checked, &a, e);
+    stmtcache_free(&a.sc);
+    return rc;
+}
+
+int changeset_apply_as_sent(sqlite3 *db, const struct schema *s, const void *cs, size_t n,
+                            const char *prefix, struct errctx *e)
+{
+    struct apply_ctx a = {db, prefix, 1, {0}};
     int rc;
 
     stmtcache_init(&a.sc, db);

@@ -49,6 +49,15 @@ int changeset_build_local(struct buf *out, sqlite3 *db, const struct schema *s,
 int changeset_apply_strict(sqlite3 *db, const struct schema *s, const void *cs, size_t n,
                            const char *prefix, struct errctx *e) SYNC_WUR;
 
+/* Applies a site's own changeset (its push) as the hub applies a push that
+ * loses nothing: each insert sets the whole row (replacing one with its key),
+ * each update sets its new values on the row with its key, which must exist,
+ * each delete removes the row with its key, if any.  Old values are not
+ * compared: they are what the coordinator saw, not necessarily base's.
+ * SYNC_EDATA when an update finds no row. */
+int changeset_apply_as_sent(sqlite3 *db, const struct schema *s, const void *cs, size_t n,
+                            const char *prefix, struct errctx *e) SYNC_WUR;
+
 /* Creates (if needed) and empties temp._touched_T for every replicated table. */
 int changeset_touched_reset(sqlite3 *db, const struct schema *s, struct errctx *e) SYNC_WUR;
 

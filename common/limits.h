@@ -119,6 +119,16 @@
 /* Zstd level for changesets: level 3 is zstd's default speed/ratio balance. */
 #define ZSTD_LEVEL 3
 
+/* Compression dictionaries (`empact-hub train-dict`): the size trained by
+ * default, the largest one accepted from a file or the wire (a DICT frame),
+ * and the fewest sample rows worth training on (zdict needs a few hundred
+ * samples to find anything; fewer gives a useless or failed dictionary). */
+#define ZDICT_SIZE_DEFAULT (16u * 1024u)
+#define ZDICT_SIZE_MAX (112u * 1024u)
+#define ZDICT_SIZE_MIN 256u
+#define ZDICT_MIN_SAMPLES 100
+#define ZDICT_SAMPLES_PER_TABLE 4000
+
 /* Certificate lifetimes in days. */
 #define CA_DAYS 3650
 #define CERT_DAYS 825

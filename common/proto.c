@@ -21,9 +21,10 @@ static int expect(const struct frame *f, uint8_t type, struct errctx *e)
 int msg_hello_encode(struct buf *out, const struct msg_hello *m, struct errctx *e)
 {
     int rc;
-    if ((rc = buf_put_u16(out, m->proto, e)) != 0)
+    if ((rc = buf_put_u16(out, m->proto, e)) != 0 ||
+        (rc = buf_put(out, m->schema, sizeof(m->schema), e)) != 0)
         return rc;
-    return buf_put(out, m->schema, sizeof(m->schema), e);
+    return buf_put_u32(out, m->dict, e);
 }
 
 int msg_hello_decode(struct msg_hello *m, const struct frame *f, struct errctx *e)
@@ -39,15 +40,22 @@ int msg_hello_decode(struct msg_hello *m, const struct frame *f, struct errctx *
         (rc = buf_get_bytes(&r, &p, sizeof(m->schema), e)) != 0)
         return rc;
     memcpy(m->schema, p, sizeof(m->schema));
+    m->dict = 0;
+    /* a HELLO of protocol 3 ends here: decoded, so that the hub can answer
+     * with PROTO_VERSION rather than BAD_FRAME */
+    if (m->proto < 4 && r.left == 0)
+        return SYNC_OK;
+    if ((rc = buf_get_u32(&r, &m->dict, e)) != 0)
+        return rc;
     return buf_reader_done(&r, e);
 }
 
 int msg_welcome_encode(struct buf *out, const struct msg_welcome *m, struct errctx *e)
 {
     int rc;
-    if ((rc = buf_put_u16(out, m->proto, e)) != 0)
+    if ((rc = buf_put_u16(out, m->proto, e)) != 0 || (rc = buf_put_u64(out, m->head, e)) != 0)
         return rc;
-    return buf_put_u64(out, m->head, e);
+    return buf_put_u32(out, m->dict, e);
 }
 
 int msg_welcome_decode(struct msg_welcome *m, const struct frame *f, struct errctx *e)
@@ -59,6 +67,11 @@ int msg_welcome_decode(struct msg_welcome *m, const struct frame *f, struct errc
         return rc;
     buf_reader_init(&r, f->payload, f->len);
     if ((rc = buf_get_u16(&r, &m->proto, e)) != 0 || (rc = buf_get_u64(&r, &m->head, e)) != 0)
+        return rc;
+    m->dict = 0;
+    if (m->proto < 4 && r.left == 0) /* an older hub: the caller refuses it by proto */
+        return SYNC_OK;
+    if ((rc = buf_get_u32(&r, &m->dict, e)) != 0)
         return rc;
     return buf_reader_done(&r, e);
 }
@@ -127,8 +140,11 @@ int msg_push_ok_decode(struct msg_push_ok *m, const struct frame *f, struct errc
 
 int msg_pull_encode(struct buf *out, const struct msg_pull *m, struct errctx *e)
 {
-    int rc = buf_put_u64(out, m->since, e);
-    return rc ? rc : buf_put_u64(out, m->conflicts_since, e);
+    int rc;
+    if ((rc = buf_put_u64(out, m->since, e)) != 0 ||
+        (rc = buf_put_u64(out, m->conflicts_since, e)) != 0)
+        return rc;
+    return buf_put_u64(out, m->own, e);
 }
 
 int msg_pull_decode(struct msg_pull *m, const struct frame *f, struct errctx *e)
@@ -140,7 +156,8 @@ int msg_pull_decode(struct msg_pull *m, const struct frame *f, struct errctx *e)
         return rc;
     buf_reader_init(&r, f->payload, f->len);
     if ((rc = buf_get_u64(&r, &m->since, e)) != 0 ||
-        (rc = buf_get_u64(&r, &m->conflicts_since, e)) != 0)
+        (rc = buf_get_u64(&r, &m->conflicts_since, e)) != 0 ||
+        (rc = buf_get_u64(&r, &m->own, e)) != 0)
         return rc;
     return buf_reader_done(&r, e);
 }
@@ -225,6 +242,61 @@ int msg_version_decode(struct msg_version *m, const struct frame *f, struct errc
                           m->raw_len, CHANGESET_MAX);
     m->zlen = (uint32_t)r.left;
     return buf_get_bytes(&r, &m->z, r.left, e);
+}
+
+int msg_own_version_encode(struct buf *out, const struct msg_version *m, struct errctx *e)
+{
+    int rc;
+    if ((rc = buf_put_u64(out, m->seq, e)) != 0 || (rc = buf_put(out, m->commit, 20, e)) != 0 ||
+        (rc = buf_put(out, m->tree, 20, e)) != 0)
+        return rc;
+    return buf_put_u64(out, m->time, e);
+}
+
+int msg_own_version_decode(struct msg_version *m, const struct frame *f, struct errctx *e)
+{
+    struct buf_reader r;
+    const uint8_t *p;
+    int rc;
+
+    if ((rc = expect(f, MSG_OWN_VERSION, e)) != 0)
+        return rc;
+    memset(m, 0, sizeof(*m));
+    buf_reader_init(&r, f->payload, f->len);
+    if ((rc = buf_get_u64(&r, &m->seq, e)) != 0 || (rc = buf_get_bytes(&r, &p, 20, e)) != 0)
+        return rc;
+    memcpy(m->commit, p, 20);
+    if ((rc = buf_get_bytes(&r, &p, 20, e)) != 0)
+        return rc;
+    memcpy(m->tree, p, 20);
+    if ((rc = buf_get_u64(&r, &m->time, e)) != 0)
+        return rc;
+    return buf_reader_done(&r, e);
+}
+
+int msg_dict_encode(struct buf *out, const struct msg_dict *m, struct errctx *e)
+{
+    int rc = buf_put_u32(out, m->id, e);
+    return rc ? rc : buf_put(out, m->bytes, m->n, e);
+}
+
+int msg_dict_decode(struct msg_dict *m, const struct frame *f, struct errctx *e)
+{
+    struct buf_reader r;
+    int rc;
+
+    if ((rc = expect(f, MSG_DICT, e)) != 0)
+        return rc;
+    buf_reader_init(&r, f->payload, f->len);
+    if ((rc = buf_get_u32(&r, &m->id, e)) != 0)
+        return rc;
+    if (m->id == 0)
+        return errctx_set(e, SYNC_EPROTO, "DICT: dictionary id 0");
+    if (r.left < ZDICT_SIZE_MIN || r.left > ZDICT_SIZE_MAX)
+        return errctx_set(e, SYNC_EPROTO, "DICT: a dictionary of %zu bytes is outside %u..%u",
+                          (size_t)r.left, ZDICT_SIZE_MIN, ZDICT_SIZE_MAX);
+    m->n = (uint32_t)r.left;
+    return buf_get_bytes(&r, &m->bytes, r.left, e);
 }
 
 int msg_pull_end_encode(struct buf *out, const struct msg_pull_end *m, struct errctx *e)
@@ -395,6 +467,12 @@ const char *msg_type_name(uint8_t type)
         return "VERSION";
     case MSG_PULL_END:
         return "PULL_END";
+    case MSG_OWN_VERSION:
+        return "OWN_VERSION";
+    case MSG_DICT_GET:
+        return "DICT_GET";
+    case MSG_DICT:
+        return "DICT";
     case MSG_BYE:
         return "BYE";
     case MSG_SNAPSHOT:

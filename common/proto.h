@@ -4,26 +4,32 @@
  * Each message is one frame (frame.h); its payload layout, all integers
  * big-endian, strings as u16 length + bytes:
  *
- *   HELLO      0x01  u16 proto, 32B schema fingerprint               site -> hub
- *   WELCOME    0x02  u16 proto, u64 head version                     hub -> site
+ *   HELLO      0x01  u16 proto, 32B schema fingerprint,
+ *                    u32 dictionary id (0: none)                     site -> hub
+ *   WELCOME    0x02  u16 proto, u64 head version,
+ *                    u32 newest dictionary id (0: none)              hub -> site
  *   PUSH       0x10  32B push id, u64 base version, u32 raw length,
  *                    u32 n, zstd(n x u64 edit time (ms) || changeset);
  *                    raw length = 8n + changeset length            site -> hub
  *   PUSH_OK    0x11  u64 version (0: nothing applied), u8 duplicate,
  *                    u32 changes applied, u32 changes overridden      hub -> site
- *   PULL       0x20  u64 since, u64 conflicts since                  site -> hub
+ *   PULL       0x20  u64 since, u64 conflicts since, u64 own version
+ *                    (0: none)                                       site -> hub
  *   VERSION    0x21  u64 seq, 20B commit id, 20B tree id, u64 time,
  *                    str author site, u32 raw length, zstd changeset hub -> site
  *   CONFLICT   0x23  u64 id, u64 version, str table, str column, str kind,
  *                    str winner, u64 lost at, u64 won at, b32 row key,
  *                    b32 lost value, b32 kept value                 hub -> site
  *   PULL_END   0x22  u64 head version, 20B tree id, u8 more           hub -> site
+ *   OWN_VERSION 0x24 u64 seq, 20B commit id, 20B tree id, u64 time    hub -> site
  *   BYE        0x30  (empty)                                         site -> hub
  *   SNAPSHOT   0x40  (empty)                                         site -> hub
  *   SNAP_HEAD  0x41  u64 version, 20B tree id, u64 rows, u32 tables   hub -> site
  *   SNAP_DATA  0x42  u32 rows, u32 raw length, zstd changeset of
  *                    inserts                                         hub -> site
  *   SNAP_END   0x43  u64 rows, u64 raw bytes (totals sent)           hub -> site
+ *   DICT_GET   0x50  (empty)                                         site -> hub
+ *   DICT       0x51  u32 dictionary id, dictionary bytes (rest)      hub -> site
  *   ERROR      0x7f  u16 code, str sentence                          either way
  * (b32: u32 length + bytes.)
  */
@@ -36,7 +42,7 @@
 #include "errctx.h"
 #include "frame.h"
 
-#define PROTO_VERSION 3
+#define PROTO_VERSION 4
 
 enum msg_type {
     MSG_HELLO = 0x01,
@@ -47,11 +53,14 @@ enum msg_type {
     MSG_VERSION = 0x21,
     MSG_PULL_END = 0x22,
     MSG_CONFLICT = 0x23,
+    MSG_OWN_VERSION = 0x24,
     MSG_BYE = 0x30,
     MSG_SNAPSHOT = 0x40,
     MSG_SNAP_HEAD = 0x41,
     MSG_SNAP_DATA = 0x42,
     MSG_SNAP_END = 0x43,
+    MSG_DICT_GET = 0x50,
+    MSG_DICT = 0x51,
     MSG_ERROR = 0x7f,
 };
 
@@ -73,11 +82,13 @@ enum wire_err {
 struct msg_hello {
     uint16_t proto;
     uint8_t schema[32];
+    uint32_t dict; /* the site's dictionary, 0: none (and in an older HELLO) */
 };
 
 struct msg_welcome {
     uint16_t proto;
     uint64_t head;
+    uint32_t dict; /* the hub's newest dictionary, 0: none */
 };
 
 struct msg_push {
@@ -94,6 +105,8 @@ struct msg_push {
 struct msg_pull {
     uint64_t since;
     uint64_t conflicts_since;
+    uint64_t own; /* a version made of this site's push applied as sent: the
+                     hub may send it as OWN_VERSION, without its changeset */
 };
 
 /* One entry of the hub's conflict log, for the site whose input lost. */
@@ -130,6 +143,13 @@ struct msg_version {
     uint32_t raw_len;
     const uint8_t *z; /* borrowed from the frame */
     uint32_t zlen;
+};
+
+/* A dictionary sent to a site (DICT). */
+struct msg_dict {
+    uint32_t id;
+    const uint8_t *bytes; /* borrowed from the frame */
+    uint32_t n;
 };
 
 struct msg_pull_end {
@@ -171,6 +191,9 @@ int msg_push_ok_encode(struct buf *out, const struct msg_push_ok *m, struct errc
 int msg_pull_encode(struct buf *out, const struct msg_pull *m, struct errctx *e) SYNC_WUR;
 int msg_conflict_encode(struct buf *out, const struct msg_conflict *m, struct errctx *e) SYNC_WUR;
 int msg_version_encode(struct buf *out, const struct msg_version *m, struct errctx *e) SYNC_WUR;
+/* OWN_VERSION uses seq, commit, tree and time of struct msg_version. */
+int msg_own_version_encode(struct buf *out, const struct msg_version *m, struct errctx *e) SYNC_WUR;
+int msg_dict_encode(struct buf *out, const struct msg_dict *m, struct errctx *e) SYNC_WUR;
 int msg_pull_end_encode(struct buf *out, const struct msg_pull_end *m, struct errctx *e) SYNC_WUR;
 int msg_snap_head_encode(struct buf *out, const struct msg_snap_head *m, struct errctx *e) SYNC_WUR;
 int msg_snap_data_encode(struct buf *out, const struct msg_snap_data *m, struct errctx *e) SYNC_WUR;
@@ -186,6 +209,9 @@ int msg_push_ok_decode(struct msg_push_ok *m, const struct frame *f, struct errc
 int msg_pull_decode(struct msg_pull *m, const struct frame *f, struct errctx *e) SYNC_WUR;
 int msg_conflict_decode(struct msg_conflict *m, const struct frame *f, struct errctx *e) SYNC_WUR;
 int msg_version_decode(struct msg_version *m, const struct frame *f, struct errctx *e) SYNC_WUR;
+/* Leaves author empty and raw_len, z, zlen zero. */
+int msg_own_version_decode(struct msg_version *m, const struct frame *f, struct errctx *e) SYNC_WUR;
+int msg_dict_decode(struct msg_dict *m, const struct frame *f, struct errctx *e) SYNC_WUR;
 int msg_pull_end_decode(struct msg_pull_end *m, const struct frame *f, struct errctx *e) SYNC_WUR;
 int msg_snap_head_decode(struct msg_snap_head *m, const struct frame *f, struct errctx *e) SYNC_WUR;
 int msg_snap_data_decode(struct msg_snap_data *m, const struct frame *f, struct errctx *e) SYNC_WUR;

@@ -96,6 +96,8 @@ struct tls_conn {
     int64_t frame_deadline; /* frame_start + frame_ms + time its length buys; -1 = none */
     int failed;             /* a fatal TLS or socket error: no close_notify may follow */
     int bad_cn;             /* the verify callback refused the leaf's CN */
+    uint64_t app_in;        /* plaintext bytes read and written (frames) */
+    uint64_t app_out;
     char peer_id[SITE_ID_MAX + 1];
     char fingerprint[65];
     char peer_cn[CN_SHOWN_MAX + 1]; /* leaf CN seen during the handshake, for messages */
@@ -658,6 +660,12 @@ void tls_conn_bytes(const struct tls_conn *c, uint64_t *in, uint64_t *out)
     *out = b ? (uint64_t)BIO_number_written(b) : 0;
 }
 
+void tls_conn_app_bytes(const struct tls_conn *c, uint64_t *in, uint64_t *out)
+{
+    *in = c ? c->app_in : 0;
+    *out = c ? c->app_out : 0;
+}
+
 /* Frees c without close_notify; the fd stays open. */
 static void conn_free(struct tls_conn *c)
 {
@@ -946,6 +954,7 @@ int tls_read(struct tls_conn *c, void *buf, size_t n, struct errctx *e)
         if (r == 1) {
             frame_clock_start(c);
             got += k;
+            c->app_in += k;
             continue;
         }
         int ssl_err = SSL_get_error(c->ssl, r);
@@ -993,8 +1002,10 @@ int tls_write(struct tls_conn *c, const void *buf, size_t n, struct errctx *e)
         /* Without SSL_MODE_ENABLE_PARTIAL_WRITE a success means all n bytes;
          * a retry repeats the same call, as OpenSSL requires. */
         int r = SSL_write_ex(c->ssl, buf, n, &k);
-        if (r == 1)
+        if (r == 1) {
+            c->app_out += n;
             return SYNC_OK;
+        }
         int ssl_err = SSL_get_error(c->ssl, r);
         if (ssl_err != SSL_ERROR_WANT_READ && ssl_err != SSL_ERROR_WANT_WRITE) {
             rc = conn_fail(c, r, "while writing", e);

@@ -78,6 +78,10 @@ void tls_conn_start_frame_clock(struct tls_conn *c);
  * included, as they crossed the network (c may be NULL: 0 and 0). */
 void tls_conn_bytes(const struct tls_conn *c, uint64_t *in, uint64_t *out);
 
+/* Plaintext bytes read and written on c: the protocol's frames, without the
+ * TLS handshake and record overhead that tls_conn_bytes() includes. */
+void tls_conn_app_bytes(const struct tls_conn *c, uint64_t *in, uint64_t *out);
+
 int tls_read(struct tls_conn *c, void *buf, size_t n, struct errctx *e) SYNC_WUR;
 int tls_write(struct tls_conn *c, const void *buf, size_t n, struct errctx *e) SYNC_WUR;
 

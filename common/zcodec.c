@@ -27,12 +27,106 @@
 #include "zcodec.h"
 
 #include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zdict.h>
 #include <zstd.h>
 #include <zstd_errors.h>
 
 #include "testpoint.h"
 
-int zcodec_compress(struct buf *out, const void *p, size_t n, struct errctx *e)
+struct zdict {
+    uint32_t id;
+    void *bytes;
+    size_t size;
+    ZSTD_CDict *cdict; /* level ZSTD_LEVEL */
+    ZSTD_DDict *ddict;
+};
+
+int zdict_load(struct zdict **out, const void *p, size_t n, struct errctx *e)
+{
+    struct zdict *d;
+    unsigned id;
+
+    *out = NULL;
+    if (n < ZDICT_SIZE_MIN || n > ZDICT_SIZE_MAX)
+        return errctx_set(e, SYNC_EPROTO,
+                          "a compression dictionary of %zu bytes is outside %u..%u bytes", n,
+                          ZDICT_SIZE_MIN, ZDICT_SIZE_MAX);
+    if ((id = ZDICT_getDictID(p, n)) == 0)
+        return errctx_set(e, SYNC_EPROTO, "not a zstd dictionary (no dictionary id)");
+    if ((d = calloc(1, sizeof(*d))) == NULL || (d->bytes = malloc(n)) == NULL) {
+        free(d);
+        return errctx_set(e, SYNC_ENOMEM, "out of memory");
+    }
+    memcpy(d->bytes, p, n);
+    d->size = n;
+    d->id = id;
+    d->cdict = ZSTD_createCDict(d->bytes, n, ZSTD_LEVEL);
+    d->ddict = ZSTD_createDDict(d->bytes, n);
+    if (d->cdict == NULL || d->ddict == NULL) {
+        zdict_free(d);
+        return errctx_set(e, SYNC_EPROTO, "zstd dictionary %u is damaged", id);
+    }
+    *out = d;
+    return SYNC_OK;
+}
+
+uint32_t zdict_id(const struct zdict *d)
+{
+    return d ? d->id : 0;
+}
+
+const void *zdict_bytes(const struct zdict *d)
+{
+    return d->bytes;
+}
+
+size_t zdict_size(const struct zdict *d)
+{
+    return d->size;
+}
+
+void zdict_free(struct zdict *d)
+{
+    if (d == NULL)
+        return;
+    ZSTD_freeCDict(d->cdict);
+    ZSTD_freeDDict(d->ddict);
+    free(d->bytes);
+    free(d);
+}
+
+uint32_t zcodec_frame_dict(const void *p, size_t n)
+{
+    return n >= 4 ? ZSTD_getDictID_fromFrame(p, n) : 0;
+}
+
+int zdict_train(struct buf *out, size_t cap, const void *samples, const size_t *sizes,
+                unsigned nsamples, struct errctx *e)
+{
+    size_t got;
+    int rc;
+
+    if (nsamples < ZDICT_MIN_SAMPLES)
+        return errctx_set(e, SYNC_EDATA, "%u sample rows are too few to train on (at least %d)",
+                          nsamples, ZDICT_MIN_SAMPLES);
+    if ((rc = buf_reserve(out, cap, e)) != SYNC_OK)
+        return rc;
+    got = ZDICT_trainFromBuffer(out->data + out->len, cap, samples, sizes, nsamples);
+    if (ZDICT_isError(got))
+        return errctx_set(e, SYNC_EDATA, "zstd could not train a dictionary from %u rows: %s",
+                          nsamples, ZDICT_getErrorName(got));
+    if (got < ZDICT_SIZE_MIN)
+        return errctx_set(e, SYNC_EDATA,
+                          "the %u sample rows gave a %zu-byte dictionary, too small to use",
+                          nsamples, got);
+    out->len += got;
+    return SYNC_OK;
+}
+
+int zcodec_compress_dict(struct buf *out, const void *p, size_t n, const struct zdict *d,
+                         struct errctx *e)
 {
     size_t bound = ZSTD_compressBound(n);
     size_t got;
@@ -43,12 +137,26 @@ int zcodec_compress(struct buf *out, const void *p, size_t n, struct errctx *e)
         return errctx_set(e, SYNC_ELIMIT, "cannot compress %zu bytes: too large for zstd", n);
     if ((rc = buf_reserve(out, bound, e)) != SYNC_OK)
         return rc;
-    got = ZSTD_compress(out->data + out->len, bound, n > 0 ? p : "", n, ZSTD_LEVEL);
+    if (d == NULL) {
+        got = ZSTD_compress(out->data + out->len, bound, n > 0 ? p : "", n, ZSTD_LEVEL);
+    } else {
+        ZSTD_CCtx *cctx = ZSTD_createCCtx();
+        if (cctx == NULL)
+            return errctx_set(e, SYNC_ENOMEM, "out of memory creating a zstd encoder");
+        got = ZSTD_compress_usingCDict(cctx, out->data + out->len, bound, n > 0 ? p : "", n,
+                                       d->cdict);
+        ZSTD_freeCCtx(cctx);
+    }
     if (ZSTD_isError(got))
         return errctx_set(e, SYNC_ENOMEM, "zstd could not compress %zu bytes: %s", n,
                           ZSTD_getErrorName(got));
     out->len += got;
     return SYNC_OK;
+}
+
+int zcodec_compress(struct buf *out, const void *p, size_t n, struct errctx *e)
+{
+    return zcodec_compress_dict(out, p, n, NULL, e);
 }
 
 /* Refuses the frame at p early if its header claims more than budget bytes.
@@ -100,9 +208,30 @@ static int make_room(struct buf *out, size_t produced, size_t max_out, size_t *r
     return SYNC_OK;
 }
 
+/* At the start of a frame: the dictionary it names must be d's (or none). */
+static int frame_dict(ZSTD_DCtx *dctx, const uint8_t *p, size_t n, const struct zdict *d,
+                      struct errctx *e)
+{
+    unsigned want = ZSTD_getDictID_fromFrame(p, n);
+    size_t zrc;
+
+    if (want != 0 && (d == NULL || d->id != want))
+        return errctx_set(e, SYNC_EPROTO,
+                          "compressed payload needs zstd dictionary %u, which this side does "
+                          "not have",
+                          want);
+    zrc = ZSTD_DCtx_reset(dctx, ZSTD_reset_session_only);
+    if (!ZSTD_isError(zrc))
+        zrc = ZSTD_DCtx_refDDict(dctx, want != 0 ? d->ddict : NULL);
+    if (ZSTD_isError(zrc))
+        return errctx_set(e, SYNC_ENOMEM, "cannot set the zstd decoder's dictionary: %s",
+                          ZSTD_getErrorName(zrc));
+    return SYNC_OK;
+}
+
 /* The streaming loop; the caller owns dctx and restores out on failure. */
 static int decode(ZSTD_DCtx *dctx, struct buf *out, const uint8_t *p, size_t n, size_t max_out,
-                  struct errctx *e)
+                  const struct zdict *d, struct errctx *e)
 {
     ZSTD_inBuffer in = {p, n, 0};
     size_t produced = 0;
@@ -117,7 +246,8 @@ static int decode(ZSTD_DCtx *dctx, struct buf *out, const uint8_t *p, size_t n, 
         if (zrc == 0 && in.pos == in.size)
             return SYNC_OK;
         if (zrc == 0 &&
-            (rc = claim_check(p + in.pos, n - in.pos, max_out - produced, e)) != SYNC_OK)
+            ((rc = claim_check(p + in.pos, n - in.pos, max_out - produced, e)) != SYNC_OK ||
+             (rc = frame_dict(dctx, p + in.pos, n - in.pos, d, e)) != SYNC_OK))
             return rc;
         if (produced < max_out) {
             if ((rc = make_room(out, produced, max_out, &room, e)) != SYNC_OK)
@@ -147,7 +277,8 @@ static int decode(ZSTD_DCtx *dctx, struct buf *out, const uint8_t *p, size_t n, 
     }
 }
 
-int zcodec_decompress(struct buf *out, const void *p, size_t n, size_t max_out, struct errctx *e)
+int zcodec_decompress_dict(struct buf *out, const void *p, size_t n, size_t max_out,
+                           const struct zdict *d, struct errctx *e)
 {
     ZSTD_DCtx *dctx = NULL;
     size_t len0 = out->len;
@@ -171,7 +302,8 @@ int zcodec_decompress(struct buf *out, const void *p, size_t n, size_t max_out, 
                         ZSTD_getErrorName(zrc));
         goto out;
     }
-    rc = decode(dctx, out, p, n, max_out, e);
+    if ((rc = frame_dict(dctx, p, n, d, e)) == SYNC_OK)
+        rc = decode(dctx, out, p, n, max_out, d, e);
 out:
     if (rc != SYNC_OK)
         out->len = len0;
@@ -179,4 +311,9 @@ out:
         testpoint_frame_log("zstd-out", -1, out->data + len0, out->len - len0);
     ZSTD_freeDCtx(dctx);
     return rc;
+}
+
+int zcodec_decompress(struct buf *out, const void *p, size_t n, size_t max_out, struct errctx *e)
+{
+    return zcodec_decompress_dict(out, p, n, max_out, NULL, e);
 }

@@ -26,6 +26,7 @@
  * commits what a session saw it apply, not the bytes it was sent.
  */
 #include "hub.h"
+#include "dict.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1092,7 +1093,7 @@ static int site_tables_upgrade(sqlite3 *db, const struct schema *s, struct errct
 
     if ((rc = column_add(db, "_empact_site_cert", "not_after TEXT", e)) != SYNC_OK ||
         (rc = column_add(db, "_empact_site_cert", "address TEXT", e)) != SYNC_OK ||
-        (rc = db_exec(db, SITE_SEEN_DDL REFUSAL_DDL, "hub database", e)) != SYNC_OK ||
+        (rc = db_exec(db, SITE_SEEN_DDL REFUSAL_DDL DICT_DDL, "hub database", e)) != SYNC_OK ||
         (rc = column_add(db, "_empact_site_seen", "version INTEGER", e)) != SYNC_OK)
         return rc;
     /* the guard on counts of people, for a schema that has them */

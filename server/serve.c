@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "bundle.h"
+#include "dict.h"
 #include "hub.h"
 #include "pki.h"
 #include "proto.h"
@@ -49,6 +50,7 @@ struct server {
     const struct schema *schema;
     struct hub *hub;
     struct tls_ctx *tls;
+    struct dict_cache *dicts;
     pthread_mutex_t lock; /* guards fds[], ips[] and nlive */
     pthread_cond_t idle;
     int fds[HUB_MAX_CONNS];
@@ -66,7 +68,8 @@ struct conn {
     struct tls_conn *tls;
     struct frame_io io;
     sqlite3 *rdb;
-    uint64_t pulled_to; /* head of the last PULL_END sent (0: none yet) */
+    uint64_t pulled_to;       /* head of the last PULL_END sent (0: none yet) */
+    const struct zdict *dict; /* the dictionary both sides hold, or NULL */
     char site[SITE_ID_MAX + 1];
     char peer[NI_MAXHOST + NI_MAXSERV + 2];
 };
@@ -121,7 +124,7 @@ static int handle_hello(struct conn *c, struct errctx *e)
 {
     struct frame *f = NULL;
     struct msg_hello hello;
-    struct msg_welcome w = {PROTO_VERSION, 0};
+    struct msg_welcome w = {PROTO_VERSION, 0, 0};
     struct buf b = {0};
     int rc;
 
@@ -154,6 +157,12 @@ static int handle_hello(struct conn *c, struct errctx *e)
         msg_send_error(&c->io, WERR_NOT_AUTHORISED, e->msg);
         goto out;
     }
+    /* both sides compress with a dictionary only when the site holds the
+     * hub's newest (a site with another fetches it, DICT_GET) */
+    if ((rc = dict_newest(c->rdb, &w.dict, e)) != SYNC_OK ||
+        (hello.dict == w.dict &&
+         (rc = dict_cache_get(c->srv->dicts, c->rdb, w.dict, &c->dict, e)) != SYNC_OK))
+        goto out;
     if ((rc = hub_head(c->rdb, &w.head, e)) != SYNC_OK ||
         (rc = msg_welcome_encode(&b, &w, e)) != SYNC_OK)
         goto out;
@@ -177,7 +186,7 @@ static int handle_push(struct conn *c, const struct frame *f, struct errctx *e)
         rc = errctx_set(e, SYNC_EPROTO, "empty push");
         goto refuse;
     }
-    if ((rc = zcodec_decompress(&raw, m.z, m.zlen, m.raw_len, e)) != SYNC_OK)
+    if ((rc = zcodec_decompress_dict(&raw, m.z, m.zlen, m.raw_len, c->dict, e)) != SYNC_OK)
         goto refuse;
     if (raw.len != m.raw_len) {
         rc = errctx_set(e, SYNC_EPROTO, "push decompressed to %zu bytes, not the %u announced",
@@ -213,7 +222,9 @@ out:
 struct pull_ctx {
     struct conn *c;
     struct errctx *e;
+    uint64_t own; /* PULL's own version: sent without its changeset */
     uint64_t count;
+    uint64_t nown;
     uint64_t nconflicts;
 };
 
@@ -230,14 +241,23 @@ static int send_version(void *arg, const struct hub_version *v)
     memcpy(m.tree, v->tree, 20);
     m.time = (uint64_t)v->time;
     snprintf(m.author, sizeof(m.author), "%s", v->site);
+    p->count++;
+    /* the site's own push, which it applies from its outbox: only a version
+     * this site authored qualifies; the site checks the tree id after */
+    if (v->seq == p->own && strcmp(v->site, p->c->site) == 0) {
+        p->nown++;
+        if ((rc = msg_own_version_encode(&b, &m, p->e)) == SYNC_OK)
+            rc = msg_send(&p->c->io, MSG_OWN_VERSION, &b, p->e);
+        buf_free(&b);
+        return rc;
+    }
     m.raw_len = (uint32_t)v->ncs;
-    if ((rc = zcodec_compress(&z, v->cs, v->ncs, p->e)) == SYNC_OK) {
+    if ((rc = zcodec_compress_dict(&z, v->cs, v->ncs, p->c->dict, p->e)) == SYNC_OK) {
         m.z = z.data;
         m.zlen = (uint32_t)z.len;
         if ((rc = msg_version_encode(&b, &m, p->e)) == SYNC_OK)
             rc = msg_send(&p->c->io, MSG_VERSION, &b, p->e);
     }
-    p->count++;
     buf_free(&z);
     buf_free(&b);
     return rc;
@@ -274,7 +294,7 @@ static int send_conflict(void *arg, const struct hub_conflict *hc)
 
 static int handle_pull(struct conn *c, const struct frame *f, struct errctx *e)
 {
-    struct pull_ctx p = {c, e, 0, 0};
+    struct pull_ctx p = {c, e, 0, 0, 0, 0};
     struct msg_pull_end end;
     struct msg_pull pull;
     struct buf b = {0};
@@ -285,6 +305,7 @@ static int handle_pull(struct conn *c, const struct frame *f, struct errctx *e)
         return rc;
     }
     memset(&end, 0, sizeof(end));
+    p.own = pull.own;
     if ((rc = hub_versions(c->rdb, pull.since, send_version, &p, &end.head, end.tree, &more, e)) !=
             SYNC_OK ||
         (rc = hub_conflicts(c->rdb, c->site, pull.conflicts_since, send_conflict, &p, e)) !=
@@ -302,9 +323,48 @@ static int handle_pull(struct conn *c, const struct frame *f, struct errctx *e)
     if (rc == SYNC_OK)
         c->pulled_to = end.head;
     if (rc == SYNC_OK && (p.count > 0 || p.nconflicts > 0))
-        logf_("site %s: sent %llu versions (%llu..%llu) and %llu conflict log entries", c->site,
-              (unsigned long long)p.count, (unsigned long long)pull.since + 1,
-              (unsigned long long)end.head, (unsigned long long)p.nconflicts);
+        logf_("site %s: sent %llu versions (%llu..%llu; %llu its own, without changeset) and %llu "
+              "conflict log entries",
+              c->site, (unsigned long long)p.count, (unsigned long long)pull.since + 1,
+              (unsigned long long)end.head, (unsigned long long)p.nown,
+              (unsigned long long)p.nconflicts);
+    return rc;
+}
+
+/* A site without the hub's newest dictionary asks for it; from then on this
+ * connection's payloads use it both ways. */
+static int handle_dict_get(struct conn *c, const struct frame *f, struct errctx *e)
+{
+    const struct zdict *d = NULL;
+    struct msg_dict m;
+    struct buf b = {0};
+    uint32_t id;
+    int rc;
+
+    if (f->len != 0) {
+        rc = errctx_set(e, SYNC_EPROTO, "DICT_GET: %u unexpected payload bytes", f->len);
+        msg_send_error(&c->io, WERR_BAD_FRAME, e->msg);
+        return rc;
+    }
+    if ((rc = dict_newest(c->rdb, &id, e)) != SYNC_OK ||
+        (rc = dict_cache_get(c->srv->dicts, c->rdb, id, &d, e)) != SYNC_OK) {
+        msg_send_error(&c->io, WERR_INTERNAL, "the hub could not read its dictionary");
+        return rc;
+    }
+    if (d == NULL) {
+        rc = errctx_set(e, SYNC_EPROTO, "DICT_GET: the hub has no dictionary");
+        msg_send_error(&c->io, WERR_BAD_FRAME, e->msg);
+        return rc;
+    }
+    m.id = zdict_id(d);
+    m.bytes = zdict_bytes(d);
+    m.n = (uint32_t)zdict_size(d);
+    if ((rc = msg_dict_encode(&b, &m, e)) == SYNC_OK &&
+        (rc = msg_send(&c->io, MSG_DICT, &b, e)) == SYNC_OK) {
+        c->dict = d;
+        logf_("site %s: sent dictionary %u (%u bytes)", c->site, m.id, m.n);
+    }
+    buf_free(&b);
     return rc;
 }
 
@@ -384,6 +444,8 @@ static void session(struct conn *c)
             rc = handle_pull(c, f, &e);
         else if (f->type == MSG_SNAPSHOT)
             rc = handle_snapshot(c, f, &e);
+        else if (f->type == MSG_DICT_GET)
+            rc = handle_dict_get(c, f, &e);
         else {
             rc = errctx_set(&e, SYNC_EPROTO, "unexpected %s message", msg_type_name(f->type));
             msg_send_error(&c->io, WERR_BAD_FRAME, e.msg);
@@ -559,6 +621,7 @@ int serve_run(const char *dir, const char *listen_addr, const struct schema *s, 
     srv.max_per_ip =
         max_per_ip > 0 ? max_per_ip : testpoint_limit("EMPACT_MAX_CONN_PER_IP", MAX_CONN_PER_IP);
     if ((rc = hub_open(&srv.hub, dir, s, e)) != SYNC_OK || (rc = tls_load(&srv.tls, dir, e)) ||
+        (rc = dict_cache_new(&srv.dicts, e)) != SYNC_OK ||
         (rc = listen_on(&lfd, listen_addr, shown, sizeof(shown), e)) != SYNC_OK)
         goto out;
     printf("listening on %s\n", shown);
@@ -590,6 +653,7 @@ out:
     if (lfd >= 0)
         close(lfd);
     tls_ctx_free(srv.tls);
+    dict_cache_free(srv.dicts);
     hub_close(srv.hub);
     pthread_cond_destroy(&srv.idle);
     pthread_mutex_destroy(&srv.lock);

@@ -261,7 +261,52 @@ row "hub: $LOAD_SITES sites for $LOAD_SECONDS s, 1-10-row pushes, each sync a ne
     "${syncs:-0} syncs, ${errs:-?} errors, $lost rows lost; p50/p95/p99 ${p50:-?}/${p95:-?}/${p99:-?} ms; hub RSS $rss1 → $rss2 MiB" \
     "${persec:-0}/s" "$v"
 grep '^error ' "$T/load.out" | sed 's/^error [^:]*: [0-9]* failed, first: //' | sort | uniq -c | sort -rn | head -n 5 >&2 || true
-row "small syncs with a zstd dictionary (≤ 1 KB on the wire)" "see left" "-" "-" "-" "NOT MEASURED"
+
+# ---- small syncs with and without a dictionary trained from the hub's rows ---------------------
+# One site makes SMALL_SYNCS small syncs (1-10 rows: inserts and updates in
+# turn) before the hub has a dictionary, then the same shape of edits after
+# `empact-hub train-dict` (the sync that fetches it is not counted).  "On the
+# wire" is the protocol's frames both ways (frame_bytes_*); the socket bytes,
+# TLS handshake included, are shown beside them.
+"$BIN/empact-hub" init "$T/dict" >/dev/null
+hub_start "$T/dict"
+site_new "$T/dict" dseed
+add_rows "$T/dseed.db" 2000 "d-"
+sync_json "$T/dseed.db"
+site_new "$T/dict" dsite
+SMALL_SYNCS=${BENCH_SMALL_SYNCS:-20}
+# small_syncs TAG: SMALL_SYNCS syncs of dsite; frame and socket bytes per sync
+# in the arrays frames and sockets.
+small_syncs() {
+    local i n
+    frames=() sockets=()
+    for i in $(seq 1 "$SMALL_SYNCS"); do
+        n=$((1 + (i - 1) % 10))
+        if [ $((i % 2)) -eq 1 ]; then
+            add_rows "$T/dsite.db" "$n" "$1$i-"
+        else
+            sqlite3 "$T/dsite.db" "UPDATE resource SET summary = 'Revised summary $1 $i: ' || hex(randomblob(8)),
+                updated_at = '2026-12-02T10:00:00Z' WHERE id IN (SELECT id FROM resource ORDER BY random() LIMIT $n)"
+        fi
+        sync_json "$T/dsite.db"
+        frames+=("$(perl -MJSON::PP -ne '$j = decode_json($_); print $j->{frame_bytes_sent} + $j->{frame_bytes_received}' "$T/sync.json")")
+        sockets+=("$(perl -MJSON::PP -ne '$j = decode_json($_); print $j->{bytes_sent} + $j->{bytes_received}' "$T/sync.json")")
+    done
+}
+small_syncs plain
+read -r fpm fpmin <<<"$(stats "${frames[@]}")"
+read -r spm _ <<<"$(stats "${sockets[@]}")"
+"$BIN/empact-hub" train-dict "$T/dict" >"$T/train.out"
+say "$(cat "$T/train.out")"
+sync_json "$T/dsite.db" # fetches the dictionary
+small_syncs dict
+read -r fdm fdmin <<<"$(stats "${frames[@]}")"
+read -r sdm _ <<<"$(stats "${sockets[@]}")"
+rt=$(ratio "$fdm" "$fpm")
+le "$fdm" 1024 && le "$rt" 1 && v=PASS || v=MISS
+row "small syncs (1-10 rows) with a zstd dictionary trained from the hub's rows: frame bytes per sync" \
+    "≤ 1 KB, vs without" "$fpm B (min $fpmin; socket $spm B with TLS)" \
+    "$fdm B (min $fdmin; socket $sdm B with TLS)" "$rt" "$v"
 
 # ---- results ----------------------------------------------------------------------------------
 mkdir -p "$ROOT/bench/results"

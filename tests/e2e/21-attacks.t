@@ -39,12 +39,16 @@ u64() { u32 $(($1 >> 32)); u32 $(($1 & 0xffffffff)); }
 # frame TYPE FILE: a frame carrying FILE as its payload (common/PROTOCOL.md).
 frame() { u32 "$(stat -c %s "$2")"; bytes "$1"; cat "$2"; }
 
-# HELLO: protocol 3, the schema fingerprint of the bundle (or 32 zero bytes).
-{ bytes 0 3; printf '%b' "$(bundle_get "$(site_join_file alpha)" schema | sed 's/../\\x&/g')"; } >hello.pl
-{ bytes 0 3; head -c 32 /dev/zero; } >hello-zero.pl
+# HELLO: protocol 4, the schema fingerprint of the bundle (or 32 zero bytes),
+# no dictionary; and the same as a protocol-3 client sent it (no dictionary id).
+FP=$(bundle_get "$(site_join_file alpha)" schema | sed 's/../\\x&/g')
+{ bytes 0 4; printf '%b' "$FP"; u32 0; } >hello.pl
+{ bytes 0 4; head -c 32 /dev/zero; u32 0; } >hello-zero.pl
+{ bytes 0 3; printf '%b' "$FP"; } >hello-v3.pl
 frame 1 hello.pl >hello.bin
 frame 1 hello-zero.pl >hello-zero.bin
-is "$(stat -c %s hello.bin)" 39 "a HELLO frame is 39 bytes"
+frame 1 hello-v3.pl >hello-v3.bin
+is "$(stat -c %s hello.bin)" 43 "a HELLO frame is 43 bytes"
 # A zstd frame (RFC 8878) without content size: 16 RLE blocks of 128 KiB of 'A'
 # (2 MiB); and a one-segment frame holding a raw block of the bytes given.
 { bytes 0x28 0xb5 0x2f 0xfd 0 0x38; for i in $(seq 15); do bytes 2 0 0x10 0x41; done; bytes 3 0 0x10 0x41; } >bomb.zst
@@ -64,7 +68,7 @@ printf '%s' "$GARBAGE" >garbage.cs
 payload 1 garbage.cs garbage.zst
 push 4096 0 bomb.zst >push-bomb.bin
 push $((8 + ${#GARBAGE})) 1 garbage.zst >push-garbage.bin
-{ u64 0; u64 0; } >pull.pl
+{ u64 0; u64 0; u64 0; } >pull.pl
 frame 32 pull.pl >pull.bin
 { u32 $((32 * 1024 * 1024 + 1)); bytes 16; } >over-frame-max.bin
 { u32 1000; bytes 1; head -c 100 /dev/zero; } >over-hello-max.bin
@@ -101,7 +105,15 @@ still_serves() {
 
 # ---- control: a well-formed HELLO as alpha gets a WELCOME ---------------------------
 as_site alpha.pem alpha.key hello.bin
-is "$RUN_OUT_BYTES" 15 "control: s_client as alpha gets a 15-byte WELCOME frame for its HELLO"
+is "$RUN_OUT_BYTES" 19 "control: s_client as alpha gets a 19-byte WELCOME frame for its HELLO"
+
+# ---- a client of protocol 3 ----------------------------------------------------------
+log0=$(hub_log_lines)
+as_site alpha.pem alpha.key hello-v3.bin
+like "$RUN_OUT" 'hub speaks protocol 4 but this client speaks 3; update the client' \
+    "a protocol-3 HELLO gets an ERROR naming both protocols (not a bad frame)"
+hub_says "$log0" 'alpha .*refused at hello: hub speaks protocol 4 but this client speaks 3' \
+    "the hub logs the protocol mismatch"
 
 # ---- no client certificate -----------------------------------------------------------
 log0=$(hub_log_lines)

@@ -8,7 +8,8 @@
  * A message that decodes is encoded again: for every message but ERROR the
  * bytes must come back unchanged (decoders consume the payload exactly);
  * ERROR replaces control characters in the sentence, so its re-encoding must
- * decode to the same message.  A refusal must carry SYNC_EPROTO or
+ * decode to the same message; a HELLO or WELCOME of protocol 3 (no dictionary
+ * field) re-encodes with the field added, as zero.  A refusal must carry SYNC_EPROTO or
  * SYNC_ELIMIT and a sentence.  Any broken invariant aborts.
  *
  * fuzz-sources: common/proto.c common/frame.c common/buf.c common/errctx.c
@@ -40,6 +41,17 @@ static void check_same(const struct frame *f, const struct buf *b)
     CHECK(b->len == 0 || memcmp(b->data, f->payload, b->len) == 0);
 }
 
+/* A protocol-3 HELLO or WELCOME: the payload, then the dictionary id 0. */
+static void check_same_older(const struct frame *f, const struct buf *b, uint16_t proto)
+{
+    if (proto >= 4 || b->len != f->len + 4) {
+        check_same(f, b);
+        return;
+    }
+    CHECK(memcmp(b->data, f->payload, f->len) == 0);
+    CHECK(memcmp(b->data + f->len, "\0\0\0\0", 4) == 0);
+}
+
 static void check_refusal(int rc, const struct errctx *e)
 {
     CHECK(rc == SYNC_EPROTO || rc == SYNC_ELIMIT);
@@ -56,14 +68,37 @@ static int decode_one(const struct frame *f, uint8_t t)
     switch (t) {
     case MSG_HELLO: {
         struct msg_hello m;
-        if ((rc = msg_hello_decode(&m, f, &e)) == SYNC_OK)
+        if ((rc = msg_hello_decode(&m, f, &e)) == SYNC_OK) {
             CHECK(msg_hello_encode(&b, &m, &e) == SYNC_OK);
+            check_same_older(f, &b, m.proto);
+            buf_free(&b);
+            return rc;
+        }
         break;
     }
     case MSG_WELCOME: {
         struct msg_welcome m;
-        if ((rc = msg_welcome_decode(&m, f, &e)) == SYNC_OK)
+        if ((rc = msg_welcome_decode(&m, f, &e)) == SYNC_OK) {
             CHECK(msg_welcome_encode(&b, &m, &e) == SYNC_OK);
+            check_same_older(f, &b, m.proto);
+            buf_free(&b);
+            return rc;
+        }
+        break;
+    }
+    case MSG_OWN_VERSION: {
+        struct msg_version m;
+        if ((rc = msg_own_version_decode(&m, f, &e)) == SYNC_OK)
+            CHECK(msg_own_version_encode(&b, &m, &e) == SYNC_OK);
+        break;
+    }
+    case MSG_DICT: {
+        struct msg_dict m;
+        if ((rc = msg_dict_decode(&m, f, &e)) == SYNC_OK) {
+            CHECK(m.id != 0 && m.n >= ZDICT_SIZE_MIN && m.n <= ZDICT_SIZE_MAX);
+            CHECK(m.bytes + m.n == f->payload + f->len);
+            CHECK(msg_dict_encode(&b, &m, &e) == SYNC_OK);
+        }
         break;
     }
     case MSG_PUSH: {
@@ -158,7 +193,8 @@ static int decode_one(const struct frame *f, uint8_t t)
 
 static const uint8_t types[] = {MSG_HELLO,     MSG_WELCOME,   MSG_PUSH,     MSG_PUSH_OK,
                                 MSG_PULL,      MSG_VERSION,   MSG_PULL_END, MSG_CONFLICT,
-                                MSG_SNAP_HEAD, MSG_SNAP_DATA, MSG_SNAP_END, MSG_ERROR};
+                                MSG_SNAP_HEAD, MSG_SNAP_DATA, MSG_SNAP_END, MSG_OWN_VERSION,
+                                MSG_DICT,      MSG_ERROR};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

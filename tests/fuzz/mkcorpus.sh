@@ -312,16 +312,23 @@ seeds_proto() {
     # a zstd frame holding a changeset table header
     zcs=$(printf 'T\x01\x01resource\x00' | zstd -3 -q -c --no-check | od -An -v -tx1 |
         tr -s ' \n' ' ' | sed 's/^ //; s/ $//; s/ /\\x/g; s/^/\\x/')
-    msg valid-hello '\x01' "\\x00\\x03$fp"
+    msg valid-hello '\x01' "\\x00\\x04$fp\\x12\\x34\\x56\\x78"
+    msg valid-hello-proto-3 '\x01' "\\x00\\x03$fp"
     msg bad-hello-proto-1 '\x01' "\\x00\\x01$fp"
-    msg valid-welcome '\x02' "\\x00\\x03$u64"
+    msg valid-welcome '\x02' "\\x00\\x04$u64\\x00\\x00\\x00\\x00"
+    msg valid-welcome-proto-3 '\x02' "\\x00\\x03$u64"
     msg valid-push '\x10' "$fp$u64\\x00\\x00\\x00\\x1e\\x00\\x00\\x00\\x02$zcs"
     msg valid-push-no-times '\x10' "$fp$u64\\x00\\x00\\x00\\x0e\\x00\\x00\\x00\\x00$zcs"
     msg valid-push-empty-z '\x10' "$fp$u64\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00"
     msg bad-push-times-overflow '\x10' "$fp$u64\\x00\\x00\\x00\\x0e\\xff\\xff\\xff\\xff$u64"
     msg bad-push-raw-over-limit '\x10' "$fp$u64\\x10\\x00\\x00\\x01\\x00\\x00\\x00\\x00$zcs"
     msg valid-push-ok '\x11' "$u64\\x01\\x00\\x00\\x00\\x03\\x00\\x00\\x00\\x01"
-    msg valid-pull '\x20' "$u64$u64"
+    msg valid-pull '\x20' "$u64$u64$u64"
+    msg valid-own-version '\x24' "$u64$oid$oid$u64"
+    msg valid-dict-get '\x50' ''
+    msg valid-dict '\x51' "\\x00\\x00\\x00\\x07$(rep 300 d)"
+    msg bad-dict-id-0 '\x51' "\\x00\\x00\\x00\\x00$(rep 300 d)"
+    msg bad-dict-small '\x51' "\\x00\\x00\\x00\\x07$(rep 30 d)"
     msg valid-version '\x21' "$u64$oid$oid$u64$(str toronto)\\x00\\x00\\x00\\x0e$zcs"
     msg valid-version-empty-author '\x21' "$u64$oid$oid$u64\\x00\\x00\\x00\\x00\\x00\\x00"
     msg bad-version-author-40 '\x21' "$u64$oid$oid$u64$(str "$(rep 40 a)")\\x00\\x00\\x00\\x00"

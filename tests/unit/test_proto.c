@@ -53,6 +53,16 @@ static int dec_conflict(void *m, const struct frame *f, struct errctx *e)
     return msg_conflict_decode(m, f, e);
 }
 
+static int dec_own_version(void *m, const struct frame *f, struct errctx *e)
+{
+    return msg_own_version_decode(m, f, e);
+}
+
+static int dec_dict(void *m, const struct frame *f, struct errctx *e)
+{
+    return msg_dict_decode(m, f, e);
+}
+
 static int dec_pull_end(void *m, const struct frame *f, struct errctx *e)
 {
     return msg_pull_end_decode(m, f, e);
@@ -104,6 +114,7 @@ union any_msg {
     struct msg_snap_data snap_data;
     struct msg_snap_end snap_end;
     struct msg_error error;
+    struct msg_dict dict;
 };
 
 /* The damage every decoder must refuse: another frame type, every prefix of
@@ -112,10 +123,11 @@ union any_msg {
 static void refuse_damage(decode_fn dec, uint8_t type, const struct buf *good, size_t fixed,
                           int tail_ok)
 {
-    static const uint8_t types[] = {MSG_HELLO,    MSG_WELCOME,   MSG_PUSH,      MSG_PUSH_OK,
-                                    MSG_PULL,     MSG_VERSION,   MSG_PULL_END,  MSG_CONFLICT,
-                                    MSG_SNAPSHOT, MSG_SNAP_HEAD, MSG_SNAP_DATA, MSG_SNAP_END,
-                                    MSG_BYE,      MSG_ERROR,     0x00,          0xff};
+    static const uint8_t types[] = {
+        MSG_HELLO,     MSG_WELCOME,  MSG_PUSH,     MSG_PUSH_OK,  MSG_PULL,
+        MSG_VERSION,   MSG_PULL_END, MSG_CONFLICT, MSG_SNAPSHOT, MSG_SNAP_HEAD,
+        MSG_SNAP_DATA, MSG_SNAP_END, MSG_BYE,      MSG_ERROR,    MSG_OWN_VERSION,
+        MSG_DICT_GET,  MSG_DICT,     0x00,         0xff};
     union any_msg m;
     struct errctx e = {0};
     uint8_t *longer;
@@ -159,38 +171,50 @@ static void fill(uint8_t *p, size_t n, uint8_t seed)
 
 static void test_hello(void **state)
 {
-    struct msg_hello in = {.proto = 0x0102}, out;
+    struct msg_hello in = {.proto = 0x0102, .dict = 0xa1b2c3d4}, out;
     struct buf b = {0};
     struct errctx e = {0};
 
     (void)state;
     fill(in.schema, sizeof(in.schema), 3);
     assert_int_equal(msg_hello_encode(&b, &in, &e), SYNC_OK);
-    assert_int_equal(b.len, 2 + 32);
+    assert_int_equal(b.len, 2 + 32 + 4);
     assert_memory_equal(b.data, "\x01\x02", 2);
     assert_memory_equal(b.data + 2, in.schema, 32);
+    assert_memory_equal(b.data + 34, "\xa1\xb2\xc3\xd4", 4);
     memset(&out, 0, sizeof(out));
     assert_int_equal(decode_copy(dec_hello, &out, MSG_HELLO, b.data, b.len, &e), SYNC_OK);
     assert_int_equal(out.proto, 0x0102);
     assert_memory_equal(out.schema, in.schema, 32);
+    assert_true(out.dict == 0xa1b2c3d4);
     refuse_damage(dec_hello, MSG_HELLO, &b, b.len, 0);
+    /* A protocol-3 HELLO (no dictionary field) still decodes, so the hub can
+     * answer it with PROTO_VERSION rather than BAD_FRAME. */
+    b.data[0] = 0;
+    b.data[1] = 3;
+    memset(&out, 0xee, sizeof(out));
+    assert_int_equal(decode_copy(dec_hello, &out, MSG_HELLO, b.data, 34, &e), SYNC_OK);
+    assert_int_equal(out.proto, 3);
+    assert_true(out.dict == 0);
     buf_free(&b);
 }
 
 static void test_welcome(void **state)
 {
-    struct msg_welcome in = {.proto = PROTO_VERSION, .head = 0x0102030405060708ull}, out;
+    struct msg_welcome in = {.proto = PROTO_VERSION, .head = 0x0102030405060708ull, .dict = 77},
+                       out;
     struct buf b = {0};
     struct errctx e = {0};
 
     (void)state;
     assert_int_equal(msg_welcome_encode(&b, &in, &e), SYNC_OK);
-    assert_int_equal(b.len, 10);
-    assert_memory_equal(b.data, "\x00\x03\x01\x02\x03\x04\x05\x06\x07\x08", 10);
+    assert_int_equal(b.len, 14);
+    assert_memory_equal(b.data, "\x00\x04\x01\x02\x03\x04\x05\x06\x07\x08\0\0\0\x4d", 14);
     memset(&out, 0xee, sizeof(out));
     assert_int_equal(decode_copy(dec_welcome, &out, MSG_WELCOME, b.data, b.len, &e), SYNC_OK);
     assert_int_equal(out.proto, PROTO_VERSION);
     assert_true(out.head == in.head);
+    assert_true(out.dict == 77);
     refuse_damage(dec_welcome, MSG_WELCOME, &b, b.len, 0);
     buf_free(&b);
 }
@@ -295,17 +319,18 @@ static void test_push_ok(void **state)
 
 static void test_pull(void **state)
 {
-    struct msg_pull in = {0x8000000000000001ull, 7}, out = {0, 0};
+    struct msg_pull in = {0x8000000000000001ull, 7, 9}, out = {0, 0, 0};
     struct buf b = {0};
     struct errctx e = {0};
 
     (void)state;
     assert_int_equal(msg_pull_encode(&b, &in, &e), SYNC_OK);
-    assert_int_equal(b.len, 16);
-    assert_memory_equal(b.data, "\x80\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\x07", 16);
+    assert_int_equal(b.len, 24);
+    assert_memory_equal(b.data, "\x80\0\0\0\0\0\0\x01\0\0\0\0\0\0\0\x07\0\0\0\0\0\0\0\x09", 24);
     assert_int_equal(decode_copy(dec_pull, &out, MSG_PULL, b.data, b.len, &e), SYNC_OK);
     assert_true(out.since == 0x8000000000000001ull);
     assert_true(out.conflicts_since == 7);
+    assert_true(out.own == 9);
     refuse_damage(dec_pull, MSG_PULL, &b, b.len, 0);
     buf_free(&b);
 }
@@ -560,6 +585,61 @@ static void test_error_limits_and_control_chars(void **state)
     buf_free(&b);
 }
 
+static void test_own_version(void **state)
+{
+    struct msg_version in, out;
+    struct buf b = {0};
+    struct errctx e = {0};
+
+    (void)state;
+    memset(&in, 0, sizeof(in));
+    in.seq = 43;
+    in.time = 1767225600;
+    fill(in.commit, OID_RAW_LEN, 5);
+    fill(in.tree, OID_RAW_LEN, 50);
+    assert_int_equal(msg_own_version_encode(&b, &in, &e), SYNC_OK);
+    assert_int_equal(b.len, 8 + 20 + 20 + 8);
+    memset(&out, 0xee, sizeof(out));
+    assert_int_equal(decode_copy(dec_own_version, &out, MSG_OWN_VERSION, b.data, b.len, &e),
+                     SYNC_OK);
+    assert_true(out.seq == 43 && out.time == 1767225600);
+    assert_memory_equal(out.commit, in.commit, 20);
+    assert_memory_equal(out.tree, in.tree, 20);
+    assert_string_equal(out.author, "");
+    assert_true(out.raw_len == 0 && out.z == NULL && out.zlen == 0);
+    refuse_damage(dec_own_version, MSG_OWN_VERSION, &b, b.len, 0);
+    buf_free(&b);
+}
+
+static void test_dict(void **state)
+{
+    uint8_t bytes[ZDICT_SIZE_MIN + 10];
+    struct msg_dict in = {0x01020304, bytes, sizeof(bytes)}, out;
+    struct buf b = {0};
+    struct errctx e = {0};
+
+    (void)state;
+    fill(bytes, sizeof(bytes), 9);
+    assert_int_equal(msg_dict_encode(&b, &in, &e), SYNC_OK);
+    assert_int_equal(b.len, 4 + sizeof(bytes));
+    assert_int_equal(decode_copy(dec_dict, &out, MSG_DICT, b.data, b.len, &e), SYNC_OK);
+    assert_true(out.id == 0x01020304 && out.n == sizeof(bytes)); /* bytes: borrowed, gone */
+    refuse_damage(dec_dict, MSG_DICT, &b, 4 + ZDICT_SIZE_MIN, 1);
+    /* id 0 and a dictionary too large are refused */
+    memset(b.data, 0, 4);
+    assert_int_equal(decode_copy(dec_dict, &out, MSG_DICT, b.data, b.len, &e), SYNC_EPROTO);
+    {
+        size_t n = 4 + ZDICT_SIZE_MAX + 1;
+        uint8_t *big = calloc(1, n);
+        assert_non_null(big);
+        big[3] = 1;
+        assert_int_equal(decode_copy(dec_dict, &out, MSG_DICT, big, n, &e), SYNC_EPROTO);
+        assert_non_null(strstr(e.msg, "outside"));
+        free(big);
+    }
+    buf_free(&b);
+}
+
 static void test_type_names(void **state)
 {
     (void)state;
@@ -569,6 +649,9 @@ static void test_type_names(void **state)
     assert_string_equal(msg_type_name(MSG_SNAPSHOT), "SNAPSHOT");
     assert_string_equal(msg_type_name(MSG_SNAP_DATA), "SNAP_DATA");
     assert_string_equal(msg_type_name(MSG_ERROR), "ERROR");
+    assert_string_equal(msg_type_name(MSG_OWN_VERSION), "OWN_VERSION");
+    assert_string_equal(msg_type_name(MSG_DICT_GET), "DICT_GET");
+    assert_string_equal(msg_type_name(MSG_DICT), "DICT");
     assert_string_equal(msg_type_name(0x55), "unknown");
 }
 
@@ -582,7 +665,8 @@ int main(void)
         cmocka_unit_test(test_pull_end),   cmocka_unit_test(test_snap_head),
         cmocka_unit_test(test_snap_data),  cmocka_unit_test(test_snap_end),
         cmocka_unit_test(test_error),      cmocka_unit_test(test_error_limits_and_control_chars),
-        cmocka_unit_test(test_type_names),
+        cmocka_unit_test(test_type_names), cmocka_unit_test(test_own_version),
+        cmocka_unit_test(test_dict),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
