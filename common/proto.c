@@ -208,12 +208,35 @@ int msg_conflict_decode(struct msg_conflict *m, const struct frame *f, struct er
     return buf_reader_done(&r, e);
 }
 
-int msg_version_encode(struct buf *out, const struct msg_version *m, struct errctx *e)
+/* seq, commit, tree, time: the head VERSION and OWN_VERSION share. */
+static int put_version_head(struct buf *out, const struct msg_version *m, struct errctx *e)
 {
     int rc;
     if ((rc = buf_put_u64(out, m->seq, e)) != 0 || (rc = buf_put(out, m->commit, 20, e)) != 0 ||
-        (rc = buf_put(out, m->tree, 20, e)) != 0 || (rc = buf_put_u64(out, m->time, e)) != 0 ||
-        (rc = buf_put_str(out, m->author, e)) != 0 || (rc = buf_put_u32(out, m->raw_len, e)) != 0)
+        (rc = buf_put(out, m->tree, 20, e)) != 0)
+        return rc;
+    return buf_put_u64(out, m->time, e);
+}
+
+static int get_version_head(struct buf_reader *r, struct msg_version *m, struct errctx *e)
+{
+    const uint8_t *p;
+    int rc;
+
+    if ((rc = buf_get_u64(r, &m->seq, e)) != 0 || (rc = buf_get_bytes(r, &p, 20, e)) != 0)
+        return rc;
+    memcpy(m->commit, p, 20);
+    if ((rc = buf_get_bytes(r, &p, 20, e)) != 0)
+        return rc;
+    memcpy(m->tree, p, 20);
+    return buf_get_u64(r, &m->time, e);
+}
+
+int msg_version_encode(struct buf *out, const struct msg_version *m, struct errctx *e)
+{
+    int rc;
+    if ((rc = put_version_head(out, m, e)) != 0 || (rc = buf_put_str(out, m->author, e)) != 0 ||
+        (rc = buf_put_u32(out, m->raw_len, e)) != 0)
         return rc;
     return buf_put(out, m->z, m->zlen, e);
 }
@@ -221,19 +244,12 @@ int msg_version_encode(struct buf *out, const struct msg_version *m, struct errc
 int msg_version_decode(struct msg_version *m, const struct frame *f, struct errctx *e)
 {
     struct buf_reader r;
-    const uint8_t *p;
     int rc;
 
     if ((rc = expect(f, MSG_VERSION, e)) != 0)
         return rc;
     buf_reader_init(&r, f->payload, f->len);
-    if ((rc = buf_get_u64(&r, &m->seq, e)) != 0 || (rc = buf_get_bytes(&r, &p, 20, e)) != 0)
-        return rc;
-    memcpy(m->commit, p, 20);
-    if ((rc = buf_get_bytes(&r, &p, 20, e)) != 0)
-        return rc;
-    memcpy(m->tree, p, 20);
-    if ((rc = buf_get_u64(&r, &m->time, e)) != 0 ||
+    if ((rc = get_version_head(&r, m, e)) != 0 ||
         (rc = buf_get_str(&r, m->author, sizeof(m->author) - 1, e)) != 0 ||
         (rc = buf_get_u32(&r, &m->raw_len, e)) != 0)
         return rc;
@@ -246,30 +262,19 @@ int msg_version_decode(struct msg_version *m, const struct frame *f, struct errc
 
 int msg_own_version_encode(struct buf *out, const struct msg_version *m, struct errctx *e)
 {
-    int rc;
-    if ((rc = buf_put_u64(out, m->seq, e)) != 0 || (rc = buf_put(out, m->commit, 20, e)) != 0 ||
-        (rc = buf_put(out, m->tree, 20, e)) != 0)
-        return rc;
-    return buf_put_u64(out, m->time, e);
+    return put_version_head(out, m, e);
 }
 
 int msg_own_version_decode(struct msg_version *m, const struct frame *f, struct errctx *e)
 {
     struct buf_reader r;
-    const uint8_t *p;
     int rc;
 
     if ((rc = expect(f, MSG_OWN_VERSION, e)) != 0)
         return rc;
     memset(m, 0, sizeof(*m));
     buf_reader_init(&r, f->payload, f->len);
-    if ((rc = buf_get_u64(&r, &m->seq, e)) != 0 || (rc = buf_get_bytes(&r, &p, 20, e)) != 0)
-        return rc;
-    memcpy(m->commit, p, 20);
-    if ((rc = buf_get_bytes(&r, &p, 20, e)) != 0)
-        return rc;
-    memcpy(m->tree, p, 20);
-    if ((rc = buf_get_u64(&r, &m->time, e)) != 0)
+    if ((rc = get_version_head(&r, m, e)) != 0)
         return rc;
     return buf_reader_done(&r, e);
 }
