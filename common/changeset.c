@@ -601,10 +601,10 @@ static int apply_checked(void *ctx, sqlite3_changeset_iter *it, const struct sch
     return SYNC_OK;
 }
 
-int changeset_apply_strict(sqlite3 *db, const struct schema *s, const void *cs, size_t n,
-                           const char *prefix, struct errctx *e)
+static int apply_walk(sqlite3 *db, const struct schema *s, const void *cs, size_t n,
+                      const char *prefix, int as_sent, struct errctx *e)
 {
-    struct apply_ctx a = {db, prefix, 0, {0}};
+    struct apply_ctx a = {db, prefix, as_sent, {0}};
     int rc;
 
     stmtcache_init(&a.sc, db);
@@ -613,16 +613,16 @@ int changeset_apply_strict(sqlite3 *db, const struct schema *s, const void *cs, 
     return rc;
 }
 
+int changeset_apply_strict(sqlite3 *db, const struct schema *s, const void *cs, size_t n,
+                           const char *prefix, struct errctx *e)
+{
+    return apply_walk(db, s, cs, n, prefix, 0, e);
+}
+
 int changeset_apply_as_sent(sqlite3 *db, const struct schema *s, const void *cs, size_t n,
                             const char *prefix, struct errctx *e)
 {
-    struct apply_ctx a = {db, prefix, 1, {0}};
-    int rc;
-
-    stmtcache_init(&a.sc, db);
-    rc = walk_replicated(s, cs, n, apply_checked, &a, e);
-    stmtcache_free(&a.sc);
-    return rc;
+    return apply_walk(db, s, cs, n, prefix, 1, e);
 }
 
 /* ---- touched keys ------------------------------------------------------- */
