@@ -176,29 +176,27 @@ static int tables_from_base(sqlite3 *db, const struct schema *s, struct errctx *
     return rc;
 }
 
-/* Base must hash to the tree the hub announced. */
+/* Base must hash to the tree the hub announced; the tree store starts
+ * from it. */
 static int check_tree(sqlite3 *db, const struct schema *s, const uint8_t want[20], char hex[41],
                       struct errctx *e)
 {
-    struct gitmap *g = NULL;
     uint8_t got[20];
     char wh[41];
+    enum replica_hash how;
     int rc;
 
-    if ((rc = gitmap_new_memory(&g, e)) != SYNC_OK ||
-        (rc = gitmap_tree_full(got, g, db, s, BASE_PREFIX, e)) != SYNC_OK)
-        goto out;
+    if ((rc = replica_base_hash(got, &how, db, s, NULL, want, e)) != SYNC_OK)
+        return rc;
     gitmap_oid_hex(hex, got);
     if (memcmp(got, want, 20) != 0) {
         gitmap_oid_hex(wh, want);
-        rc = errctx_set(e, SYNC_EPROTO,
-                        "the hub's snapshot hashes to %.12s, not to the %.12s it announced; "
-                        "nothing was installed",
-                        hex, wh);
+        return errctx_set(e, SYNC_EPROTO,
+                          "the hub's snapshot hashes to %.12s, not to the %.12s it announced; "
+                          "nothing was installed",
+                          hex, wh);
     }
-out:
-    gitmap_free(g);
-    return rc;
+    return SYNC_OK;
 }
 
 static int install(sqlite3 *db, const struct schema *s, struct progress *p,

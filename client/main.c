@@ -36,6 +36,7 @@ static const char usage_main[] =
     "  join SITE.db FILE.join [--hub HOST:PORT]   create the replica and sync it\n"
     "  sync SITE.db [--retry N [--backoff]]       push local changes, pull the hub's\n"
     "  status SITE.db [--json]                    what this replica holds and owes\n"
+    "  verify SITE.db                             prove base holds the hub's data, offline\n"
     "  conflicts SITE.db [--json]                 this site's edits that lost at the hub\n"
     "  rejoin SITE.db FILE.join [--hub HOST:PORT] install a renewed join bundle\n"
     "  resource add|edit|list|search|import|export SITE.db ...\n"
@@ -109,6 +110,19 @@ static const char usage_status[] =
     "changes waiting to be sent, the conflicts received and how many of them are\n"
     "unread (received since 'empact conflicts' last listed them), the time of the\n"
     "last successful sync, and the last failure with its reason.  Reads only.\n";
+
+static const char usage_verify[] =
+    "usage: empact verify SITE.db\n"
+    "\n"
+    "Hashes every row of the replica's base copy of the shared tables (what the\n"
+    "site last received from the hub) and compares the result with the dataset\n"
+    "hash the last sync proved, without contacting the hub.  A sync rehashes only\n"
+    "the rows it changed and trusts the rest to its earlier proof; this command\n"
+    "checks the rest too (run it now and then, e.g. weekly from cron).  If the\n"
+    "hashes differ the base copy was changed outside a sync: the next 'empact\n"
+    "sync' rebuilds it from the hub and keeps the coordinator's pending edits.\n"
+    "Exit codes: 0 equal, 64 usage, 65 different (or never synced) or not a\n"
+    "replica, 73 a sync or join of the replica is running, 74 i/o.\n";
 
 static const char usage_rejoin[] =
     "usage: empact rejoin SITE.db FILE.join [--hub HOST:PORT]\n"
@@ -522,6 +536,47 @@ static int cmd_status(int argc, char **argv, const struct schema *s)
     return EXIT_OK;
 }
 
+static int cmd_verify(int argc, char **argv, const struct schema *s)
+{
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    struct errctx e = {0, ""};
+    struct lock *lk = NULL;
+    sqlite3 *db = NULL;
+    char got[41], want[41];
+    uint64_t version = 0;
+    int c, rc, match = 0;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'h') {
+            fputs(usage_verify, stdout);
+            return EXIT_OK;
+        }
+        return usage_error(usage_verify, "unknown option");
+    }
+    if (argc - optind != 1)
+        return usage_error(usage_verify, "verify takes one argument, SITE.db");
+    if ((rc = lock_acquire(&lk, argv[optind], &e)) == SYNC_OK &&
+        (rc = replica_open(&db, argv[optind], s, &e)) == SYNC_OK)
+        rc = replica_verify(&match, &version, got, want, db, s, &e);
+    replica_close(db);
+    lock_release(lk);
+    if (rc != SYNC_OK)
+        return fail(rc, &e);
+    if (!match) {
+        fprintf(stderr,
+                "empact: %s: the base copy at version %llu hashes to %.12s, not to %.12s, the "
+                "hub's; it was changed outside a sync.  The next 'empact sync' rebuilds it from "
+                "the hub (pending edits are kept).\n",
+                argv[optind], (unsigned long long)version, got, want);
+        return EXIT_DATA;
+    }
+    printf("%s: the base copy at version %llu hashes to %s, the hub's dataset hash: every "
+           "shared row is the hub's\n",
+           argv[optind], (unsigned long long)version, got);
+    return EXIT_OK;
+}
+
 /* Lists the conflicts; *newest receives the greatest id listed (0: none). */
 static int conflicts_print(sqlite3 *db, int json, long long *newest, struct errctx *e)
 {
@@ -658,6 +713,8 @@ int main(int argc, char **argv)
         rc = cmd_status(argc - 1, argv + 1, s);
     else if (strcmp(cmd, "conflicts") == 0)
         rc = cmd_conflicts(argc - 1, argv + 1, s);
+    else if (strcmp(cmd, "verify") == 0)
+        rc = cmd_verify(argc - 1, argv + 1, s);
     else if (strcmp(cmd, "rejoin") == 0)
         rc = cmd_rejoin(argc - 1, argv + 1, s);
     else if (strcmp(cmd, "hea") == 0 || strcmp(cmd, "partner") == 0 || strcmp(cmd, "member") == 0)

@@ -19,6 +19,7 @@
 
 #include "changeset.h"
 #include "db.h"
+#include "gitmap.h"
 
 static const char meta_ddl[] =
     "CREATE TABLE _empact_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;"
@@ -29,7 +30,7 @@ static const char meta_ddl[] =
     " lost_at INTEGER NOT NULL, won_at INTEGER NOT NULL, received_at TEXT NOT NULL);"
     "CREATE TABLE _empact_outbox (one INTEGER PRIMARY KEY CHECK (one = 1),"
     " push_id BLOB NOT NULL, base INTEGER NOT NULL, changeset BLOB NOT NULL,"
-    " times BLOB NOT NULL);";
+    " times BLOB NOT NULL);" GITMAP_STORE_DDL;
 
 /* Milliseconds since the Unix epoch, in SQL. */
 #define EDIT_NOW_SQL "CAST(round((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)"
@@ -291,6 +292,91 @@ static int upgrade_from_2(sqlite3 *db, const struct schema *s, struct errctx *e)
     return rc;
 }
 
+/* A replica made before the tree store gets an empty one: its next proof
+ * hashes every row and fills it. */
+static int tree_store_ensure(sqlite3 *db, struct errctx *e)
+{
+    sqlite3_stmt *st = NULL;
+    int found = 0;
+
+    if (sqlite3_prepare_v2(db,
+                           "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = "
+                           "'" GITMAP_STORE_TABLE "'",
+                           -1, &st, NULL) == SQLITE_OK)
+        found = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    return found ? SYNC_OK : db_exec(db, GITMAP_STORE_DDL, "replica", e);
+}
+
+int replica_base_hash(uint8_t got[20], enum replica_hash *how, sqlite3 *db, const struct schema *s,
+                      const uint8_t *from, const uint8_t want[20], struct errctx *e)
+{
+    struct gitmap *g = NULL;
+    uint8_t held[20];
+    int found = 0, rc;
+
+    if ((rc = gitmap_open_store(&g, db, e)) != SYNC_OK)
+        return rc;
+    if (from != NULL && (rc = gitmap_store_root(held, &found, g, e)) != SYNC_OK)
+        goto out;
+    if (found && memcmp(held, from, 20) == 0) {
+        struct errctx ignored;
+        *how = REPLICA_HASH_TOUCHED;
+        /* a store that cannot answer is only a cache: hash every row instead */
+        if (gitmap_tree_update(got, g, from, db, s, BASE_PREFIX, &ignored) == SYNC_OK &&
+            memcmp(got, want, 20) == 0) {
+            rc = gitmap_store_save(g, e);
+            goto out;
+        }
+    }
+    *how = REPLICA_HASH_FULL;
+    if ((rc = gitmap_tree_full(got, g, db, s, BASE_PREFIX, e)) == SYNC_OK &&
+        memcmp(got, want, 20) == 0)
+        rc = gitmap_store_save(g, e);
+out:
+    gitmap_free(g);
+    return rc;
+}
+
+int replica_verify(int *match, uint64_t *version, char got_hex[41], char want_hex[41], sqlite3 *db,
+                   const struct schema *s, struct errctx *e)
+{
+    uint8_t want[20], got[20];
+    enum replica_hash how;
+    char *v = NULL;
+    int rc;
+
+    *match = 0;
+    if ((rc = db_exec(db, "BEGIN IMMEDIATE", "replica", e)) != SYNC_OK)
+        return rc;
+    if ((rc = replica_meta_get(&v, db, "base_version", e)) != SYNC_OK)
+        goto out;
+    *version = strtoull(v, NULL, 10);
+    sqlite3_free(v);
+    v = NULL;
+    if (replica_meta_get(&v, db, "base_tree", e) != SYNC_OK ||
+        gitmap_oid_parse(want, v, e) != SYNC_OK) {
+        rc = errctx_set(e, SYNC_EDATA,
+                        "this replica holds no proved dataset hash yet; run 'empact sync'");
+        goto out;
+    }
+    gitmap_oid_hex(want_hex, want);
+    if ((rc = replica_base_hash(got, &how, db, s, NULL, want, e)) != SYNC_OK)
+        goto out;
+    gitmap_oid_hex(got_hex, got);
+    *match = memcmp(got, want, 20) == 0;
+    if (!*match &&
+        ((rc = db_exec(db, "DELETE FROM " GITMAP_STORE_TABLE, "replica", e)) != SYNC_OK ||
+         (rc = replica_meta_set(db, "base_tree", got_hex, e)) != SYNC_OK))
+        goto out;
+    rc = db_exec(db, "COMMIT", "replica", e);
+out:
+    sqlite3_free(v);
+    if (rc != SYNC_OK)
+        (void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return rc;
+}
+
 int replica_open(sqlite3 **out, const char *path, const struct schema *s, struct errctx *e)
 {
     sqlite3 *db = NULL;
@@ -333,7 +419,7 @@ int replica_open(sqlite3 **out, const char *path, const struct schema *s, struct
                         s->fingerprint_hex);
         goto out;
     }
-    rc = SYNC_OK;
+    rc = tree_store_ensure(db, e);
 out:
     sqlite3_free(fp);
     if (rc != SYNC_OK) {

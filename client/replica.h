@@ -19,6 +19,10 @@
  *                                        or base's from before a pull)
  *   _empact_insert_T                     dirty keys created here before the hub
  *                                        had them (format 3)
+ *   _empact_tree                         the git trees of the dataset hash base
+ *                                        last proved, one row per directory, so
+ *                                        that the next proof rehashes only what
+ *                                        changed (gitmap.h; created when missing)
  */
 #ifndef EMPACT_REPLICA_H
 #define EMPACT_REPLICA_H
@@ -80,5 +84,31 @@ struct replica_status {
 
 int replica_status(struct replica_status *st, sqlite3 *db, const struct schema *s,
                    struct errctx *e) SYNC_WUR;
+
+/* How replica_base_hash() found its answer. */
+enum replica_hash {
+    REPLICA_HASH_TOUCHED = 1, /* from the tree store, rehashing the touched keys' shards */
+    REPLICA_HASH_FULL = 2     /* every row of every base copy */
+};
+
+/* The dataset hash of the base copies, into got, for comparison with want
+ * (the hub's tree for base's version).  from is the tree base held before
+ * the keys listed in temp._touched_T changed, or NULL.  When the tree store
+ * holds from, only the shards of touched keys are rehashed; otherwise, or
+ * when that answer is not want (a store out of step with base), every row
+ * is.  When got equals want the store is updated, in the caller's
+ * transaction.  SYNC_OK whether or not got equals want. */
+int replica_base_hash(uint8_t got[20], enum replica_hash *how, sqlite3 *db, const struct schema *s,
+                      const uint8_t *from, const uint8_t want[20], struct errctx *e) SYNC_WUR;
+
+/* `empact verify`: hashes every row of the base copies, in one write
+ * transaction, and compares the result with the tree the last sync proved
+ * (version and that tree in *version, want_hex).  Equal: *match = 1 and the
+ * tree store is rewritten from the rows.  Different: *match = 0, the store
+ * is emptied and base_tree becomes got_hex, so the next sync cannot trust
+ * either and rebuilds base from the hub (pending edits are kept).
+ * SYNC_EDATA when the replica has never been synced. */
+int replica_verify(int *match, uint64_t *version, char got_hex[41], char want_hex[41], sqlite3 *db,
+                   const struct schema *s, struct errctx *e) SYNC_WUR;
 
 #endif

@@ -740,43 +740,43 @@ static int settle(struct sync *y, struct errctx *e)
 /* Step 5: base must hash to the hub's tree.  When this sync applied no
  * version, base is what the last sync verified, and the hash that sync
  * stored stands in for hashing every row again (a no-op sync, and the first
- * sync after a join, cost what they change, not what the replica weighs). */
-static int verify(struct sync *y, const uint8_t want[20], struct errctx *e)
+ * sync after a join, cost what they change, not what the replica weighs).
+ * Otherwise the tree store rehashes only the shards of the keys this sync
+ * touched, starting from the tree the last sync proved (from_scratch: every
+ * row, as after a rebuild). */
+static int verify(struct sync *y, const uint8_t want[20], int from_scratch, struct errctx *e)
 {
-    struct gitmap *g = NULL;
-    uint8_t got[20];
+    uint8_t got[20], from[20];
     char gh[41], wh[41];
-    int rc;
+    char *known = NULL;
+    struct errctx ignored;
+    enum replica_hash how = REPLICA_HASH_FULL;
+    int have_from, rc;
 
-    if (y->r->pulled == 0) {
-        char *known = NULL;
-        struct errctx ignored;
-        int same = replica_meta_get(&known, y->db, "base_tree", &ignored) == SYNC_OK &&
-                   gitmap_oid_parse(got, known, &ignored) == SYNC_OK && memcmp(got, want, 20) == 0;
-        sqlite3_free(known);
-        if (same) {
-            gitmap_oid_hex(y->r->tree, got);
-            return SYNC_OK;
-        }
+    have_from = !from_scratch &&
+                replica_meta_get(&known, y->db, "base_tree", &ignored) == SYNC_OK &&
+                gitmap_oid_parse(from, known, &ignored) == SYNC_OK;
+    sqlite3_free(known);
+    if (y->r->pulled == 0 && have_from && memcmp(from, want, 20) == 0) {
+        gitmap_oid_hex(y->r->tree, from);
+        y->r->hashed = "kept";
+        return SYNC_OK;
     }
-
-    if ((rc = gitmap_new_memory(&g, e)) != SYNC_OK ||
-        (rc = gitmap_tree_full(got, g, y->db, y->s, BASE_PREFIX, e)) != SYNC_OK)
-        goto out;
+    if ((rc = replica_base_hash(got, &how, y->db, y->s, have_from ? from : NULL, want, e)) !=
+        SYNC_OK)
+        return rc;
+    y->r->hashed = how == REPLICA_HASH_TOUCHED ? "touched" : "full";
     if (memcmp(got, want, 20) != 0) {
         gitmap_oid_hex(gh, got);
         gitmap_oid_hex(wh, want);
         y->diverged = 1;
-        rc = errctx_set(e, SYNC_EDATA,
-                        "this replica's data at version %llu hashes to %.12s but the hub's is "
-                        "%.12s; the replica has diverged and must be rebuilt from the hub",
-                        (unsigned long long)y->base, gh, wh);
-        goto out;
+        return errctx_set(e, SYNC_EDATA,
+                          "this replica's data at version %llu hashes to %.12s but the hub's is "
+                          "%.12s; the replica has diverged and must be rebuilt from the hub",
+                          (unsigned long long)y->base, gh, wh);
     }
     gitmap_oid_hex(y->r->tree, got);
-out:
-    gitmap_free(g);
-    return rc;
+    return SYNC_OK;
 }
 
 /* What `empact status` shows as the hub's head version "as of the last
@@ -903,7 +903,7 @@ static int exchange(struct sync *y, const struct outbox *ob, struct errctx *e)
     if ((rc = settle(y, e)) != SYNC_OK)
         return rc;
     testpoint("settled");
-    if ((rc = verify(y, tree, e)) != SYNC_OK)
+    if ((rc = verify(y, tree, 0, e)) != SYNC_OK)
         return rc;
     testpoint("verified");
     y->r->version = y->base;
@@ -951,7 +951,7 @@ static int rebuild_base(struct sync *y, struct errctx *e)
     y->own = 0; /* the outbox is gone: every version comes from the hub */
     y->own_cs = NULL;
     if ((rc = connect_hub(y, e)) != SYNC_OK || (rc = hello(y, e)) != SYNC_OK ||
-        (rc = pull(y, tree, e)) != SYNC_OK || (rc = verify(y, tree, e)) != SYNC_OK ||
+        (rc = pull(y, tree, e)) != SYNC_OK || (rc = verify(y, tree, 1, e)) != SYNC_OK ||
         (rc = settle(y, e)) != SYNC_OK)
         return rc;
     y->r->version = y->base;

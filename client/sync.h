@@ -27,9 +27,12 @@ struct sync_result {
     uint64_t wire_out;     /* bytes sent to the hub on the network (TLS included) */
     uint64_t frames_in;    /* of which the protocol's frames (no TLS) */
     uint64_t frames_out;
-    uint32_t dict;    /* compression dictionary used (0: none) */
-    int dict_fetched; /* this sync fetched it from the hub */
-    int own_versions; /* versions applied from this site's own push (no changeset pulled) */
+    uint32_t dict;      /* compression dictionary used (0: none) */
+    int dict_fetched;   /* this sync fetched it from the hub */
+    int own_versions;   /* versions applied from this site's own push (no changeset pulled) */
+    const char *hashed; /* how base's hash was proved: "kept" (nothing applied), "touched"
+                           (the touched keys' shards rehashed), "full" (every row); NULL:
+                           not reached */
 };
 
 /* Runs one sync inside one write transaction on db: build the local

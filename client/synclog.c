@@ -11,8 +11,9 @@
  * successful attempt adds "version", "pushed", "pulled", "conflicts", and
  * "bytes_sent" / "bytes_received" (on the network, TLS included),
  * "frame_bytes_sent" / "frame_bytes_received" (the protocol's frames alone),
- * "dictionary" (the compression dictionary's id, 0: none) and
- * "own_versions" (versions made of this site's push, not pulled back).
+ * "dictionary" (the compression dictionary's id, 0: none),
+ * "own_versions" (versions made of this site's push, not pulled back) and
+ * "base_hash" (how base's dataset hash was proved: "kept", "touched", "full").
  */
 #include "synclog.h"
 
@@ -98,6 +99,10 @@ static char *json_line(const struct synclog_entry *en, const char *when)
         cJSON_AddNumberToObject(o, "frame_bytes_received", (double)en->result->frames_in);
         cJSON_AddNumberToObject(o, "dictionary", (double)en->result->dict);
         cJSON_AddNumberToObject(o, "own_versions", en->result->own_versions);
+        if (en->result->hashed != NULL)
+            cJSON_AddStringToObject(o, "base_hash", en->result->hashed);
+        else
+            cJSON_AddNullToObject(o, "base_hash");
     }
     text = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);

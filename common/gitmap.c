@@ -10,6 +10,8 @@
  */
 #include "gitmap.h"
 
+#include "db.h"
+
 #include <errno.h>
 #include <git2.h>
 #include <git2/sys/mempack.h>
@@ -30,7 +32,21 @@ struct gitmap {
                                  gitmap_set_head() to write them as one pack */
     git_oid *staged;          /* ids of the objects written to the stage */
     size_t nstaged, capstaged;
-    int stage_lost; /* an id could not be remembered (out of memory) */
+    int stage_lost;        /* an id could not be remembered (out of memory) */
+    int keep_blobs;        /* on-disk history: blobs are content; elsewhere only their ids count */
+    sqlite3 *store;        /* a site's tree store (gitmap_open_store()), borrowed */
+    struct placed *placed; /* directories the last tree build rewrote, for the store */
+    size_t nplaced, capplaced;
+    int placed_lost; /* a directory could not be remembered (out of memory) */
+    int placed_all;  /* the last build was a full one: the store is replaced */
+};
+
+/* One directory of the dataset tree that a build rewrote: path "" is the
+ * root, "T" a table, "T/ab" a shard; removed when it became empty. */
+struct placed {
+    char *path;
+    git_oid id;
+    int removed;
 };
 
 /* Above libgit2's loose (1) and pack (2) backends: every object written goes
@@ -52,6 +68,10 @@ static void git_boot(void)
     /* An acknowledged push must survive a power cut: hub.db is synchronous=FULL,
      * so the objects and refs it points to must be on disk as well. */
     git_libgit2_opts(GIT_OPT_ENABLE_FSYNC_GITDIR, 1);
+    /* Every tree we build names objects we have just hashed (a row's blob,
+     * a shard we wrote): looking each one up again proves nothing, and a
+     * site, which keeps no blobs, could not answer it. */
+    git_libgit2_opts(GIT_OPT_ENABLE_STRICT_OBJECT_CREATION, 0);
 }
 
 static int git_err(struct errctx *e, const char *what)
@@ -115,6 +135,7 @@ int gitmap_open(struct gitmap **out, const char *path, struct errctx *e)
         return rc;
     }
     git_odb_free(odb); /* the repository holds its own reference, and the stage */
+    g->keep_blobs = 1;
     *out = g;
     return SYNC_OK;
 }
@@ -141,12 +162,282 @@ int gitmap_new_memory(struct gitmap **out, struct errctx *e)
     return SYNC_OK;
 }
 
+static void placed_clear(struct gitmap *g)
+{
+    for (size_t i = 0; i < g->nplaced; i++)
+        free(g->placed[i].path);
+    g->nplaced = 0;
+    g->placed_lost = 0;
+    g->placed_all = 0;
+}
+
+/* ---- a site's tree store ---------------------------------------------------
+ * A read-only odb backend over GITMAP_STORE_TABLE: it finds a tree by id.
+ * Writes go to the mempack stage above it and reach the table only through
+ * gitmap_store_save(), inside the caller's transaction. */
+
+struct store_backend {
+    git_odb_backend parent;
+    sqlite3_stmt *get; /* SELECT body WHERE oid = ? */
+};
+
+/* Steps b's statement for id; SQLITE_ROW when the store holds it. */
+static int store_find(struct store_backend *b, const git_oid *id)
+{
+    sqlite3_reset(b->get);
+    if (sqlite3_bind_blob(b->get, 1, id->id, GITMAP_OID_LEN, SQLITE_STATIC) != SQLITE_OK)
+        return SQLITE_ERROR;
+    return sqlite3_step(b->get);
+}
+
+static int store_read(void **data, size_t *len, git_object_t *type, git_odb_backend *be,
+                      const git_oid *id)
+{
+    struct store_backend *b = (struct store_backend *)be;
+    int step = store_find(b, id), rc = 0;
+
+    if (step == SQLITE_ROW) {
+        size_t n = (size_t)sqlite3_column_bytes(b->get, 0);
+        void *p = git_odb_backend_data_alloc(be, n ? n : 1);
+        if (p == NULL) {
+            rc = -1;
+        } else {
+            if (n > 0)
+                memcpy(p, sqlite3_column_blob(b->get, 0), n);
+            *data = p;
+            *len = n;
+            *type = GIT_OBJECT_TREE;
+        }
+    } else {
+        rc = step == SQLITE_DONE ? GIT_ENOTFOUND : -1;
+    }
+    sqlite3_reset(b->get);
+    return rc;
+}
+
+static int store_read_header(size_t *len, git_object_t *type, git_odb_backend *be,
+                             const git_oid *id)
+{
+    struct store_backend *b = (struct store_backend *)be;
+    int step = store_find(b, id);
+
+    if (step == SQLITE_ROW) {
+        *len = (size_t)sqlite3_column_bytes(b->get, 0);
+        *type = GIT_OBJECT_TREE;
+    }
+    sqlite3_reset(b->get);
+    return step == SQLITE_ROW ? 0 : step == SQLITE_DONE ? GIT_ENOTFOUND : -1;
+}
+
+static int store_exists(git_odb_backend *be, const git_oid *id)
+{
+    struct store_backend *b = (struct store_backend *)be;
+    int found = store_find(b, id) == SQLITE_ROW;
+    sqlite3_reset(b->get);
+    return found;
+}
+
+static void store_free(git_odb_backend *be)
+{
+    struct store_backend *b = (struct store_backend *)be;
+    sqlite3_finalize(b->get);
+    free(b);
+}
+
+int gitmap_open_store(struct gitmap **out, sqlite3 *db, struct errctx *e)
+{
+    struct gitmap *g;
+    struct store_backend *b;
+    git_odb *odb = NULL;
+    int rc;
+
+    pthread_once(&git_once, git_boot);
+    *out = NULL;
+    if ((g = calloc(1, sizeof(*g))) == NULL || (b = calloc(1, sizeof(*b))) == NULL) {
+        free(g);
+        return errctx_set(e, SYNC_ENOMEM, "out of memory");
+    }
+    if (sqlite3_prepare_v2(db, "SELECT body FROM " GITMAP_STORE_TABLE " WHERE oid = ? LIMIT 1", -1,
+                           &b->get, NULL) != SQLITE_OK) {
+        rc = errctx_set(e, SYNC_EIO, "reading the tree store: %s", sqlite3_errmsg(db));
+        free(b);
+        free(g);
+        return rc;
+    }
+    git_odb_init_backend(&b->parent, GIT_ODB_BACKEND_VERSION);
+    b->parent.read = store_read;
+    b->parent.read_header = store_read_header;
+    b->parent.exists = store_exists;
+    b->parent.free = store_free;
+    if (git_odb_new(&odb) != 0 || git_odb_add_backend(odb, &b->parent, 1) != 0) {
+        rc = git_err(e, "opening the tree store");
+        if (odb == NULL)
+            store_free(&b->parent);
+        git_odb_free(odb); /* frees the backend once it was added */
+        free(g);
+        return rc;
+    }
+    if (git_mempack_new(&g->stage) != 0 ||
+        git_odb_add_backend(odb, g->stage, STAGE_PRIORITY) != 0) {
+        rc = git_err(e, "opening the tree store");
+        if (g->stage != NULL)
+            g->stage->free(g->stage); /* not added: still ours */
+        git_odb_free(odb);
+        free(g);
+        return rc;
+    }
+    if (git_repository_wrap_odb(&g->repo, odb) != 0) {
+        rc = git_err(e, "opening the tree store");
+        git_odb_free(odb); /* frees both backends */
+        free(g);
+        return rc;
+    }
+    git_odb_free(odb); /* the repository holds its own reference */
+    g->store = db;
+    *out = g;
+    return SYNC_OK;
+}
+
+int gitmap_store_root(uint8_t out[GITMAP_OID_LEN], int *found, struct gitmap *g, struct errctx *e)
+{
+    sqlite3_stmt *st = NULL;
+    int step;
+
+    *found = 0;
+    if (sqlite3_prepare_v2(g->store, "SELECT oid FROM " GITMAP_STORE_TABLE " WHERE path = ''", -1,
+                           &st, NULL) != SQLITE_OK)
+        return errctx_set(e, SYNC_EIO, "reading the tree store: %s", sqlite3_errmsg(g->store));
+    if ((step = sqlite3_step(st)) == SQLITE_ROW && sqlite3_column_bytes(st, 0) == GITMAP_OID_LEN) {
+        memcpy(out, sqlite3_column_blob(st, 0), GITMAP_OID_LEN);
+        *found = 1;
+    }
+    sqlite3_finalize(st);
+    if (step != SQLITE_ROW && step != SQLITE_DONE)
+        return errctx_set(e, SYNC_EIO, "reading the tree store: %s", sqlite3_errmsg(g->store));
+    return SYNC_OK;
+}
+
+/* Runs st (bound by the caller) to completion and resets it. */
+static int store_run(struct gitmap *g, sqlite3_stmt *st, struct errctx *e)
+{
+    int step = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (step != SQLITE_DONE)
+        return errctx_set(e, SYNC_EIO, "writing the tree store: %s", sqlite3_errmsg(g->store));
+    return SYNC_OK;
+}
+
+int gitmap_store_save(struct gitmap *g, struct errctx *e)
+{
+    sqlite3_stmt *put = NULL, *del = NULL;
+    git_odb_object **obj = NULL;
+    git_odb *odb = NULL;
+    int rc = SYNC_OK;
+
+    if (g->store == NULL)
+        return errctx_set(e, SYNC_EUSAGE, "not a tree store");
+    if (g->placed_lost)
+        return errctx_set(e, SYNC_ENOMEM, "out of memory: a rewritten tree was not remembered");
+    if (g->nplaced > 0 && (obj = calloc(g->nplaced, sizeof(*obj))) == NULL)
+        return errctx_set(e, SYNC_ENOMEM, "out of memory");
+    if (git_repository_odb(&odb, g->repo) != 0) {
+        rc = git_err(e, "reading the new trees");
+        goto out;
+    }
+    /* Every tree first: one the odb did not write again (the store held it
+     * already) is read from the row that still has it, before rows change. */
+    for (size_t i = 0; i < g->nplaced; i++)
+        if (!g->placed[i].removed && git_odb_read(&obj[i], odb, &g->placed[i].id) != 0) {
+            rc = git_err(e, "reading a new tree");
+            goto out;
+        }
+    if (g->placed_all &&
+        (rc = db_exec(g->store, "DELETE FROM " GITMAP_STORE_TABLE, "tree store", e)) != SYNC_OK)
+        goto out;
+    if (sqlite3_prepare_v2(g->store,
+                           "INSERT INTO " GITMAP_STORE_TABLE
+                           " (path, oid, body) VALUES (?1, ?2, ?3)"
+                           " ON CONFLICT (path) DO UPDATE SET oid = ?2, body = ?3",
+                           -1, &put, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(g->store,
+                           "DELETE FROM " GITMAP_STORE_TABLE " WHERE path = ?1 OR "
+                           "substr(path, 1, length(?1) + 1) = ?1 || '/'",
+                           -1, &del, NULL) != SQLITE_OK) {
+        rc = errctx_set(e, SYNC_EIO, "writing the tree store: %s", sqlite3_errmsg(g->store));
+        goto out;
+    }
+    for (size_t i = 0; rc == SYNC_OK && i < g->nplaced; i++) {
+        const struct placed *p = &g->placed[i];
+        sqlite3_stmt *st = p->removed ? del : put;
+
+        if (sqlite3_bind_text(st, 1, p->path, -1, SQLITE_STATIC) != SQLITE_OK ||
+            (!p->removed &&
+             (sqlite3_bind_blob(put, 2, p->id.id, GITMAP_OID_LEN, SQLITE_STATIC) != SQLITE_OK ||
+              sqlite3_bind_blob64(put, 3, git_odb_object_data(obj[i]), git_odb_object_size(obj[i]),
+                                  SQLITE_STATIC) != SQLITE_OK)))
+            rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
+        else
+            rc = store_run(g, st, e);
+        sqlite3_clear_bindings(st);
+    }
+out:
+    sqlite3_finalize(put);
+    sqlite3_finalize(del);
+    for (size_t i = 0; obj != NULL && i < g->nplaced; i++)
+        git_odb_object_free(obj[i]);
+    free(obj);
+    git_odb_free(odb);
+    if (rc == SYNC_OK) {
+        placed_clear(g);
+        if (git_mempack_reset(g->stage) != 0)
+            rc = git_err(e, "emptying the object stage");
+    }
+    return rc;
+}
+
+/* Remembers that a build rewrote directory table[/shard] as id (NULL: it
+ * became empty and was removed), for gitmap_store_save(). */
+static void placed_note(struct gitmap *g, const char *table, const char *shard, const git_oid *id)
+{
+    struct placed *p;
+    size_t n;
+
+    if (g->store == NULL)
+        return;
+    if (g->nplaced == g->capplaced) {
+        size_t cap = g->capplaced ? g->capplaced * 2 : 64;
+        struct placed *grown = reallocarray(g->placed, cap, sizeof(*grown));
+        if (grown == NULL) {
+            g->placed_lost = 1;
+            return;
+        }
+        g->placed = grown;
+        g->capplaced = cap;
+    }
+    n = strlen(table) + (shard ? strlen(shard) + 1 : 0) + 1;
+    p = &g->placed[g->nplaced];
+    if ((p->path = malloc(n)) == NULL) {
+        g->placed_lost = 1;
+        return;
+    }
+    if (shard != NULL)
+        snprintf(p->path, n, "%s/%s", table, shard);
+    else
+        snprintf(p->path, n, "%s", table);
+    p->removed = id == NULL;
+    if (id != NULL)
+        p->id = *id;
+    g->nplaced++;
+}
+
 void gitmap_free(struct gitmap *g)
 {
     if (g == NULL)
         return;
-    git_repository_free(g->repo);
+    git_repository_free(g->repo); /* frees the store backend and its statement */
     free(g->staged);
+    placed_clear(g);
+    free(g->placed);
     free(g);
 }
 
@@ -354,7 +645,7 @@ void gitmap_row_shard(char out[3], const char *name)
  * stage_flush() refuses to move the branch. */
 static void stage_note(struct gitmap *g, const git_oid *id)
 {
-    if (g->stage == NULL)
+    if (g->stage == NULL || g->store != NULL)
         return;
     if (g->nstaged == g->capstaged) {
         size_t cap = g->capstaged ? g->capstaged * 2 : 1024;
@@ -379,6 +670,8 @@ static int blob_write(git_oid *id, struct gitmap *g, const void *p, size_t n)
 {
     git_odb_backend *b = g->stage ? g->stage : g->mempack;
 
+    if (!g->keep_blobs)
+        return git_odb_hash(id, p, n, GIT_OBJECT_BLOB);
     if (b == NULL)
         return git_blob_create_from_buffer(id, g->repo, p, n);
     if (git_odb_hash(id, p, n, GIT_OBJECT_BLOB) != 0 || b->write(b, id, p, n, GIT_OBJECT_BLOB) != 0)
@@ -469,20 +762,22 @@ static int subtree(git_tree **out, struct gitmap *g, const git_tree *parent, con
 
 /* Writes bld's tree into parent builder under name, or removes name when
  * bld is empty. */
-static int place(struct gitmap *g, git_treebuilder *parent, const char *name, git_treebuilder *bld,
-                 struct errctx *e)
+static int place(struct gitmap *g, git_treebuilder *parent, const char *dir, const char *name,
+                 git_treebuilder *bld, struct errctx *e)
 {
     git_oid id;
 
     if (git_treebuilder_entrycount(bld) == 0) {
         if (git_treebuilder_get(parent, name) != NULL && git_treebuilder_remove(parent, name) != 0)
             return git_err(e, "updating the dataset tree");
+        placed_note(g, dir ? dir : name, dir ? name : NULL, NULL);
         return SYNC_OK;
     }
     if (git_treebuilder_write(&id, bld) != 0 ||
         git_treebuilder_insert(NULL, parent, name, &id, GIT_FILEMODE_TREE) != 0)
         return git_err(e, "writing the dataset tree");
     stage_note(g, &id);
+    placed_note(g, dir ? dir : name, dir ? name : NULL, &id);
     return SYNC_OK;
 }
 
@@ -521,7 +816,7 @@ static int table_apply(struct gitmap *g, git_treebuilder *root_bld, const git_tr
                 goto out;
             }
         }
-        if ((rc = place(g, tbl, ed[i].shard, sh, e)) != SYNC_OK)
+        if ((rc = place(g, tbl, t->name, ed[i].shard, sh, e)) != SYNC_OK)
             goto out;
         git_treebuilder_free(sh);
         sh = NULL;
@@ -529,7 +824,7 @@ static int table_apply(struct gitmap *g, git_treebuilder *root_bld, const git_tr
         old_shard = NULL;
         i = j;
     }
-    rc = place(g, root_bld, t->name, tbl, e);
+    rc = place(g, root_bld, NULL, t->name, tbl, e);
 out:
     git_treebuilder_free(sh);
     git_treebuilder_free(tbl);
@@ -568,6 +863,8 @@ static int tree_build(uint8_t out[GITMAP_OID_LEN], struct gitmap *g, const uint8
     git_oid id;
     int rc = SYNC_OK;
 
+    placed_clear(g);
+    g->placed_all = from == ROWS_ALL;
     if (base_tree != NULL) {
         memcpy(id.id, base_tree, GITMAP_OID_LEN);
         if (git_tree_lookup(&root, g->repo, &id) != 0)
@@ -602,6 +899,7 @@ static int tree_build(uint8_t out[GITMAP_OID_LEN], struct gitmap *g, const uint8
         goto out;
     }
     stage_note(g, &id);
+    placed_note(g, "", NULL, &id);
     memcpy(out, id.id, GITMAP_OID_LEN);
 out:
     git_treebuilder_free(bld);

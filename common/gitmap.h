@@ -37,6 +37,28 @@ int gitmap_open(struct gitmap **out, const char *path, struct errctx *e) SYNC_WU
 /* An object store in memory only (sites: computing dataset hashes). */
 int gitmap_new_memory(struct gitmap **out, struct errctx *e) SYNC_WUR;
 
+/* A site's tree store: the trees of the dataset hash its base copies last
+ * proved, one row per directory in GITMAP_STORE_TABLE of db (created with
+ * GITMAP_STORE_DDL), so that the next hash rewrites only the directories
+ * whose rows changed.  Blobs are never kept (a tree needs only their ids).
+ * Trees are read from the table; new ones wait in memory until
+ * gitmap_store_save().  db is borrowed and must outlive the gitmap. */
+#define GITMAP_STORE_TABLE "_empact_tree"
+#define GITMAP_STORE_DDL                                                                           \
+    "CREATE TABLE IF NOT EXISTS " GITMAP_STORE_TABLE " (path TEXT NOT NULL UNIQUE,"                \
+    " oid BLOB NOT NULL, body BLOB NOT NULL);"                                                     \
+    "CREATE INDEX IF NOT EXISTS " GITMAP_STORE_TABLE "_oid ON " GITMAP_STORE_TABLE " (oid);"
+int gitmap_open_store(struct gitmap **out, sqlite3 *db, struct errctx *e) SYNC_WUR;
+
+/* The root tree the store holds; *found = 0 when it holds none. */
+int gitmap_store_root(uint8_t out[GITMAP_OID_LEN], int *found, struct gitmap *g,
+                      struct errctx *e) SYNC_WUR;
+
+/* Writes the directories the last tree build on g rewrote (every one, and
+ * nothing else kept, after gitmap_tree_full()) into the store, in the
+ * caller's transaction, and empties the memory they waited in. */
+int gitmap_store_save(struct gitmap *g, struct errctx *e) SYNC_WUR;
+
 /* Safe to call with NULL. */
 void gitmap_free(struct gitmap *g);
 
@@ -49,7 +71,8 @@ int gitmap_tree_update(uint8_t out[GITMAP_OID_LEN], struct gitmap *g, const uint
 
 /* The tree of every row of every replicated table prefix||T.  On an
  * in-memory store the objects are dropped afterwards (only the id is kept),
- * so that id cannot seed a later gitmap_tree_update() on the same store. */
+ * so that id cannot seed a later gitmap_tree_update() on the same store;
+ * on a tree store they wait for gitmap_store_save(). */
 int gitmap_tree_full(uint8_t out[GITMAP_OID_LEN], struct gitmap *g, sqlite3 *db,
                      const struct schema *s, const char *prefix, struct errctx *e) SYNC_WUR;
 

@@ -16,6 +16,15 @@ ok_cmd "damage toronto's base copy of one row" sq "$T" \
     "UPDATE _empact_base_resource SET title = 'damaged' WHERE id = '$R2'"
 ok_cmd "toronto edits another row meanwhile" sq "$T" \
     "UPDATE resource SET title = 'one, edited' WHERE id = '$R1'"
+# A sync rehashes only the rows it changes (the tree store holds the rest);
+# `empact verify` rehashes every row, offline.
+TREE_BEFORE=$(sq "$T" "SELECT value FROM _empact_meta WHERE key = 'base_tree'")
+expect_rc 65 "empact verify finds the damaged row (exit 65)" "$EMPACT" verify "$T"
+like "$RUN_ERR" "changed outside a sync" "... says the base copy was changed outside a sync"
+like "$RUN_ERR" "rebuilds it from the hub" "... and what the next sync does about it"
+is "$(sq "$T" "SELECT count(*) FROM _empact_tree")" 0 "... and empties the tree store"
+isnt "$(sq "$T" "SELECT value FROM _empact_meta WHERE key = 'base_tree'")" "$TREE_BEFORE" \
+    "... and no longer claims the proved hash"
 run "$EMPACT" sync "$T"
 is "$RUN_RC" 0 "the sync still succeeds"
 like "$RUN_ERR" "diverged" "... and says the replica had diverged"
@@ -41,6 +50,9 @@ is "$(hub_sql "SELECT count(*) FROM resource WHERE title = 'four'")" 1 "toronto'
 
 site_sync ottawa "ottawa syncs again"
 site_sync toronto "toronto syncs again"
+ok_cmd "empact verify: toronto's base copy is the hub's again" "$EMPACT" verify "$T"
+like "$RUN_OUT" "hashes to $(hub_git rev-parse 'HEAD^{tree}'), the hub's dataset hash" \
+    "... the hash it prints is the hub's tree at HEAD"
 for site in toronto ottawa; do
     db=$(site_db "$site")
     is "$(sq "$db" "PRAGMA integrity_check")" ok "$site: integrity_check ok"

@@ -13,15 +13,6 @@
 setup_hub_and_sites toronto ottawa
 site_sync toronto "toronto learns of ottawa's registration"
 
-# sync_json ID: one `empact sync --log-format json`; SYNC is its JSON line.
-sync_json() {
-    run "$EMPACT" sync "$(site_db "$1")" --log-format json
-    SYNC=$(printf '%s\n' "$RUN_ERR" | grep '^{' | tail -n 1)
-    SYNC_OUT=$RUN_OUT
-    [ "$RUN_RC" -eq 0 ] || { diag "sync $1 exit $RUN_RC"; _diag_run_output; }
-    return "$RUN_RC"
-}
-field() { printf '%s' "$SYNC" | json_eval "\$j->{$1}"; }
 head_tree() { hub_git rev-parse 'HEAD^{tree}'; }
 base_tree() { site_sql "$1" "SELECT value FROM _empact_meta WHERE key = 'base_tree'"; }
 

@@ -418,6 +418,17 @@ json_eval() {
     ' "$1"
 }
 
+# sync_json ID: one `empact sync --log-format json`; SYNC is its JSON line,
+# SYNC_OUT its stdout; field KEY prints one key of SYNC.
+sync_json() {
+    run "$EMPACT" sync "$(site_db "$1")" --log-format json
+    SYNC=$(printf '%s\n' "$RUN_ERR" | grep '^{' | tail -n 1)
+    SYNC_OUT=$RUN_OUT
+    [ "$RUN_RC" -eq 0 ] || { diag "sync $1 exit $RUN_RC"; _diag_run_output; }
+    return "$RUN_RC"
+}
+field() { printf '%s' "$SYNC" | json_eval "\$j->{$1}"; }
+
 # assert_converged ID...: sqldiff of every replicated table, hub vs each site.
 assert_converged() {
     local id t

@@ -498,6 +498,148 @@ static void test_update_bad_base(void **state)
     }
 }
 
+/* ---- a site's tree store ----------------------------------------------------- */
+
+static long long count(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    long long n;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+/* Every row of the store is a git tree whose id is the SHA-1 of its body
+ * with git's header, and the root row names root. */
+static void assert_store_sound(sqlite3 *db, const uint8_t root[GITMAP_OID_LEN])
+{
+    sqlite3_stmt *st = NULL;
+    int rows = 0, roots = 0;
+
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT path, oid, body FROM " GITMAP_STORE_TABLE, -1, &st, NULL),
+        SQLITE_OK);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int n = 0;
+        char hdr[32];
+        int hl = snprintf(hdr, sizeof(hdr), "tree %d", sqlite3_column_bytes(st, 2)) + 1;
+        EVP_MD_CTX *c = EVP_MD_CTX_new();
+        assert_non_null(c);
+        assert_int_equal(EVP_DigestInit_ex(c, EVP_sha1(), NULL), 1);
+        assert_int_equal(EVP_DigestUpdate(c, hdr, (size_t)hl), 1);
+        assert_int_equal(
+            EVP_DigestUpdate(c, sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2)),
+            1);
+        assert_int_equal(EVP_DigestFinal_ex(c, md, &n), 1);
+        EVP_MD_CTX_free(c);
+        assert_int_equal(sqlite3_column_bytes(st, 1), GITMAP_OID_LEN);
+        assert_memory_equal(md, sqlite3_column_blob(st, 1), GITMAP_OID_LEN);
+        if (strcmp((const char *)sqlite3_column_text(st, 0), "") == 0) {
+            roots++;
+            assert_memory_equal(sqlite3_column_blob(st, 1), root, GITMAP_OID_LEN);
+        }
+        rows++;
+    }
+    sqlite3_finalize(st);
+    assert_int_equal(roots, 1);
+    assert_true(rows > 1);
+}
+
+static void test_tree_store(void **state)
+{
+    struct fx *f = *state;
+    struct gitmap *st = NULL;
+    uint8_t t0[GITMAP_OID_LEN], t1[GITMAP_OID_LEN], want[GITMAP_OID_LEN], held[GITMAP_OID_LEN];
+    struct errctx e = {0};
+    int found = 1;
+    long long before;
+
+    exec(f->db, GITMAP_STORE_DDL);
+    seed(f->db);
+    exec(f->db, "WITH RECURSIVE c(i) AS (SELECT 10 UNION ALL SELECT i + 1 FROM c WHERE i < 600) "
+                "INSERT INTO resource (id, title) SELECT 'r-' || i, 'title ' || i FROM c");
+
+    /* Empty store: no root.  A full build fills it; the root matches. */
+    assert_int_equal(gitmap_open_store(&st, f->db, &e), SYNC_OK);
+    assert_int_equal(gitmap_store_root(held, &found, st, &e), SYNC_OK);
+    assert_int_equal(found, 0);
+    full(t0, st, f->db);
+    full(want, f->mem, f->db);
+    assert_memory_equal(t0, want, GITMAP_OID_LEN);
+    assert_int_equal(count(f->db, "SELECT count(*) FROM " GITMAP_STORE_TABLE), 0); /* not yet */
+    assert_int_equal(gitmap_store_save(st, &e), SYNC_OK);
+    assert_store_sound(f->db, t0);
+    /* root, four tables, and more than 200 shards of resource's 600 rows */
+    assert_true(count(f->db, "SELECT count(*) FROM " GITMAP_STORE_TABLE
+                             " WHERE path LIKE 'resource/%'") > 200);
+    assert_int_equal(count(f->db, "SELECT count(*) FROM " GITMAP_STORE_TABLE
+                                  " WHERE path NOT LIKE '%/%' AND path <> ''"),
+                     4);
+    assert_int_equal(count(f->db, "SELECT count(*) FROM " GITMAP_STORE_TABLE
+                                  " WHERE path LIKE 'member%' OR path LIKE 'hea%'"),
+                     0); /* local tables never */
+    gitmap_free(st);
+    st = NULL;
+
+    /* A fresh gitmap over the same store: the trees come from the table. */
+    assert_int_equal(gitmap_open_store(&st, f->db, &e), SYNC_OK);
+    assert_int_equal(gitmap_store_root(held, &found, st, &e), SYNC_OK);
+    assert_int_equal(found, 1);
+    assert_memory_equal(held, t0, GITMAP_OID_LEN);
+    before = count(f->db, "SELECT count(*) FROM " GITMAP_STORE_TABLE);
+    exec(f->db, "UPDATE resource SET title = 'Renamed' WHERE id = 'r-1';"
+                "DELETE FROM resource WHERE id = 'r-300';"
+                "INSERT INTO resource (id, title) VALUES ('r-new', 'New')");
+    touch_resource(f->db, "VALUES ('r-1'), ('r-300'), ('r-new')");
+    update(t1, st, t0, f->db);
+    full(want, f->mem, f->db);
+    assert_memory_equal(t1, want, GITMAP_OID_LEN);
+    assert_int_equal(gitmap_store_save(st, &e), SYNC_OK);
+    assert_store_sound(f->db, t1);
+    assert_true(count(f->db, "SELECT count(*) FROM " GITMAP_STORE_TABLE) >= before - 1);
+
+    /* A table emptied: its row and its shards' rows leave the store. */
+    assert_int_equal(changeset_touched_reset(f->db, g_s, &e), SYNC_OK);
+    exec(f->db, "INSERT INTO temp." TOUCHED_PREFIX "metric_value "
+                "SELECT site_id, metric, period FROM metric_value;"
+                "DELETE FROM metric_value");
+    memcpy(t0, t1, GITMAP_OID_LEN);
+    update(t1, st, t0, f->db);
+    full(want, f->mem, f->db);
+    assert_memory_equal(t1, want, GITMAP_OID_LEN);
+    assert_int_equal(gitmap_store_save(st, &e), SYNC_OK);
+    assert_store_sound(f->db, t1);
+    assert_int_equal(
+        count(f->db, "SELECT count(*) FROM " GITMAP_STORE_TABLE " WHERE path LIKE 'metric_value%'"),
+        0);
+
+    /* A full build replaces the store: nothing stale is left. */
+    exec(f->db, "INSERT INTO " GITMAP_STORE_TABLE " (path, oid, body) VALUES ('stale/00', "
+                "x'00', x'00')");
+    full(t0, st, f->db);
+    assert_int_equal(gitmap_store_save(st, &e), SYNC_OK);
+    assert_store_sound(f->db, t0);
+    assert_int_equal(
+        count(f->db, "SELECT count(*) FROM " GITMAP_STORE_TABLE " WHERE path LIKE 'stale%'"), 0);
+
+    /* A shard missing from the store: the update says so, it does not guess. */
+    exec(f->db, "DELETE FROM " GITMAP_STORE_TABLE
+                " WHERE path = (SELECT min(path) FROM " GITMAP_STORE_TABLE
+                " WHERE path LIKE 'resource/%')");
+    gitmap_free(st);
+    assert_int_equal(gitmap_open_store(&st, f->db, &e), SYNC_OK);
+    assert_int_equal(changeset_touched_reset(f->db, g_s, &e), SYNC_OK);
+    exec(f->db, "INSERT INTO temp." TOUCHED_PREFIX "resource SELECT id FROM resource");
+    assert_int_equal(gitmap_tree_update(t1, st, t0, f->db, g_s, "", &e), SYNC_EIO);
+    gitmap_free(st);
+
+    /* Not a store: saving is refused. */
+    assert_int_equal(gitmap_store_save(f->mem, &e), SYNC_EUSAGE);
+}
+
 /* ---- commits, the branch, and the git CLI ------------------------------------- */
 
 static void test_commit_and_git_cli(void **state)
@@ -672,6 +814,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_full_disk_equals_memory, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_incremental_equals_full, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_update_bad_base, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_tree_store, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_commit_and_git_cli, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_repo_errors, fx_setup, fx_teardown),
     };
