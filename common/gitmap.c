@@ -3,14 +3,17 @@
  * libgit2 (layout in gitmap.h).
  *
  * A tree update visits only the shards that hold a touched key: it collects
- * the edits of one table, sorts them by shard and name, and rewrites each
- * touched shard with a treebuilder seeded from the old shard tree, then the
- * table tree, then the root.  Untouched shards keep their ids, so the cost
- * follows the number of changed rows (plus the size of the touched shards).
+ * the edits of one table, sorts them by shard path and name, and rewrites
+ * each touched leaf shard with a treebuilder seeded from its old tree, then
+ * each touched first-level shard, then the table tree, then the root.
+ * Untouched shards keep their ids, so the cost follows the number of changed
+ * rows (plus the size of the touched shards: about 15 rows per leaf and 256
+ * leaves per first-level shard at a million rows).
  */
 #include "gitmap.h"
 
 #include "db.h"
+#include "testpoint.h"
 
 #include <errno.h>
 #include <git2.h>
@@ -39,10 +42,12 @@ struct gitmap {
     size_t nplaced, capplaced;
     int placed_lost; /* a directory could not be remembered (out of memory) */
     int placed_all;  /* the last build was a full one: the store is replaced */
+    int layout;      /* GITMAP_LAYOUT, or 1 (one shard level) for older history */
 };
 
 /* One directory of the dataset tree that a build rewrote: path "" is the
- * root, "T" a table, "T/ab" a shard; removed when it became empty. */
+ * root, "T" a table, "T/ab" and "T/ab/cd" shards; removed when it became
+ * empty. */
 struct placed {
     char *path;
     git_oid id;
@@ -54,7 +59,7 @@ struct placed {
 #define STAGE_PRIORITY 1000
 
 struct edit {
-    char shard[3];
+    char shard[GITMAP_SHARD_MAX]; /* "ab/cd" (layout 2) or "ab" (layout 1) */
     char *name;
     int remove;
     git_oid blob;
@@ -92,6 +97,73 @@ int gitmap_oid_parse(uint8_t out[GITMAP_OID_LEN], const char *s, struct errctx *
     if (s == NULL || strlen(s) != 40 || git_oid_fromstr(&oid, s) != 0)
         return errctx_set(e, SYNC_EPROTO, "not a 40-digit object id: %.48s", s ? s : "(null)");
     memcpy(out, oid.id, GITMAP_OID_LEN);
+    return SYNC_OK;
+}
+
+/* GITMAP_LAYOUT; test builds take EMPACT_TREE_LAYOUT=1 to make history the
+ * way releases before the two-level layout did (tests of the upgrade). */
+static int default_layout(void)
+{
+    return testpoint_limit("EMPACT_TREE_LAYOUT", GITMAP_LAYOUT) == 1 ? 1 : GITMAP_LAYOUT;
+}
+
+int gitmap_layout(const struct gitmap *g)
+{
+    return g->layout;
+}
+
+void gitmap_set_layout(struct gitmap *g, int layout)
+{
+    g->layout = layout == 1 ? 1 : GITMAP_LAYOUT;
+}
+
+void gitmap_set_keep_blobs(struct gitmap *g, int keep)
+{
+    g->keep_blobs = keep && g->store == NULL && g->mempack == NULL;
+}
+
+int gitmap_layout_of(struct git_repository *repo, const struct git_tree *root)
+{
+    const git_tree *t = root;
+    git_tree *owned[2] = {NULL, NULL};
+    int depth = -1; /* shard levels between a table and its first blob */
+
+    for (int level = 0; level < 4; level++) {
+        const git_tree_entry *te = git_tree_entrycount(t) ? git_tree_entry_byindex(t, 0) : NULL;
+        git_tree *next = NULL;
+
+        if (te == NULL) { /* only the root may be empty */
+            depth = level == 0 ? 0 : -1;
+            break;
+        }
+        if (git_tree_entry_type(te) == GIT_OBJECT_BLOB) {
+            depth = level >= 2 ? level - 1 : -1;
+            break;
+        }
+        if (git_tree_lookup(&next, repo, git_tree_entry_id(te)) != 0)
+            break;
+        git_tree_free(owned[level % 2]);
+        owned[level % 2] = next;
+        t = next;
+    }
+    git_tree_free(owned[0]);
+    git_tree_free(owned[1]);
+    return depth >= 0 && depth <= 2 ? depth : -1;
+}
+
+int gitmap_tree_layout(int *layout, struct gitmap *g, const uint8_t tree[GITMAP_OID_LEN],
+                       struct errctx *e)
+{
+    git_tree *root = NULL;
+    git_oid id;
+
+    memcpy(id.id, tree, GITMAP_OID_LEN);
+    if (git_tree_lookup(&root, g->repo, &id) != 0)
+        return git_err(e, "reading a dataset tree");
+    *layout = gitmap_layout_of(g->repo, root);
+    git_tree_free(root);
+    if (*layout < 0)
+        return errctx_set(e, SYNC_EDATA, "a dataset tree of neither layout (not a hub's)");
     return SYNC_OK;
 }
 
@@ -136,6 +208,7 @@ int gitmap_open(struct gitmap **out, const char *path, struct errctx *e)
     }
     git_odb_free(odb); /* the repository holds its own reference, and the stage */
     g->keep_blobs = 1;
+    g->layout = default_layout();
     *out = g;
     return SYNC_OK;
 }
@@ -158,6 +231,7 @@ int gitmap_new_memory(struct gitmap **out, struct errctx *e)
         return rc;
     }
     git_odb_free(odb); /* the repository holds its own reference */
+    g->layout = default_layout();
     *out = g;
     return SYNC_OK;
 }
@@ -294,6 +368,7 @@ int gitmap_open_store(struct gitmap **out, sqlite3 *db, struct errctx *e)
     }
     git_odb_free(odb); /* the repository holds its own reference */
     g->store = db;
+    g->layout = default_layout();
     *out = g;
     return SYNC_OK;
 }
@@ -395,9 +470,9 @@ out:
     return rc;
 }
 
-/* Remembers that a build rewrote directory table[/shard] as id (NULL: it
+/* Remembers that a build rewrote directory [dir/]name as id (NULL: it
  * became empty and was removed), for gitmap_store_save(). */
-static void placed_note(struct gitmap *g, const char *table, const char *shard, const git_oid *id)
+static void placed_note(struct gitmap *g, const char *dir, const char *name, const git_oid *id)
 {
     struct placed *p;
     size_t n;
@@ -414,16 +489,16 @@ static void placed_note(struct gitmap *g, const char *table, const char *shard, 
         g->placed = grown;
         g->capplaced = cap;
     }
-    n = strlen(table) + (shard ? strlen(shard) + 1 : 0) + 1;
+    n = (dir ? strlen(dir) + 1 : 0) + strlen(name) + 1;
     p = &g->placed[g->nplaced];
     if ((p->path = malloc(n)) == NULL) {
         g->placed_lost = 1;
         return;
     }
-    if (shard != NULL)
-        snprintf(p->path, n, "%s/%s", table, shard);
+    if (dir != NULL)
+        snprintf(p->path, n, "%s/%s", dir, name);
     else
-        snprintf(p->path, n, "%s", table);
+        snprintf(p->path, n, "%s", name);
     p->removed = id == NULL;
     if (id != NULL)
         p->id = *id;
@@ -626,18 +701,21 @@ static void edits_free(struct edit *ed, size_t n)
     free(ed);
 }
 
-static void shard_of(char out[3], const char *name)
+static void shard_of(char out[GITMAP_SHARD_MAX], int layout, const char *name)
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
     if (EVP_Digest(name, strlen(name), md, &n, EVP_sha256(), NULL) != 1)
-        md[0] = 0;
-    snprintf(out, 3, "%02x", md[0]);
+        md[0] = md[1] = 0;
+    if (layout == 1)
+        snprintf(out, GITMAP_SHARD_MAX, "%02x", md[0]);
+    else
+        snprintf(out, GITMAP_SHARD_MAX, "%02x/%02x", md[0], md[1]);
 }
 
-void gitmap_row_shard(char out[3], const char *name)
+void gitmap_row_shard(char out[GITMAP_SHARD_MAX], int layout, const char *name)
 {
-    shard_of(out, name);
+    shard_of(out, layout, name);
 }
 
 /* Remembers an object written while an on-disk repository's stage is in
@@ -717,7 +795,7 @@ static int collect_edits(struct edit **out, size_t *nout, struct gitmap *g, sqli
             goto out;
         }
         n++;
-        shard_of(x->shard, x->name);
+        shard_of(x->shard, g->layout, x->name);
         x->remove = sqlite3_column_int(st, t->npk);
         if (!x->remove) {
             if ((rc = gitmap_row_text(&text, st, t->npk + 1, t, e)) != SYNC_OK)
@@ -770,66 +848,77 @@ static int place(struct gitmap *g, git_treebuilder *parent, const char *dir, con
     if (git_treebuilder_entrycount(bld) == 0) {
         if (git_treebuilder_get(parent, name) != NULL && git_treebuilder_remove(parent, name) != 0)
             return git_err(e, "updating the dataset tree");
-        placed_note(g, dir ? dir : name, dir ? name : NULL, NULL);
+        placed_note(g, dir, name, NULL);
         return SYNC_OK;
     }
     if (git_treebuilder_write(&id, bld) != 0 ||
         git_treebuilder_insert(NULL, parent, name, &id, GIT_FILEMODE_TREE) != 0)
         return git_err(e, "writing the dataset tree");
     stage_note(g, &id);
-    placed_note(g, dir ? dir : name, dir ? name : NULL, &id);
+    placed_note(g, dir, name, &id);
     return SYNC_OK;
 }
 
-/* Applies the sorted edits of one table to its subtree in root_bld. */
-static int table_apply(struct gitmap *g, git_treebuilder *root_bld, const git_tree *root,
-                       const struct schema_table *t, struct edit *ed, size_t n, struct errctx *e)
+/* Rewrites directory name under parent_bld (its path: dir/name, or name at
+ * the root) with the sorted edits ed[0..n), which all lie under it, starting
+ * from its tree in parent_old (none: a new directory).  level counts the
+ * shard levels above: at level g->layout the edits are its rows; above, each
+ * group of edits with the same shard component is a subdirectory. */
+static int dir_apply(struct gitmap *g, git_treebuilder *parent_bld, const git_tree *parent_old,
+                     const char *dir, const char *name, struct edit *ed, size_t n, int level,
+                     struct errctx *e)
 {
-    git_tree *old_table = NULL, *old_shard = NULL;
-    git_treebuilder *tbl = NULL, *sh = NULL;
+    git_tree *old = NULL;
+    git_treebuilder *bld = NULL;
+    char *path = NULL;
     int rc;
 
-    if ((rc = subtree(&old_table, g, root, t->name, e)) != SYNC_OK)
-        goto out;
-    if (git_treebuilder_new(&tbl, g->repo, old_table) != 0) {
+    if ((rc = subtree(&old, g, parent_old, name, e)) != SYNC_OK)
+        return rc;
+    if (git_treebuilder_new(&bld, g->repo, old) != 0) {
         rc = git_err(e, "building the dataset tree");
         goto out;
     }
-    for (size_t i = 0; i < n;) {
-        size_t j = i;
-        if ((rc = subtree(&old_shard, g, old_table, ed[i].shard, e)) != SYNC_OK)
-            goto out;
-        if (git_treebuilder_new(&sh, g->repo, old_shard) != 0) {
-            rc = git_err(e, "building the dataset tree");
-            goto out;
-        }
-        for (; j < n && strcmp(ed[j].shard, ed[i].shard) == 0; j++) {
+    if (level == g->layout) {
+        for (size_t i = 0; i < n; i++) {
             int r = 0;
-            if (ed[j].remove) {
-                if (git_treebuilder_get(sh, ed[j].name) != NULL)
-                    r = git_treebuilder_remove(sh, ed[j].name);
+            if (ed[i].remove) {
+                if (git_treebuilder_get(bld, ed[i].name) != NULL)
+                    r = git_treebuilder_remove(bld, ed[i].name);
             } else {
-                r = git_treebuilder_insert(NULL, sh, ed[j].name, &ed[j].blob, GIT_FILEMODE_BLOB);
+                r = git_treebuilder_insert(NULL, bld, ed[i].name, &ed[i].blob, GIT_FILEMODE_BLOB);
             }
             if (r != 0) {
                 rc = git_err(e, "updating a row in the dataset tree");
                 goto out;
             }
         }
-        if ((rc = place(g, tbl, t->name, ed[i].shard, sh, e)) != SYNC_OK)
+    } else {
+        size_t len = (dir ? strlen(dir) + 1 : 0) + strlen(name) + 1;
+        if ((path = malloc(len)) == NULL) {
+            rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
             goto out;
-        git_treebuilder_free(sh);
-        sh = NULL;
-        git_tree_free(old_shard);
-        old_shard = NULL;
-        i = j;
+        }
+        if (dir != NULL)
+            snprintf(path, len, "%s/%s", dir, name);
+        else
+            snprintf(path, len, "%s", name);
+        for (size_t i = 0; i < n;) {
+            const char *part = ed[i].shard + 3 * level; /* "ab" of "ab/cd" */
+            char sub[3] = {part[0], part[1], '\0'};
+            size_t j = i + 1;
+            while (j < n && memcmp(ed[j].shard + 3 * level, sub, 2) == 0)
+                j++;
+            if ((rc = dir_apply(g, bld, old, path, sub, ed + i, j - i, level + 1, e)) != SYNC_OK)
+                goto out;
+            i = j;
+        }
     }
-    rc = place(g, root_bld, NULL, t->name, tbl, e);
+    rc = place(g, parent_bld, dir, name, bld, e);
 out:
-    git_treebuilder_free(sh);
-    git_treebuilder_free(tbl);
-    git_tree_free(old_shard);
-    git_tree_free(old_table);
+    free(path);
+    git_treebuilder_free(bld);
+    git_tree_free(old);
     return rc;
 }
 
@@ -889,7 +978,7 @@ static int tree_build(uint8_t out[GITMAP_OID_LEN], struct gitmap *g, const uint8
         rc = collect_edits(&ed, &n, g, db, t, q, e);
         sqlite3_free(q);
         if (rc == SYNC_OK && n > 0)
-            rc = table_apply(g, bld, root, t, ed, n, e);
+            rc = dir_apply(g, bld, root, NULL, t->name, ed, n, 0, e);
         edits_free(ed, n);
         if (rc != SYNC_OK)
             goto out;
@@ -899,7 +988,7 @@ static int tree_build(uint8_t out[GITMAP_OID_LEN], struct gitmap *g, const uint8
         goto out;
     }
     stage_note(g, &id);
-    placed_note(g, "", NULL, &id);
+    placed_note(g, NULL, "", &id);
     memcpy(out, id.id, GITMAP_OID_LEN);
 out:
     git_treebuilder_free(bld);

@@ -2,10 +2,12 @@
  * gitmap.h - the dataset <-> git mapping.
  *
  * The replicated tables at a version are one git tree:
- *     <table>/<shard>/<row name>      one blob per row, its canonical text
- * where <row name> encodes the primary key (gitmap_row_name()) and <shard> is
- * the first byte, in hex, of the SHA-256 of the row name.  Empty shards and
- * empty tables have no entry.  The tree id is the dataset hash: the hub
+ *     <table>/<ab>/<cd>/<row name>    one blob per row, its canonical text
+ * where <row name> encodes the primary key (gitmap_row_name()) and <ab>, <cd>
+ * are the first two bytes, in hex, of the SHA-256 of the row name (layout 2;
+ * history written before it has one level, <table>/<ab>/<row name>: layout
+ * 1, which a hub moves to layout 2 with one version).  Empty shards and empty
+ * tables have no entry.  The tree id is the dataset hash: the hub
  * commits it, and a site computes it from its base copies to prove it holds
  * what the hub holds.  Trees are built with treebuilders, rewriting only the
  * shards whose rows changed.
@@ -21,6 +23,11 @@
 #include "schema.h"
 
 #define GITMAP_OID_LEN 20
+#define GITMAP_LAYOUT 2    /* shard levels of the trees this release writes */
+#define GITMAP_SHARD_MAX 6 /* "ab/cd" and its NUL */
+
+struct git_repository;
+struct git_tree;
 #define GITMAP_BRANCH "refs/heads/main"
 
 struct gitmap;
@@ -58,6 +65,21 @@ int gitmap_store_root(uint8_t out[GITMAP_OID_LEN], int *found, struct gitmap *g,
  * nothing else kept, after gitmap_tree_full()) into the store, in the
  * caller's transaction, and empties the memory they waited in. */
 int gitmap_store_save(struct gitmap *g, struct errctx *e) SYNC_WUR;
+
+/* The shard levels g builds trees with: GITMAP_LAYOUT unless set. */
+int gitmap_layout(const struct gitmap *g);
+void gitmap_set_layout(struct gitmap *g, int layout);
+
+/* Whether a build writes row blobs into an on-disk repository's stage (the
+ * default there) or only hashes them: a tree of rows whose blobs the history
+ * holds already (a relayout) needs no second copy of each. */
+void gitmap_set_keep_blobs(struct gitmap *g, int keep);
+
+/* The layout of a dataset tree: 1 or 2 shard levels, 0 for the empty tree
+ * (either), -1 for neither (not a dataset tree). */
+int gitmap_layout_of(struct git_repository *repo, const struct git_tree *root);
+int gitmap_tree_layout(int *layout, struct gitmap *g, const uint8_t tree[GITMAP_OID_LEN],
+                       struct errctx *e) SYNC_WUR;
 
 /* Safe to call with NULL. */
 void gitmap_free(struct gitmap *g);
@@ -114,9 +136,10 @@ int gitmap_value_text(struct buf *out, sqlite3_value *v, struct errctx *e) SYNC_
 int gitmap_row_name(struct buf *out, sqlite3_stmt *st, int first, const struct schema_table *t,
                     struct errctx *e) SYNC_WUR;
 
-/* The shard directory of a row name (NUL-terminated): the first byte of its
- * SHA-256 in two lowercase hex digits, into out[3]. */
-void gitmap_row_shard(char out[3], const char *name);
+/* The shard path of a row name in the given layout (NUL-terminated): the
+ * first two bytes of its SHA-256 in lowercase hex, "ab/cd" (layout 1: the
+ * first byte, "ab"). */
+void gitmap_row_shard(char out[GITMAP_SHARD_MAX], int layout, const char *name);
 
 /* Lowercase hex of a 20-byte id into out[41]. */
 void gitmap_oid_hex(char out[41], const uint8_t oid[GITMAP_OID_LEN]);

@@ -42,7 +42,7 @@
 #include "errctx.h"
 #include "frame.h"
 
-#define PROTO_VERSION 4
+#define PROTO_VERSION 5
 
 enum msg_type {
     MSG_HELLO = 0x01,

@@ -249,9 +249,11 @@ static int branch_repair(struct hub *h, struct errctx *e)
 
 /* Records the effect changeset eff (from author, for push_id or NULL) as the
  * next version: git tree and commit, version row, branch.  Runs inside the
- * caller's write transaction. */
+ * caller's write transaction.  relayout: eff is empty and the tree is every
+ * row again in the gitmap's layout (layout_upgrade()). */
 static int version_commit(struct hub *h, const char *author, const char *push_hex, const void *eff,
-                          size_t neff, const char *summary, uint64_t *out_seq, struct errctx *e)
+                          size_t neff, const char *summary, int relayout, uint64_t *out_seq,
+                          struct errctx *e)
 {
     uint8_t commit[20], tree[20], new_tree[20], new_commit[20];
     char commit_hex[41], tree_hex[41];
@@ -261,11 +263,14 @@ static int version_commit(struct hub *h, const char *author, const char *push_he
     char *msg = NULL;
     int64_t now = (int64_t)time(NULL);
 
-    if ((rc = hub_head_ids(h->db, &seq, commit, tree, &found, e)) != SYNC_OK ||
-        (rc = changeset_touched_reset(h->db, h->schema, e)) != SYNC_OK ||
-        (rc = changeset_touched_add(h->db, h->schema, eff, neff, e)) != SYNC_OK ||
-        (rc = gitmap_tree_update(new_tree, h->git, found ? tree : NULL, h->db, h->schema, "", e)) !=
-            SYNC_OK)
+    if ((rc = hub_head_ids(h->db, &seq, commit, tree, &found, e)) != SYNC_OK)
+        return rc;
+    if (relayout)
+        rc = gitmap_tree_full(new_tree, h->git, h->db, h->schema, "", e);
+    else if ((rc = changeset_touched_reset(h->db, h->schema, e)) == SYNC_OK &&
+             (rc = changeset_touched_add(h->db, h->schema, eff, neff, e)) == SYNC_OK)
+        rc = gitmap_tree_update(new_tree, h->git, found ? tree : NULL, h->db, h->schema, "", e);
+    if (rc != SYNC_OK)
         return rc;
     seq++;
     msg = sqlite3_mprintf("%s\n\nversion: %llu\n%s%s%s", summary, (unsigned long long)seq,
@@ -366,7 +371,7 @@ static int commit_sql(struct hub *h, const char *sql, const char *summary, struc
         goto out;
     }
     if (neff > 0)
-        rc = version_commit(h, HUB_AUTHOR, NULL, eff, (size_t)neff, summary, &seq, e);
+        rc = version_commit(h, HUB_AUTHOR, NULL, eff, (size_t)neff, summary, 0, &seq, e);
 out:
     if (sess != NULL)
         sqlite3session_delete(sess);
@@ -467,7 +472,7 @@ static int push_apply(struct hub *h, const char *site_id, const char *push_hex, 
             rc = buf_put(&full, "\n\n", 2, e);
         if (rc == SYNC_OK && (rc = buf_put(&full, msg.data, msg.len, e)) == SYNC_OK &&
             (rc = buf_put_u8(&full, 0, e)) == SYNC_OK)
-            rc = version_commit(h, site_id, push_hex, eff, (size_t)neff, (const char *)full.data,
+            rc = version_commit(h, site_id, push_hex, eff, (size_t)neff, (const char *)full.data, 0,
                                 &res->version, e);
         buf_free(&full);
         if (rc != SYNC_OK)
@@ -1102,6 +1107,36 @@ static int site_tables_upgrade(sqlite3 *db, const struct schema *s, struct errct
     return db_exec(db, PEOPLE_GUARD_DDL, "hub database", e);
 }
 
+/* History written in layout 1 (one shard level, before this release) moves
+ * to the gitmap's layout with one version of the hub's own: every row, the
+ * new tree, an empty changeset.  Sites follow at their next sync: the
+ * version changes no row, and their proof of it hashes every row once. */
+static int layout_upgrade(struct hub *h, struct errctx *e)
+{
+    uint8_t commit[20], tree[20];
+    uint64_t seq = 0;
+    int found, layout, rc;
+    static const uint8_t none[1];
+
+    if ((rc = hub_head_ids(h->db, &seq, commit, tree, &found, e)) != SYNC_OK || !found ||
+        (rc = gitmap_tree_layout(&layout, h->git, tree, e)) != SYNC_OK)
+        return rc;
+    if (layout == 0 || layout == gitmap_layout(h->git))
+        return SYNC_OK;
+    /* the same rows: their blobs are in history.git already */
+    gitmap_set_keep_blobs(h->git, 0);
+    rc = version_commit(h, HUB_AUTHOR, NULL, none, 0,
+                        "relayout: every row moves to <table>/<ab>/<cd>/<row>", 1, &seq, e);
+    gitmap_set_keep_blobs(h->git, 1);
+    if (rc != SYNC_OK)
+        return rc;
+    fprintf(stderr,
+            "hub: history.git moved to the two-level shard layout in version %llu (the same "
+            "rows; sites follow at their next sync)\n",
+            (unsigned long long)seq);
+    return SYNC_OK;
+}
+
 int hub_open(struct hub **out, const char *dir, const struct schema *s, struct errctx *e)
 {
     struct hub *h;
@@ -1130,8 +1165,12 @@ int hub_open(struct hub **out, const char *dir, const struct schema *s, struct e
         (rc = gitmap_open(&h->git, gitpath, e)) != SYNC_OK)
         goto out;
     pthread_mutex_lock(&h->lock);
-    if ((rc = begin(h, e)) == SYNC_OK)
-        rc = finish(h, site_tables_upgrade(h->db, s, e), e);
+    if ((rc = begin(h, e)) == SYNC_OK) {
+        rc = site_tables_upgrade(h->db, s, e);
+        if (rc == SYNC_OK)
+            rc = layout_upgrade(h, e);
+        rc = finish(h, rc, e);
+    }
     pthread_mutex_unlock(&h->lock);
 out:
     free(gitpath);

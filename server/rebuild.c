@@ -372,6 +372,7 @@ static int replay(struct rb *b, uint64_t seq, git_commit *c, git_commit *prev, s
     uint8_t got[GITMAP_OID_LEN];
     char push_hex[PUSH_ID_LEN * 2 + 1] = "", hex[GIT_OID_HEXSZ + 1];
     int64_t when = (int64_t)git_commit_time(c);
+    int lnew, lold, moved;
 
     b->author = git_commit_author(c)->name;
     b->at_ms = when * 1000;
@@ -379,17 +380,33 @@ static int replay(struct rb *b, uint64_t seq, git_commit *c, git_commit *prev, s
         rc = git_fail(e, "reading a version's tree");
         goto out;
     }
-    if ((rc = session_new(&sess, b, e)) != SYNC_OK || (rc = apply_diff(b, old, tree, e)) != SYNC_OK)
+    /* a version that moved the rows to another layout changes no row: its
+     * rows must give its tree in its own layout */
+    lnew = gitmap_layout_of(b->repo, tree);
+    lold = old != NULL ? gitmap_layout_of(b->repo, old) : 0;
+    if (lnew < 0 || lold < 0) {
+        rc = errctx_set(e, SYNC_EDATA,
+                        "version %llu (commit %s): its tree is not a dataset tree; history.git is "
+                        "damaged or not a hub's",
+                        (unsigned long long)seq, git_oid_tostr(hex, sizeof(hex), git_commit_id(c)));
+        goto out;
+    }
+    moved = lold != 0 && lnew != 0 && lold != lnew;
+    gitmap_set_layout(b->gm, lnew != 0 ? lnew : lold);
+    if ((rc = session_new(&sess, b, e)) != SYNC_OK ||
+        (!moved && (rc = apply_diff(b, old, tree, e)) != SYNC_OK))
         goto out;
     if (sqlite3session_changeset(sess, &ncs, &cs) != SQLITE_OK) {
         rc = sql_fail(e, b->db, "taking a changeset");
         goto out;
     }
     /* the rows must give the commit's tree, as the hub computed it */
-    if ((rc = changeset_touched_reset(b->db, b->s, e)) != SYNC_OK ||
-        (rc = changeset_touched_add(b->db, b->s, cs, (size_t)ncs, e)) != SYNC_OK ||
-        (rc = gitmap_tree_update(got, b->gm, old ? git_tree_id(old)->id : NULL, b->db, b->s, "",
-                                 e)) != SYNC_OK)
+    if (moved)
+        rc = gitmap_tree_full(got, b->gm, b->db, b->s, "", e);
+    else if ((rc = changeset_touched_reset(b->db, b->s, e)) == SYNC_OK &&
+             (rc = changeset_touched_add(b->db, b->s, cs, (size_t)ncs, e)) == SYNC_OK)
+        rc = gitmap_tree_update(got, b->gm, old ? git_tree_id(old)->id : NULL, b->db, b->s, "", e);
+    if (rc != SYNC_OK)
         goto out;
     if (memcmp(got, git_tree_id(tree)->id, GITMAP_OID_LEN) != 0) {
         rc = errctx_set(e, SYNC_EDATA,
@@ -662,6 +679,7 @@ int hub_rebuild(const struct rebuild_opts *o, const struct schema *s, struct err
     (void)unlink(tmp); /* a rebuild that stopped half way; never a hub.db */
     if ((rc = gitmap_open(&b.gm, gitpath, e)) != SYNC_OK)
         return rc;
+    gitmap_set_keep_blobs(b.gm, 0); /* it only checks trees: every blob is in the history */
     if (git_repository_open_bare(&b.repo, gitpath) != 0) {
         rc = git_fail(e, "opening the history repository");
         goto out;

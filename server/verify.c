@@ -373,8 +373,24 @@ static void check_versions(struct vctx *v, struct check *c)
 /* ---- tables against the tree ----------------------------------------------------- */
 
 /* Names the rows of table t that differ from the tree `root`. */
+/* The blobs below tree t, levels shard levels down. */
+static size_t count_blobs(git_repository *repo, const git_tree *t, int levels)
+{
+    size_t n = 0;
+
+    if (levels == 0)
+        return git_tree_entrycount(t);
+    for (size_t i = 0; i < git_tree_entrycount(t); i++) {
+        git_tree *sub = NULL;
+        if (git_tree_lookup(&sub, repo, git_tree_entry_id(git_tree_entry_byindex(t, i))) == 0)
+            n += count_blobs(repo, sub, levels - 1);
+        git_tree_free(sub);
+    }
+    return n;
+}
+
 static void diff_table(struct vctx *v, struct check *c, const struct schema_table *t,
-                       git_tree *root)
+                       git_tree *root, int layout)
 {
     sqlite3_stmt *st = NULL;
     struct buf name = {0}, text = {0};
@@ -389,7 +405,7 @@ static void diff_table(struct vctx *v, struct check *c, const struct schema_tabl
         goto out;
     }
     while (sqlite3_step(st) == SQLITE_ROW) {
-        char shard[3], path[1024];
+        char shard[GITMAP_SHARD_MAX], path[1024];
         git_blob *b = NULL;
 
         nrows++;
@@ -399,7 +415,7 @@ static void diff_table(struct vctx *v, struct check *c, const struct schema_tabl
             problem(c, "table %s: a row cannot be encoded: %s", t->name, e.msg);
             continue;
         }
-        gitmap_row_shard(shard, (const char *)name.data);
+        gitmap_row_shard(shard, layout, (const char *)name.data);
         snprintf(path, sizeof(path), "%s/%s/%s", t->name, shard, (const char *)name.data);
         if (git_tree_entry_bypath(&te, root, path) != 0) {
             problem(c, "table %s row %s: in hub.db, not in git", t->name, name.data);
@@ -416,15 +432,8 @@ static void diff_table(struct vctx *v, struct check *c, const struct schema_tabl
     }
     /* rows git has that hub.db lacks: count the blobs */
     if (git_tree_entry_bypath(&te, root, t->name) == 0 &&
-        git_tree_lookup(&tt, v->repo, git_tree_entry_id(te)) == 0) {
-        for (size_t i = 0; i < git_tree_entrycount(tt); i++) {
-            git_tree *sh = NULL;
-            if (git_tree_lookup(&sh, v->repo, git_tree_entry_id(git_tree_entry_byindex(tt, i))) ==
-                0)
-                nblobs += git_tree_entrycount(sh);
-            git_tree_free(sh);
-        }
-    }
+        git_tree_lookup(&tt, v->repo, git_tree_entry_id(te)) == 0)
+        nblobs = count_blobs(v->repo, tt, layout);
     if (nblobs > nrows)
         problem(c, "table %s: git has %zu rows that hub.db lacks (%zu in git, %zu in hub.db)",
                 t->name, nblobs - nrows, nblobs, nrows);
@@ -447,37 +456,38 @@ static void check_tables(struct vctx *v, struct check *c)
     git_tree *root = NULL;
     long long seq = 0;
     char hex[GIT_OID_HEXSZ + 1], theirs[GIT_OID_HEXSZ + 1];
+    int layout;
 
     if (!newest_version(v, &commit, &tree, &seq)) {
         problem(c, "the version log has no usable newest row to compare with");
         return;
     }
-    if (gitmap_new_memory(&mem, &e) != SYNC_OK ||
-        gitmap_tree_full(ours, mem, v->db, v->s, "", &e) != SYNC_OK) {
-        problem(c, "the tables cannot be hashed: %s", e.msg);
-        gitmap_free(mem);
-        return;
+    if (git_commit_lookup(&cm, v->repo, &commit) != 0 || git_commit_tree(&root, cm) != 0) {
+        problem(c, "the newest version's commit cannot be read: %s", git_msg());
+        goto out;
     }
-    gitmap_free(mem);
+    /* hash in the layout of the newest version (a hub not yet moved to
+     * layout 2 keeps layout 1 until its next write) */
+    layout = gitmap_layout_of(v->repo, root);
+    if (gitmap_new_memory(&mem, &e) == SYNC_OK)
+        gitmap_set_layout(mem, layout);
+    if (mem == NULL || gitmap_tree_full(ours, mem, v->db, v->s, "", &e) != SYNC_OK) {
+        problem(c, "the tables cannot be hashed: %s", e.msg);
+        goto out;
+    }
     memcpy(mine.id, ours, GITMAP_OID_LEN);
     git_oid_tostr(hex, sizeof(hex), &mine);
     snprintf(c->detail, sizeof(c->detail), "tree %.12s = version %lld", hex, seq);
-    if (git_commit_lookup(&cm, v->repo, &commit) != 0) {
-        problem(c, "the newest version's commit cannot be read: %s", git_msg());
-        return;
-    }
-    if (git_oid_equal(&mine, git_commit_tree_id(cm))) {
-        git_commit_free(cm);
-        return;
-    }
+    if (git_oid_equal(&mine, git_commit_tree_id(cm)))
+        goto out;
     problem(c, "the tables hash to tree %.12s but version %lld's commit has tree %.12s", hex, seq,
             git_oid_tostr(theirs, sizeof(theirs), git_commit_tree_id(cm)));
-    if (git_commit_tree(&root, cm) == 0) {
-        for (int i = 0; i < v->s->ntable; i++) {
-            if (schema_class_replicated(v->s->tables[i].cls))
-                diff_table(v, c, &v->s->tables[i], root);
-        }
+    for (int i = 0; i < v->s->ntable; i++) {
+        if (schema_class_replicated(v->s->tables[i].cls))
+            diff_table(v, c, &v->s->tables[i], root, layout);
     }
+out:
+    gitmap_free(mem);
     git_tree_free(root);
     git_commit_free(cm);
 }

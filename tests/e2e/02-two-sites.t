@@ -139,11 +139,11 @@ for t in $REPL_TABLES; do
     is "$(printf '%s\n' "$tree" | grep -c "^$t/")" "$n" "git tree: one file per $t row ($n)"
 done
 is "$(printf '%s\n' "$tree" | grep -c .)" "$total" "git tree: exactly one file per replicated row ($total), nothing else"
-is "$(printf '%s\n' "$tree" | grep -Evc '^(resource|metric_value|metric|site)/[0-9a-f]{2}/[^/]+$')" 0 \
-    "every path is <table>/<2-hex shard>/<key>"
+is "$(printf '%s\n' "$tree" | grep -Evc '^(resource|metric_value|metric|site)/[0-9a-f]{2}/[0-9a-f]{2}/[^/]+$')" 0 \
+    "every path is <table>/<ab>/<cd>/<key> (two hex shard levels)"
 path=$(hub_git grep -l "Toronto equity toolkit v2 $U" HEAD 2>/dev/null | head -n 1)
 path=${path#HEAD:}
-like "$path" '^resource/[0-9a-f]{2}/' "the row holding toronto's title is under resource/"
+like "$path" '^resource/[0-9a-f]{2}/[0-9a-f]{2}/' "the row holding toronto's title is under resource/"
 is "$(hub_git show "HEAD:$path" 2>&1 | grep -cE "^title: \"?Toronto equity toolkit v2 $U\"?$")" 1 \
     "its body has a 'title: ...' line"
 

@@ -4,7 +4,7 @@
 # non-ASCII, composite keys containing the separator, blobs in TEXT columns,
 # NULL vs the string 'null', floats that need 17 digits.  They must sync
 # exactly (sqldiff, typeof), and the git tree must still hold exactly one file
-# per row under <table>/<2-hex shard>/<name> with a clean `git fsck --strict`.
+# per row under <table>/<ab>/<cd>/<name> with a clean `git fsck --strict`.
 . "$(dirname "$0")/lib.sh"
 
 setup_hub_and_sites toronto ottawa
@@ -71,8 +71,8 @@ for t in $REPL_TABLES; do
     n=$(hub_sql "SELECT count(*) FROM $t")
     is "$(printf '%s\n' "$tree" | grep -c "^$t/")" "$n" "git tree: one file per $t row ($n)"
 done
-is "$(printf '%s\n' "$tree" | grep -Evc '^(resource|metric_value|metric|site)/[0-9a-f]{2}/[^/]+$')" 0 \
-    "every path is <table>/<2-hex shard>/<one name>"
+is "$(printf '%s\n' "$tree" | grep -Evc '^(resource|metric_value|metric|site)/[0-9a-f]{2}/[0-9a-f]{2}/[^/]+$')" 0 \
+    "every path is <table>/<ab>/<cd>/<one name>"
 g_all=$(hub_git cat-file --batch-all-objects --batch 2>/dev/null | tr -d '\000')
 like "$g_all" '0\.30000000000000004' "git text form keeps 0.1 + 0.2 to 17 digits"
 null_bodies=$(printf '%s\n' "$tree" | grep '^resource/' | while IFS= read -r f; do

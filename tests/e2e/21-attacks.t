@@ -39,14 +39,17 @@ u64() { u32 $(($1 >> 32)); u32 $(($1 & 0xffffffff)); }
 # frame TYPE FILE: a frame carrying FILE as its payload (common/PROTOCOL.md).
 frame() { u32 "$(stat -c %s "$2")"; bytes "$1"; cat "$2"; }
 
-# HELLO: protocol 4, the schema fingerprint of the bundle (or 32 zero bytes),
-# no dictionary; and the same as a protocol-3 client sent it (no dictionary id).
+# HELLO: protocol 5, the schema fingerprint of the bundle (or 32 zero bytes),
+# no dictionary; the same from a protocol-4 client (same bytes, one-level
+# shard trees); and as a protocol-3 client sent it (no dictionary id).
 FP=$(bundle_get "$(site_join_file alpha)" schema | sed 's/../\\x&/g')
-{ bytes 0 4; printf '%b' "$FP"; u32 0; } >hello.pl
-{ bytes 0 4; head -c 32 /dev/zero; u32 0; } >hello-zero.pl
+{ bytes 0 5; printf '%b' "$FP"; u32 0; } >hello.pl
+{ bytes 0 5; head -c 32 /dev/zero; u32 0; } >hello-zero.pl
+{ bytes 0 4; printf '%b' "$FP"; u32 0; } >hello-v4.pl
 { bytes 0 3; printf '%b' "$FP"; } >hello-v3.pl
 frame 1 hello.pl >hello.bin
 frame 1 hello-zero.pl >hello-zero.bin
+frame 1 hello-v4.pl >hello-v4.bin
 frame 1 hello-v3.pl >hello-v3.bin
 is "$(stat -c %s hello.bin)" 43 "a HELLO frame is 43 bytes"
 # A zstd frame (RFC 8878) without content size: 16 RLE blocks of 128 KiB of 'A'
@@ -107,13 +110,17 @@ still_serves() {
 as_site alpha.pem alpha.key hello.bin
 is "$RUN_OUT_BYTES" 19 "control: s_client as alpha gets a 19-byte WELCOME frame for its HELLO"
 
-# ---- a client of protocol 3 ----------------------------------------------------------
-log0=$(hub_log_lines)
-as_site alpha.pem alpha.key hello-v3.bin
-like "$RUN_OUT" 'hub speaks protocol 4 but this client speaks 3; update the client' \
-    "a protocol-3 HELLO gets an ERROR naming both protocols (not a bad frame)"
-hub_says "$log0" 'alpha .*refused at hello: hub speaks protocol 4 but this client speaks 3' \
-    "the hub logs the protocol mismatch"
+# ---- clients of protocols 3 and 4 ---------------------------------------------------
+# (protocol 3 had no dictionary field; protocol 4 the same bytes as 5 and
+# one-level shard trees)
+for v in 3 4; do
+    log0=$(hub_log_lines)
+    as_site alpha.pem alpha.key "hello-v$v.bin"
+    like "$RUN_OUT" "hub speaks protocol 5 but this client speaks $v; update the client" \
+        "a protocol-$v HELLO gets an ERROR naming both protocols (not a bad frame)"
+    hub_says "$log0" "alpha .*refused at hello: hub speaks protocol 5 but this client speaks $v" \
+        "the hub logs the protocol-$v mismatch"
+done
 
 # ---- no client certificate -----------------------------------------------------------
 log0=$(hub_log_lines)

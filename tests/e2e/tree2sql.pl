@@ -8,7 +8,7 @@
 # in schema order; values null, an integer, a real, a JSON-style quoted string
 # or x'hex', as in common/PROTOCOL.md) and prints one INSERT per row for a
 # scratch database that has the same CREATE TABLE statements as hub.db.  It
-# also checks the path of every blob: <table>/<shard>/<row name>, the shard
+# also checks the path of every blob: <table>/<ab>/<cd>/<row name>, the shards
 # being the first byte of SHA-256(row name) in hex and the row name the
 # encoded primary key.  Anything that does not parse is reported on stderr
 # and the exit status is 1.  Core perl only.
@@ -115,11 +115,13 @@ for my $e (@entries) {
     read($cat, $body, $size) == $size or die "short read of $oid\n";
     my $nl;
     read($cat, $nl, 1);
-    my ($t, $shard, $name) = $path =~ m{^([^/]+)/([^/]+)/([^/]+)$}
-        or do { bad "$path: not <table>/<shard>/<row>"; next };
+    my ($t, $shard, $name) = $path =~ m{^([^/]+)/([^/]+/[^/]+)/([^/]+)$}
+        or do { bad "$path: not <table>/<ab>/<cd>/<row>"; next };
     unless ($cols{$t}) { bad "$path: table '$t' is not replicated"; next; }
-    bad "$path: shard '$shard' is not 2 hex digits" unless $shard =~ /^[0-9a-f]{2}$/;
-    bad "$path: shard is not the first byte of SHA-256(row name)" unless substr(sha256_hex($name), 0, 2) eq $shard;
+    bad "$path: shard '$shard' is not ab/cd in hex" unless $shard =~ m{^[0-9a-f]{2}/[0-9a-f]{2}$};
+    my $h = sha256_hex($name);
+    bad "$path: shard is not the first two bytes of SHA-256(row name)"
+        unless substr($h, 0, 2) . '/' . substr($h, 2, 2) eq $shard;
     bad "$path: blob does not end with a newline" unless $body =~ /\n\z/;
     my @lines = split /\n/, $body, -1;
     pop @lines;

@@ -312,10 +312,10 @@ seeds_proto() {
     # a zstd frame holding a changeset table header
     zcs=$(printf 'T\x01\x01resource\x00' | zstd -3 -q -c --no-check | od -An -v -tx1 |
         tr -s ' \n' ' ' | sed 's/^ //; s/ $//; s/ /\\x/g; s/^/\\x/')
-    msg valid-hello '\x01' "\\x00\\x04$fp\\x12\\x34\\x56\\x78"
+    msg valid-hello '\x01' "\\x00\\x05$fp\\x12\\x34\\x56\\x78"
     msg valid-hello-proto-3 '\x01' "\\x00\\x03$fp"
     msg bad-hello-proto-1 '\x01' "\\x00\\x01$fp"
-    msg valid-welcome '\x02' "\\x00\\x04$u64\\x00\\x00\\x00\\x00"
+    msg valid-welcome '\x02' "\\x00\\x05$u64\\x00\\x00\\x00\\x00"
     msg valid-welcome-proto-3 '\x02' "\\x00\\x03$u64"
     msg valid-push '\x10' "$fp$u64\\x00\\x00\\x00\\x1e\\x00\\x00\\x00\\x02$zcs"
     msg valid-push-no-times '\x10' "$fp$u64\\x00\\x00\\x00\\x0e\\x00\\x00\\x00\\x00$zcs"

@@ -83,12 +83,13 @@ static char *run(const char *cmd, int *status)
     return out;
 }
 
-static void shard_hex(char out[3], const char *name)
+/* "ab/cd": the first two bytes of SHA-256(name), computed here on its own. */
+static void shard_hex(char out[6], const char *name)
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
     assert_int_equal(EVP_Digest(name, strlen(name), md, &n, EVP_sha256(), NULL), 1);
-    snprintf(out, 3, "%02x", md[0]);
+    snprintf(out, 6, "%02x/%02x", md[0], md[1]);
 }
 
 static int group_setup(void **state)
@@ -498,6 +499,69 @@ static void test_update_bad_base(void **state)
     }
 }
 
+/* An incremental update from base into out must equal the full tree. */
+static void update_equals_full(uint8_t out[GITMAP_OID_LEN], struct gitmap *g, const uint8_t *base,
+                               sqlite3 *db)
+{
+    uint8_t want[GITMAP_OID_LEN];
+    update(out, g, base, db);
+    full(want, g, db);
+    assert_memory_equal(out, want, GITMAP_OID_LEN);
+}
+
+/* ---- layouts ---------------------------------------------------------------------- */
+
+static void test_layouts(void **state)
+{
+    struct fx *f = *state;
+    uint8_t t1[GITMAP_OID_LEN], t2[GITMAP_OID_LEN], u[GITMAP_OID_LEN];
+    char shard[GITMAP_SHARD_MAX], two[6];
+    struct errctx e = {0};
+    int layout = -5;
+
+    /* shard paths: "ab/cd" in layout 2, "ab" in layout 1 */
+    shard_hex(two, "r-1");
+    gitmap_row_shard(shard, 2, "r-1");
+    assert_string_equal(shard, two);
+    gitmap_row_shard(shard, 1, "r-1");
+    assert_int_equal(strlen(shard), 2);
+    assert_memory_equal(shard, two, 2);
+
+    seed(f->db);
+    exec(f->db, "WITH RECURSIVE c(i) AS (SELECT 10 UNION ALL SELECT i + 1 FROM c WHERE i < 400) "
+                "INSERT INTO resource (id, title) SELECT 'r-' || i, 'title ' || i FROM c");
+    assert_int_equal(gitmap_layout(f->disk), GITMAP_LAYOUT);
+    full(t2, f->disk, f->db);
+    assert_int_equal(gitmap_tree_layout(&layout, f->disk, t2, &e), SYNC_OK);
+    assert_int_equal(layout, 2);
+
+    gitmap_set_layout(f->disk, 1);
+    assert_int_equal(gitmap_layout(f->disk), 1);
+    full(t1, f->disk, f->db);
+    assert_memory_not_equal(t1, t2, GITMAP_OID_LEN); /* the same rows, another hash */
+    assert_int_equal(gitmap_tree_layout(&layout, f->disk, t1, &e), SYNC_OK);
+    assert_int_equal(layout, 1);
+
+    /* incremental equals full in layout 1 as in layout 2 */
+    exec(f->db, "UPDATE resource SET title = 'Renamed' WHERE id = 'r-1';"
+                "DELETE FROM resource WHERE id = 'r-200'");
+    touch_resource(f->db, "VALUES ('r-1'), ('r-200')");
+    update_equals_full(u, f->disk, t1, f->db);
+    gitmap_set_layout(f->disk, 2);
+    update_equals_full(u, f->disk, t2, f->db);
+
+    /* the empty tree is either layout */
+    exec(f->db, "DELETE FROM resource; DELETE FROM metric; DELETE FROM site; "
+                "DELETE FROM metric_value");
+    full(u, f->disk, f->db);
+    assert_oid_hex(u, EMPTY_TREE);
+    assert_int_equal(gitmap_tree_layout(&layout, f->disk, u, &e), SYNC_OK);
+    assert_int_equal(layout, 0);
+    /* an unknown id is an error */
+    memset(u, 0xab, sizeof(u));
+    assert_int_equal(gitmap_tree_layout(&layout, f->disk, u, &e), SYNC_EIO);
+}
+
 /* ---- a site's tree store ----------------------------------------------------- */
 
 static long long count(sqlite3 *db, const char *sql)
@@ -646,7 +710,7 @@ static void test_commit_and_git_cli(void **state)
 {
     struct fx *f = *state;
     uint8_t tree[GITMAP_OID_LEN], c1[GITMAP_OID_LEN], c2[GITMAP_OID_LEN], h[GITMAP_OID_LEN];
-    char cmd[512], hex[41], shard[3];
+    char cmd[512], hex[41], shard[6];
     struct errctx e = {0};
     int found = -1, status = -1;
     char *out;
@@ -753,7 +817,7 @@ static void test_commit_and_git_cli(void **state)
     assert_non_null(strstr(out, "value: 0.10000000000000001\n"));
     free(out);
 
-    /* Every path: table/shard/name, and no local row anywhere. */
+    /* Every path: table/ab/cd/name, and no local row anywhere. */
     snprintf(cmd, sizeof(cmd), "git -C '%s' ls-tree -r --name-only HEAD 2>&1", f->repo);
     out = run(cmd, &status);
     assert_int_equal(status, 0);
@@ -815,6 +879,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_incremental_equals_full, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_update_bad_base, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_tree_store, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_layouts, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_commit_and_git_cli, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_repo_errors, fx_setup, fx_teardown),
     };

@@ -209,7 +209,7 @@ static void test_welcome(void **state)
     (void)state;
     assert_int_equal(msg_welcome_encode(&b, &in, &e), SYNC_OK);
     assert_int_equal(b.len, 14);
-    assert_memory_equal(b.data, "\x00\x04\x01\x02\x03\x04\x05\x06\x07\x08\0\0\0\x4d", 14);
+    assert_memory_equal(b.data, "\x00\x05\x01\x02\x03\x04\x05\x06\x07\x08\0\0\0\x4d", 14);
     memset(&out, 0xee, sizeof(out));
     assert_int_equal(decode_copy(dec_welcome, &out, MSG_WELCOME, b.data, b.len, &e), SYNC_OK);
     assert_int_equal(out.proto, PROTO_VERSION);
