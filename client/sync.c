@@ -409,27 +409,26 @@ static int push(struct sync *y, const struct outbox *ob, struct errctx *e)
     struct msg_push_ok ok;
     struct buf z = {0}, b = {0};
     struct frame *f = NULL;
+    const void *parts[2] = {ob->times.data, ob->cs.data};
+    size_t lens[2] = {ob->times.len, ob->cs.len};
     int rc;
 
     memcpy(m.push_id, ob->id, PUSH_ID_LEN);
     m.base = ob->base;
     m.ntimes = (uint32_t)(ob->times.len / 8);
     m.times = NULL;
-    /* the edit times go inside the compressed payload, ahead of the changeset:
-     * times made in one session differ in their last bytes only */
-    if ((rc = buf_put(&b, ob->times.data, ob->times.len, e)) != SYNC_OK ||
-        (rc = buf_put(&b, ob->cs.data, ob->cs.len, e)) != SYNC_OK)
-        goto out;
-    if (b.len > CHANGESET_MAX) {
+    /* the edit times go inside the compressed payload, ahead of the changeset
+     * (times made in one session differ in their last bytes only), streamed
+     * into one frame without a copy of the two */
+    if (lens[0] + lens[1] > CHANGESET_MAX) {
         rc = errctx_set(e, SYNC_ELIMIT,
-                        "the push is %zu bytes, over the limit of %u; sync more often", b.len,
-                        CHANGESET_MAX);
+                        "the push is %zu bytes, over the limit of %u; sync more often",
+                        lens[0] + lens[1], CHANGESET_MAX);
         goto out;
     }
-    m.raw_len = (uint32_t)b.len;
-    if ((rc = zcodec_compress_dict(&z, b.data, b.len, y->dict, e)) != SYNC_OK)
+    m.raw_len = (uint32_t)(lens[0] + lens[1]);
+    if ((rc = zcodec_compress_parts(&z, parts, lens, 2, y->dict, e)) != SYNC_OK)
         goto out;
-    b.len = 0;
     m.z = z.data;
     m.zlen = (uint32_t)z.len;
     if ((rc = msg_push_encode(&b, &m, e)) != SYNC_OK || (rc = msg_send(&y->io, MSG_PUSH, &b, e)))

@@ -30,6 +30,7 @@
 
 struct gitmap {
     git_repository *repo;
+    git_repository *wrepo;    /* on-disk repositories: where trees are built (stage_proxy) */
     git_odb_backend *mempack; /* non-NULL for an in-memory store (owned by the odb) */
     git_odb_backend *stage;   /* on-disk repositories: where new objects wait for
                                  gitmap_set_head() to write them as one pack */
@@ -77,6 +78,9 @@ static void git_boot(void)
      * a shard we wrote): looking each one up again proves nothing, and a
      * site, which keeps no blobs, could not answer it. */
     git_libgit2_opts(GIT_OPT_ENABLE_STRICT_OBJECT_CREATION, 0);
+    /* A build reads each old tree once; cached, a bulk change that touches
+     * every leaf would keep every leaf parsed in memory. */
+    git_libgit2_opts(GIT_OPT_SET_CACHE_OBJECT_LIMIT, GIT_OBJECT_TREE, (size_t)0);
 }
 
 static int git_err(struct errctx *e, const char *what)
@@ -183,6 +187,83 @@ int gitmap_init(const char *path, struct errctx *e)
     return SYNC_OK;
 }
 
+/* ---- trees written straight into the stage ----------------------------------
+ * libgit2 writes an object only after asking every backend whether it has it;
+ * when the pack backend does not, it rereads objects/pack (one directory scan
+ * and a search of every pack index per new tree: about a thousand per
+ * version).  An on-disk gitmap therefore builds its trees in a second
+ * repository whose only backend forwards to the stage: a new tree goes to
+ * memory at once, and stage_flush() writes it with the version's pack.  (A
+ * tree that was on disk already is packed again, which git allows; the next
+ * fold drops the copy.) */
+
+struct stage_proxy {
+    git_odb_backend parent;
+    git_odb_backend *stage; /* owned by the main repository's odb */
+};
+
+static int proxy_read(void **data, size_t *len, git_object_t *type, git_odb_backend *be,
+                      const git_oid *id)
+{
+    git_odb_backend *st = ((struct stage_proxy *)be)->stage;
+    return st->read(data, len, type, st, id); /* one allocator for every backend */
+}
+
+static int proxy_read_header(size_t *len, git_object_t *type, git_odb_backend *be,
+                             const git_oid *id)
+{
+    git_odb_backend *st = ((struct stage_proxy *)be)->stage;
+    return st->read_header(len, type, st, id);
+}
+
+static int proxy_write(git_odb_backend *be, const git_oid *id, const void *data, size_t len,
+                       git_object_t type)
+{
+    git_odb_backend *st = ((struct stage_proxy *)be)->stage;
+    return st->write(st, id, data, len, type);
+}
+
+static int proxy_exists(git_odb_backend *be, const git_oid *id)
+{
+    git_odb_backend *st = ((struct stage_proxy *)be)->stage;
+    return st->exists(st, id);
+}
+
+static void proxy_free(git_odb_backend *be)
+{
+    free(be);
+}
+
+/* g->wrepo: a repository whose odb forwards to g->stage. */
+static int write_repo_open(struct gitmap *g)
+{
+    struct stage_proxy *px = calloc(1, sizeof(*px));
+    git_odb *odb = NULL;
+    int rc;
+
+    if (px == NULL)
+        return -1;
+    git_odb_init_backend(&px->parent, GIT_ODB_BACKEND_VERSION);
+    px->stage = g->stage;
+    px->parent.read = proxy_read;
+    px->parent.read_header = proxy_read_header;
+    px->parent.write = proxy_write;
+    px->parent.exists = proxy_exists;
+    px->parent.free = proxy_free;
+    if (git_odb_new(&odb) != 0) {
+        free(px);
+        return -1;
+    }
+    if (git_odb_add_backend(odb, &px->parent, 1) != 0) {
+        free(px);
+        git_odb_free(odb);
+        return -1;
+    }
+    rc = git_repository_wrap_odb(&g->wrepo, odb);
+    git_odb_free(odb); /* the repository holds its own reference (and frees the proxy) */
+    return rc;
+}
+
 int gitmap_open(struct gitmap **out, const char *path, struct errctx *e)
 {
     struct gitmap *g;
@@ -207,6 +288,11 @@ int gitmap_open(struct gitmap **out, const char *path, struct errctx *e)
         return rc;
     }
     git_odb_free(odb); /* the repository holds its own reference, and the stage */
+    if (write_repo_open(g) != 0) {
+        int rc = git_err(e, "opening the history repository's object store");
+        gitmap_free(g);
+        return rc;
+    }
     g->keep_blobs = 1;
     g->layout = default_layout();
     *out = g;
@@ -419,10 +505,12 @@ int gitmap_store_save(struct gitmap *g, struct errctx *e)
         rc = git_err(e, "reading the new trees");
         goto out;
     }
-    /* Every tree first: one the odb did not write again (the store held it
-     * already) is read from the row that still has it, before rows change. */
+    /* A tree the odb did not write again (the store held it already) is read
+     * first, from the row that still has it, before rows change; the others
+     * wait in the stage and are read one at a time below. */
     for (size_t i = 0; i < g->nplaced; i++)
-        if (!g->placed[i].removed && git_odb_read(&obj[i], odb, &g->placed[i].id) != 0) {
+        if (!g->placed[i].removed && !g->stage->exists(g->stage, &g->placed[i].id) &&
+            git_odb_read(&obj[i], odb, &g->placed[i].id) != 0) {
             rc = git_err(e, "reading a new tree");
             goto out;
         }
@@ -444,16 +532,29 @@ int gitmap_store_save(struct gitmap *g, struct errctx *e)
     for (size_t i = 0; rc == SYNC_OK && i < g->nplaced; i++) {
         const struct placed *p = &g->placed[i];
         sqlite3_stmt *st = p->removed ? del : put;
+        void *data = NULL;
+        size_t len = 0;
+        git_object_t type;
 
+        if (!p->removed && obj[i] == NULL &&
+            g->stage->read(&data, &len, &type, g->stage, &p->id) != 0) {
+            rc = git_err(e, "reading a new tree");
+            break;
+        }
+        if (obj[i] != NULL) {
+            data = (void *)git_odb_object_data(obj[i]);
+            len = git_odb_object_size(obj[i]);
+        }
         if (sqlite3_bind_text(st, 1, p->path, -1, SQLITE_STATIC) != SQLITE_OK ||
             (!p->removed &&
              (sqlite3_bind_blob(put, 2, p->id.id, GITMAP_OID_LEN, SQLITE_STATIC) != SQLITE_OK ||
-              sqlite3_bind_blob64(put, 3, git_odb_object_data(obj[i]), git_odb_object_size(obj[i]),
-                                  SQLITE_STATIC) != SQLITE_OK)))
+              sqlite3_bind_blob64(put, 3, data, len, SQLITE_STATIC) != SQLITE_OK)))
             rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
         else
             rc = store_run(g, st, e);
         sqlite3_clear_bindings(st);
+        if (obj[i] == NULL)
+            git_odb_backend_data_free(g->stage, data);
     }
 out:
     sqlite3_finalize(put);
@@ -509,6 +610,7 @@ void gitmap_free(struct gitmap *g)
 {
     if (g == NULL)
         return;
+    git_repository_free(g->wrepo);
     git_repository_free(g->repo); /* frees the store backend and its statement */
     free(g->staged);
     placed_clear(g);
@@ -875,7 +977,7 @@ static int dir_apply(struct gitmap *g, git_treebuilder *parent_bld, const git_tr
 
     if ((rc = subtree(&old, g, parent_old, name, e)) != SYNC_OK)
         return rc;
-    if (git_treebuilder_new(&bld, g->repo, old) != 0) {
+    if (git_treebuilder_new(&bld, g->wrepo ? g->wrepo : g->repo, old) != 0) {
         rc = git_err(e, "building the dataset tree");
         goto out;
     }
@@ -959,7 +1061,7 @@ static int tree_build(uint8_t out[GITMAP_OID_LEN], struct gitmap *g, const uint8
         if (git_tree_lookup(&root, g->repo, &id) != 0)
             return git_err(e, "reading the previous dataset tree");
     }
-    if (git_treebuilder_new(&bld, g->repo, root) != 0) {
+    if (git_treebuilder_new(&bld, g->wrepo ? g->wrepo : g->repo, root) != 0) {
         rc = git_err(e, "building the dataset tree");
         goto out;
     }

@@ -125,33 +125,57 @@ int zdict_train(struct buf *out, size_t cap, const void *samples, const size_t *
     return SYNC_OK;
 }
 
+int zcodec_compress_parts(struct buf *out, const void *const *parts, const size_t *lens, int nparts,
+                          const struct zdict *d, struct errctx *e)
+{
+    ZSTD_CCtx *cctx = NULL;
+    ZSTD_outBuffer ob;
+    size_t total = 0, bound, r = 0;
+    int rc;
+
+    for (int i = 0; i < nparts; i++) {
+        testpoint_frame_log("zstd-in", -1, parts[i], lens[i]);
+        if (total + lens[i] < total)
+            return errctx_set(e, SYNC_ELIMIT, "cannot compress that many bytes");
+        total += lens[i];
+    }
+    bound = ZSTD_compressBound(total);
+    if (nparts < 1 || ZSTD_isError(bound))
+        return errctx_set(e, SYNC_ELIMIT, "cannot compress %zu bytes: too large for zstd", total);
+    /* reserved, not touched: only the pages the frame fills become resident */
+    if ((rc = buf_reserve(out, bound, e)) != SYNC_OK)
+        return rc;
+    if ((cctx = ZSTD_createCCtx()) == NULL)
+        return errctx_set(e, SYNC_ENOMEM, "out of memory creating a zstd encoder");
+    if (ZSTD_isError(r = ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, ZSTD_LEVEL)) ||
+        ZSTD_isError(r = ZSTD_CCtx_setPledgedSrcSize(cctx, total)) ||
+        (d != NULL && ZSTD_isError(r = ZSTD_CCtx_refCDict(cctx, d->cdict))))
+        goto out;
+    ob.dst = out->data + out->len;
+    ob.size = bound;
+    ob.pos = 0;
+    for (int i = 0; i < nparts; i++) {
+        ZSTD_inBuffer ib = {lens[i] > 0 ? parts[i] : "", lens[i], 0};
+        ZSTD_EndDirective end = i == nparts - 1 ? ZSTD_e_end : ZSTD_e_continue;
+        do {
+            r = ZSTD_compressStream2(cctx, &ob, &ib, end);
+        } while (!ZSTD_isError(r) && (end == ZSTD_e_end ? r != 0 : ib.pos < ib.size));
+        if (ZSTD_isError(r))
+            break;
+    }
+out:
+    ZSTD_freeCCtx(cctx);
+    if (ZSTD_isError(r))
+        return errctx_set(e, SYNC_ENOMEM, "zstd could not compress %zu bytes: %s", total,
+                          ZSTD_getErrorName(r));
+    out->len += ob.pos;
+    return SYNC_OK;
+}
+
 int zcodec_compress_dict(struct buf *out, const void *p, size_t n, const struct zdict *d,
                          struct errctx *e)
 {
-    size_t bound = ZSTD_compressBound(n);
-    size_t got;
-    int rc;
-
-    testpoint_frame_log("zstd-in", -1, p, n);
-    if (ZSTD_isError(bound))
-        return errctx_set(e, SYNC_ELIMIT, "cannot compress %zu bytes: too large for zstd", n);
-    if ((rc = buf_reserve(out, bound, e)) != SYNC_OK)
-        return rc;
-    if (d == NULL) {
-        got = ZSTD_compress(out->data + out->len, bound, n > 0 ? p : "", n, ZSTD_LEVEL);
-    } else {
-        ZSTD_CCtx *cctx = ZSTD_createCCtx();
-        if (cctx == NULL)
-            return errctx_set(e, SYNC_ENOMEM, "out of memory creating a zstd encoder");
-        got = ZSTD_compress_usingCDict(cctx, out->data + out->len, bound, n > 0 ? p : "", n,
-                                       d->cdict);
-        ZSTD_freeCCtx(cctx);
-    }
-    if (ZSTD_isError(got))
-        return errctx_set(e, SYNC_ENOMEM, "zstd could not compress %zu bytes: %s", n,
-                          ZSTD_getErrorName(got));
-    out->len += got;
-    return SYNC_OK;
+    return zcodec_compress_parts(out, &p, &n, 1, d, e);
 }
 
 int zcodec_compress(struct buf *out, const void *p, size_t n, struct errctx *e)

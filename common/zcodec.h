@@ -53,6 +53,12 @@ int zcodec_compress(struct buf *out, const void *p, size_t n, struct errctx *e) 
 int zcodec_compress_dict(struct buf *out, const void *p, size_t n, const struct zdict *d,
                          struct errctx *e) SYNC_WUR;
 
+/* One zstd frame of nparts pieces laid end to end (as if they were one
+ * buffer, content size in the header), without copying them together;
+ * dictionary d or NULL. */
+int zcodec_compress_parts(struct buf *out, const void *const *parts, const size_t *lens, int nparts,
+                          const struct zdict *d, struct errctx *e) SYNC_WUR;
+
 /* Decompresses one or more zstd frames at p into out (appended), producing at
  * most max_out bytes.  SYNC_ELIMIT if the content is larger, SYNC_EPROTO if it
  * is not valid zstd or is truncated. */

@@ -129,6 +129,53 @@ static void test_large(void **state)
     free(p);
 }
 
+/* Pieces compressed as one frame decode to the pieces end to end, the frame
+ * names its content size, and it is as small as the pieces copied together
+ * and compressed at once.  (With a dictionary: tests/e2e/31-small-syncs.t.) */
+static void test_parts(void **state)
+{
+    const size_t n = 3 * MiB;
+    uint8_t *p = malloc(n);
+    struct buf one = {0}, parts = {0}, out = {0};
+    struct errctx e = {0};
+
+    (void)state;
+    assert_non_null(p);
+    fill_text(p, n);
+    fill_random(p + 1000, 5000, 3);
+    {
+        const void *pp[3] = {p, p + 17, p + 100000};
+        size_t ll[3] = {17, 100000 - 17, n - 100000};
+        assert_int_equal(zcodec_compress_parts(&parts, pp, ll, 3, NULL, &e), SYNC_OK);
+    }
+    assert_int_equal(zcodec_compress(&one, p, n, &e), SYNC_OK);
+    assert_int_equal(ZSTD_getFrameContentSize(parts.data, parts.len), n);
+    assert_true(parts.len < n / 2);
+    assert_true(parts.len <= one.len + one.len / 100 + 64); /* as small as one piece */
+    assert_int_equal(zcodec_decompress(&out, parts.data, parts.len, n, &e), SYNC_OK);
+    assert_int_equal(out.len, n);
+    assert_memory_equal(out.data, p, n);
+    /* an empty piece and a lone empty piece */
+    {
+        const void *pp[2] = {NULL, p};
+        size_t ll[2] = {0, 10};
+        parts.len = out.len = 0;
+        assert_int_equal(zcodec_compress_parts(&parts, pp, ll, 2, NULL, &e), SYNC_OK);
+        assert_int_equal(zcodec_decompress(&out, parts.data, parts.len, 10, &e), SYNC_OK);
+        assert_int_equal(out.len, 10);
+        assert_memory_equal(out.data, p, 10);
+        parts.len = out.len = 0;
+        assert_int_equal(zcodec_compress_parts(&parts, pp, ll, 1, NULL, &e), SYNC_OK);
+        assert_int_equal(zcodec_decompress(&out, parts.data, parts.len, 10, &e), SYNC_OK);
+        assert_int_equal(out.len, 0);
+        assert_int_equal(zcodec_compress_parts(&parts, pp, ll, 0, NULL, &e), SYNC_ELIMIT);
+    }
+    buf_free(&one);
+    buf_free(&parts);
+    buf_free(&out);
+    free(p);
+}
+
 /* Appends to what is there; a failure leaves the earlier bytes alone. */
 static void test_append(void **state)
 {
@@ -413,17 +460,12 @@ static void test_concatenated(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_large),
-        cmocka_unit_test(test_append),
-        cmocka_unit_test(test_bomb_with_size),
-        cmocka_unit_test(test_bomb_without_size),
-        cmocka_unit_test(test_bound_exact),
-        cmocka_unit_test(test_empty_content),
-        cmocka_unit_test(test_lying_header),
-        cmocka_unit_test(test_window_too_large),
-        cmocka_unit_test(test_garbage),
-        cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_round_trip),     cmocka_unit_test(test_large),
+        cmocka_unit_test(test_append),         cmocka_unit_test(test_parts),
+        cmocka_unit_test(test_bomb_with_size), cmocka_unit_test(test_bomb_without_size),
+        cmocka_unit_test(test_bound_exact),    cmocka_unit_test(test_empty_content),
+        cmocka_unit_test(test_lying_header),   cmocka_unit_test(test_window_too_large),
+        cmocka_unit_test(test_garbage),        cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_concatenated),
     };
 
