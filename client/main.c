@@ -15,6 +15,7 @@
 #include "bootstrap.h"
 #include "bundle.h"
 #include "cli.h"
+#include "db.h"
 #include "hea.h"
 #include "library.h"
 #include "lock.h"
@@ -694,6 +695,7 @@ int main(int argc, char **argv)
     const char *cmd;
     int rc;
 
+    db_global_init();
     signal(SIGPIPE, SIG_IGN);
     umask(077);
     if (argc < 2)

@@ -7,6 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+void db_global_init(void)
+{
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); /* SQLITE_MISUSE if too late: harmless */
+    (void)sqlite3_initialize();
+}
+
 int db_exec(sqlite3 *db, const char *sql, const char *what, struct errctx *e)
 {
     char *err = NULL;

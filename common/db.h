@@ -8,6 +8,12 @@
 
 #include "errctx.h"
 
+/* Call first in main(), before any other SQLite call: turns off SQLite's
+ * memory statistics, whose global mutex every allocation of every thread
+ * takes (the hub's connection threads, the load tool's sites), and
+ * initializes the library. */
+void db_global_init(void);
+
 /* Runs sql (one or more statements).  On failure SYNC_EIO with the sentence
  * "<what>: <SQLite's message>". */
 int db_exec(sqlite3 *db, const char *sql, const char *what, struct errctx *e) SYNC_WUR;

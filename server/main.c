@@ -16,6 +16,7 @@
 #include "backup.h"
 #include "bundle.h"
 #include "cli.h"
+#include "db.h"
 #include "dict.h"
 #include "hub.h"
 #include "pki.h"
@@ -944,6 +945,7 @@ int main(int argc, char **argv)
     const char *cmd;
     int rc;
 
+    db_global_init();
     signal(SIGPIPE, SIG_IGN);
     umask(077);
     if (argc < 2)

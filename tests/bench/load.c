@@ -28,6 +28,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "db.h"
 #include "replica.h"
 #include "schema.h"
 #include "sync.h"
@@ -147,7 +148,10 @@ int main(int argc, char **argv)
     long errors = 0, rows = 0;
     int nw, per;
 
-    int holding = argc > 1 && strcmp(argv[1], "--hold") == 0;
+    int holding;
+
+    db_global_init();
+    holding = argc > 1 && strcmp(argv[1], "--hold") == 0;
 
     if (holding) {
         argv++;
