@@ -1161,7 +1161,10 @@ static int oid_cmp(const void *a, const void *b)
 
 /* Appends one object to a pack being built: the type-and-size header
  * (3 type bits, then the size 4 bits and 7 bits at a time, low bits first),
- * then the object deflated. */
+ * then the object deflated.  Trees, mostly 20-byte ids that deflate cannot
+ * shrink much, are stored (zlib level 0): deflating them was the largest
+ * cost of a version that touches many shards, and the next fold compresses
+ * them with the rest. */
 static int pack_put(struct buf *pk, git_object_t type, const void *data, size_t len,
                     struct errctx *e)
 {
@@ -1181,7 +1184,8 @@ static int pack_put(struct buf *pk, git_object_t type, const void *data, size_t 
     zlen = compressBound((uLong)len);
     if ((rc = buf_put(pk, hdr, n, e)) != SYNC_OK || (rc = buf_reserve(pk, zlen, e)) != SYNC_OK)
         return rc;
-    if (compress2(pk->data + pk->len, &zlen, data, (uLong)len, Z_BEST_SPEED) != Z_OK)
+    if (compress2(pk->data + pk->len, &zlen, data, (uLong)len,
+                  type == GIT_OBJECT_TREE ? Z_NO_COMPRESSION : Z_BEST_SPEED) != Z_OK)
         return errctx_set(e, SYNC_ENOMEM, "cannot deflate a git object");
     pk->len += zlen;
     return SYNC_OK;
