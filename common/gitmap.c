@@ -1281,6 +1281,15 @@ int gitmap_set_head(struct gitmap *g, const uint8_t commit[GITMAP_OID_LEN], cons
     return SYNC_OK;
 }
 
+int gitmap_discard(struct gitmap *g, struct errctx *e)
+{
+    g->nstaged = 0;
+    g->stage_lost = 0;
+    if (g->stage != NULL && git_mempack_reset(g->stage) != 0)
+        return git_err(e, "emptying the object stage");
+    return SYNC_OK;
+}
+
 int gitmap_clear_stale_lock(struct gitmap *g, struct errctx *e)
 {
     char path[4096];

@@ -109,6 +109,10 @@ int gitmap_commit(uint8_t out[GITMAP_OID_LEN], struct gitmap *g, const uint8_t t
 int gitmap_set_head(struct gitmap *g, const uint8_t commit[GITMAP_OID_LEN], const char *why,
                     struct errctx *e) SYNC_WUR;
 
+/* Drops the objects waiting in memory (gitmap_open()) without writing them:
+ * for a caller that only checks trees (rebuild), after each check. */
+int gitmap_discard(struct gitmap *g, struct errctx *e) SYNC_WUR;
+
 /* Removes GITMAP_BRANCH's lock file if one is left (a writer that died while
  * moving the branch).  Call only while holding the hub's write lock, when no
  * other writer can be moving it. */

@@ -415,7 +415,9 @@ static int replay(struct rb *b, uint64_t seq, git_commit *c, git_commit *prev, s
                         (unsigned long long)seq, git_oid_tostr(hex, sizeof(hex), git_commit_id(c)));
         goto out;
     }
-    if ((rc = push_restore(b, git_commit_message(c), seq, when, push_hex, e)) == SYNC_OK)
+    /* the trees just built are the commit's, on disk already: drop them */
+    if ((rc = gitmap_discard(b->gm, e)) == SYNC_OK &&
+        (rc = push_restore(b, git_commit_message(c), seq, when, push_hex, e)) == SYNC_OK)
         rc = version_row(b, seq, git_commit_id(c), git_tree_id(tree), push_hex, cs, ncs, when, e);
 out:
     if (sess != NULL)
