@@ -292,6 +292,21 @@ int schema_load(struct schema **out, struct errctx *e)
     return schema_load_text(out, schema_sql_text, e);
 }
 
+int schema_select_rows(sqlite3_stmt **out, sqlite3 *db, const struct schema_table *t,
+                       const char *tail)
+{
+    char *cols = schema_sql_cols(t, SCHEMA_COLS_ALL, NULL);
+    char *sql =
+        cols ? sqlite3_mprintf("SELECT %s FROM \"%w\" %s", cols, t->name, tail ? tail : "") : NULL;
+    int rc = sql ? sqlite3_prepare_v2(db, sql, -1, out, NULL) : SQLITE_NOMEM;
+
+    if (rc != SQLITE_OK)
+        *out = NULL;
+    sqlite3_free(sql);
+    sqlite3_free(cols);
+    return rc;
+}
+
 char *schema_sql_cols(const struct schema_table *t, enum schema_cols which, const char *alias)
 {
     char *out = sqlite3_mprintf("%s", "");

@@ -9,6 +9,7 @@
 #ifndef EMPACT_SCHEMA_H
 #define EMPACT_SCHEMA_H
 
+#include <sqlite3.h>
 #include <stdint.h>
 
 #include "errctx.h"
@@ -79,5 +80,12 @@ enum schema_cols { SCHEMA_COLS_ALL, SCHEMA_COLS_PK };
 char *schema_sql_cols(const struct schema_table *t, enum schema_cols which, const char *alias);
 char *schema_sql_pk_match(const struct schema_table *t, const char *a, const char *b);
 char *schema_sql_pk_where(const struct schema_table *t);
+
+/* Prepares `SELECT <every column of t, schema order> FROM "T" <tail>` on db
+ * (tail: NULL, or SQL appended such as an ORDER BY).  SQLITE_OK, or SQLite's
+ * code (SQLITE_NOMEM when the text could not be built; sqlite3_errmsg(db)
+ * says the rest) with *out NULL. */
+int schema_select_rows(sqlite3_stmt **out, sqlite3 *db, const struct schema_table *t,
+                       const char *tail);
 
 #endif

@@ -11,6 +11,7 @@
 #include "dict.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -46,22 +47,15 @@ static int sample_add(struct samples *sm, size_t len, struct errctx *e)
 static int sample_table(struct samples *sm, sqlite3 *db, const struct schema_table *t,
                         uint64_t now_ms, unsigned *rows, struct errctx *e)
 {
-    char *cols = schema_sql_cols(t, SCHEMA_COLS_ALL, NULL);
-    char *sql = cols ? sqlite3_mprintf("SELECT %s FROM \"%w\" ORDER BY random() LIMIT %d", cols,
-                                       t->name, ZDICT_SAMPLES_PER_TABLE)
-                     : NULL;
+    char tail[64];
     sqlite3_stmt *st = NULL;
     int rc = SYNC_OK, step;
 
     *rows = 0;
-    if (sql == NULL) {
-        rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
-        goto out;
-    }
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-        rc = sql_fail(e, db, "sampling rows for a dictionary");
-        goto out;
-    }
+    snprintf(tail, sizeof(tail), "ORDER BY random() LIMIT %d", ZDICT_SAMPLES_PER_TABLE);
+    if ((step = schema_select_rows(&st, db, t, tail)) != SQLITE_OK)
+        return step == SQLITE_NOMEM ? errctx_set(e, SYNC_ENOMEM, "out of memory")
+                                    : sql_fail(e, db, "sampling rows for a dictionary");
     while (rc == SYNC_OK && (step = sqlite3_step(st)) == SQLITE_ROW) {
         size_t start = sm->data.len;
         if (sm->n % 2 == 0)
@@ -73,10 +67,7 @@ static int sample_table(struct samples *sm, sqlite3 *db, const struct schema_tab
     }
     if (rc == SYNC_OK && step != SQLITE_DONE)
         rc = sql_fail(e, db, "sampling rows for a dictionary");
-out:
     sqlite3_finalize(st);
-    sqlite3_free(sql);
-    sqlite3_free(cols);
     return rc;
 }
 

@@ -61,19 +61,12 @@ static int flush(struct snap *p, struct errctx *e)
 
 static int send_table(struct snap *p, sqlite3 *db, const struct schema_table *t, struct errctx *e)
 {
-    char *cols = schema_sql_cols(t, SCHEMA_COLS_ALL, NULL);
-    char *sql = cols ? sqlite3_mprintf("SELECT %s FROM \"%w\"", cols, t->name) : NULL;
     sqlite3_stmt *st = NULL;
     int rc = SYNC_OK, step;
 
-    if (sql == NULL) {
-        rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
-        goto out;
-    }
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-        rc = sql_fail(e, db, "reading a table for a snapshot");
-        goto out;
-    }
+    if ((step = schema_select_rows(&st, db, t, NULL)) != SQLITE_OK)
+        return step == SQLITE_NOMEM ? errctx_set(e, SYNC_ENOMEM, "out of memory")
+                                    : sql_fail(e, db, "reading a table for a snapshot");
     p->header = 0;
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
         if (!p->header && (rc = changeset_put_table(&p->chunk, t, e)) != SYNC_OK)
@@ -88,10 +81,7 @@ static int send_table(struct snap *p, sqlite3 *db, const struct schema_table *t,
     }
     if (rc == SYNC_OK && step != SQLITE_DONE)
         rc = sql_fail(e, db, "reading a table for a snapshot");
-out:
     sqlite3_finalize(st);
-    sqlite3_free(sql);
-    sqlite3_free(cols);
     return rc;
 }
 
