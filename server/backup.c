@@ -9,8 +9,9 @@
  *      or packed; gc packs an object (pack renamed into place, fsynced)
  *      before it removes the loose copy or the pack it came from, so one that
  *      vanishes during step 2 is in a pack listed after it (a pack that
- *      vanishes makes the pack copy pass again).  Objects newer than V come
- *      along unreachable, which is harmless.
+ *      vanishes makes the pack copy pass again; one whose .idx is in place
+ *      but not yet its .pack is being written, and is left out).  Objects
+ *      newer than V come along unreachable, which is harmless.
  *   3. refs/heads/main = C in the copy; every version's commit and root tree,
  *      and every object of C's tree, are checked to be present.
  *   4. ca.pem, ca.key, hub.pem, hub.key (keys 0600, certificates as they are).
@@ -212,6 +213,18 @@ static int loose_copy(struct copy_ctx *c)
     return rc;
 }
 
+/* 1 if dir/name (pack-<hash>.idx) is there but its .pack is not. */
+static int idx_without_pack(const char *dir, const char *name)
+{
+    char p[PATH_LEN + 300];
+
+    pathf(p, sizeof(p), "%s/%.45s.pack", dir, name);
+    if (access(p, F_OK) == 0 || errno != ENOENT)
+        return 0;
+    pathf(p, sizeof(p), "%s/%s", dir, name);
+    return access(p, F_OK) == 0;
+}
+
 /* One pass over the packs listed now: its .pack, then its .idx, of each one
  * not copied yet.  *vanished = 1 if one went (folded by gc meanwhile: its
  * objects are in a newer pack, which the next pass finds). */
@@ -243,7 +256,15 @@ static int packs_pass(struct copy_ctx *c, int *vanished)
             pathf(d, sizeof(d), "%s/objects/pack/%.45s.%s", c->dst, de->d_name, ext[k]);
             rc = file_copy(s, d, 0444, &c->r->git_bytes, c->e);
         }
-        if (rc == SYNC_EDATA) {
+        if (rc == SYNC_EDATA && idx_without_pack(sdir, de->d_name)) {
+            /* Being written: libgit2's indexer renames the .idx into place
+             * before the .pack.  A version's pack belongs to a version newer
+             * than the copied hub.db (V's objects were in place before V's
+             * row was committed); a fold's pack holds objects of packs that
+             * are removed only after it is whole (a pass that sees one of
+             * them vanish runs again). */
+            rc = SYNC_OK;
+        } else if (rc == SYNC_EDATA) {
             for (int k = 0; k < 2; k++) {
                 pathf(d, sizeof(d), "%s/objects/pack/%.45s.%s", c->dst, de->d_name, ext[k]);
                 (void)unlink(d);
@@ -268,6 +289,8 @@ static int packs_copy(struct copy_ctx *c)
     for (int pass = 0; pass < 5; pass++) {
         if ((rc = packs_pass(c, &vanished)) != SYNC_OK || !vanished)
             return rc;
+        /* a fold removes its packs one by one once its own pack is whole */
+        (void)sqlite3_sleep(100);
     }
     return errctx_set(c->e, SYNC_EIO,
                       "history.git's packs kept changing during five passes of the copy; "

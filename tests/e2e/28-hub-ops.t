@@ -48,6 +48,16 @@ expect_rc 74 "a backup of a hub directory without its keys fails (74)" \
     "$EMPACT_HUB" backup "$E2E_TMP/broken" "$E2E_TMP/bk-broken"
 ok $([ ! -e "$E2E_TMP/bk-broken" ] && [ ! -e "$E2E_TMP/bk-broken.tmp" ]; echo $?) \
     "... and leaves neither DEST nor DEST.tmp behind"
+# libgit2's indexer puts a new pack's .idx in place before its .pack: a backup
+# that meets such a pack (a newer version being written) goes on without it
+PK=$ORIG/history.git/objects/pack
+WRITING=pack-$(printf 'writing' | sha1sum | cut -c1-40)
+cp "$(ls "$PK"/pack-*.idx | head -1)" "$PK/$WRITING.idx"
+ok_cmd "a backup meeting a pack whose .idx is there before its .pack exits 0" \
+    "$EMPACT_HUB" backup "$ORIG" "$E2E_TMP/bk-writing"
+ok $([ ! -e "$E2E_TMP/bk-writing/history.git/objects/pack/$WRITING.idx" ]; echo $?) \
+    "... and leaves that pack out"
+rm -f "$PK/$WRITING.idx"
 
 # ---- restore: cp -a, check, serve --------------------------------------------
 stop_hub
