@@ -320,7 +320,7 @@ int replica_base_hash(uint8_t got[20], enum replica_hash *how, sqlite3 *db, cons
     if (from != NULL && (rc = gitmap_store_root(held, &found, g, e)) != SYNC_OK)
         goto out;
     if (found && memcmp(held, from, 20) == 0) {
-        struct errctx ignored;
+        struct errctx ignored = {0, ""};
         *how = REPLICA_HASH_TOUCHED;
         /* a store that cannot answer is only a cache: hash every row instead */
         if (gitmap_tree_update(got, g, from, db, s, BASE_PREFIX, &ignored) == SYNC_OK &&

@@ -4,15 +4,19 @@
  *
  * A tree update visits only the shards that hold a touched key: it collects
  * the edits of one table, sorts them by shard path and name, and rewrites
- * each touched leaf shard with a treebuilder seeded from its old tree, then
- * each touched first-level shard, then the table tree, then the root.
- * Untouched shards keep their ids, so the cost follows the number of changed
- * rows (plus the size of the touched shards: about 15 rows per leaf and 256
- * leaves per first-level shard at a million rows).
+ * each touched leaf shard by merging its old tree body with its edits
+ * (gittree_merge(): untouched entries are copied as bytes), then each
+ * touched first-level shard, then the table tree, then the root.  A tree
+ * whose bytes come out unchanged is not written again.  Untouched shards
+ * keep their ids, so the cost follows the number of changed rows (plus the
+ * size of the touched shards: about 15 rows per leaf and 256 leaves per
+ * first-level shard at a million rows).  Object ids are SHA-1 through
+ * OpenSSL, which uses the CPU's SHA instructions where it has them.
  */
 #include "gitmap.h"
 
 #include "db.h"
+#include "gittree.h"
 #include "testpoint.h"
 
 #include <errno.h>
@@ -30,7 +34,6 @@
 
 struct gitmap {
     git_repository *repo;
-    git_repository *wrepo;    /* on-disk repositories: where trees are built (stage_proxy) */
     git_odb_backend *mempack; /* non-NULL for an in-memory store (owned by the odb) */
     git_odb_backend *stage;   /* on-disk repositories: where new objects wait for
                                  gitmap_set_head() to write them as one pack */
@@ -187,83 +190,6 @@ int gitmap_init(const char *path, struct errctx *e)
     return SYNC_OK;
 }
 
-/* ---- trees written straight into the stage ----------------------------------
- * libgit2 writes an object only after asking every backend whether it has it;
- * when the pack backend does not, it rereads objects/pack (one directory scan
- * and a search of every pack index per new tree: about a thousand per
- * version).  An on-disk gitmap therefore builds its trees in a second
- * repository whose only backend forwards to the stage: a new tree goes to
- * memory at once, and stage_flush() writes it with the version's pack.  (A
- * tree that was on disk already is packed again, which git allows; the next
- * fold drops the copy.) */
-
-struct stage_proxy {
-    git_odb_backend parent;
-    git_odb_backend *stage; /* owned by the main repository's odb */
-};
-
-static int proxy_read(void **data, size_t *len, git_object_t *type, git_odb_backend *be,
-                      const git_oid *id)
-{
-    git_odb_backend *st = ((struct stage_proxy *)be)->stage;
-    return st->read(data, len, type, st, id); /* one allocator for every backend */
-}
-
-static int proxy_read_header(size_t *len, git_object_t *type, git_odb_backend *be,
-                             const git_oid *id)
-{
-    git_odb_backend *st = ((struct stage_proxy *)be)->stage;
-    return st->read_header(len, type, st, id);
-}
-
-static int proxy_write(git_odb_backend *be, const git_oid *id, const void *data, size_t len,
-                       git_object_t type)
-{
-    git_odb_backend *st = ((struct stage_proxy *)be)->stage;
-    return st->write(st, id, data, len, type);
-}
-
-static int proxy_exists(git_odb_backend *be, const git_oid *id)
-{
-    git_odb_backend *st = ((struct stage_proxy *)be)->stage;
-    return st->exists(st, id);
-}
-
-static void proxy_free(git_odb_backend *be)
-{
-    free(be);
-}
-
-/* g->wrepo: a repository whose odb forwards to g->stage. */
-static int write_repo_open(struct gitmap *g)
-{
-    struct stage_proxy *px = calloc(1, sizeof(*px));
-    git_odb *odb = NULL;
-    int rc;
-
-    if (px == NULL)
-        return -1;
-    git_odb_init_backend(&px->parent, GIT_ODB_BACKEND_VERSION);
-    px->stage = g->stage;
-    px->parent.read = proxy_read;
-    px->parent.read_header = proxy_read_header;
-    px->parent.write = proxy_write;
-    px->parent.exists = proxy_exists;
-    px->parent.free = proxy_free;
-    if (git_odb_new(&odb) != 0) {
-        free(px);
-        return -1;
-    }
-    if (git_odb_add_backend(odb, &px->parent, 1) != 0) {
-        free(px);
-        git_odb_free(odb);
-        return -1;
-    }
-    rc = git_repository_wrap_odb(&g->wrepo, odb);
-    git_odb_free(odb); /* the repository holds its own reference (and frees the proxy) */
-    return rc;
-}
-
 int gitmap_open(struct gitmap **out, const char *path, struct errctx *e)
 {
     struct gitmap *g;
@@ -288,11 +214,6 @@ int gitmap_open(struct gitmap **out, const char *path, struct errctx *e)
         return rc;
     }
     git_odb_free(odb); /* the repository holds its own reference, and the stage */
-    if (write_repo_open(g) != 0) {
-        int rc = git_err(e, "opening the history repository's object store");
-        gitmap_free(g);
-        return rc;
-    }
     g->keep_blobs = 1;
     g->layout = default_layout();
     *out = g;
@@ -610,7 +531,6 @@ void gitmap_free(struct gitmap *g)
 {
     if (g == NULL)
         return;
-    git_repository_free(g->wrepo);
     git_repository_free(g->repo); /* frees the store backend and its statement */
     free(g->staged);
     placed_clear(g);
@@ -849,12 +769,17 @@ static void stage_note(struct gitmap *g, const git_oid *id)
 static int blob_write(git_oid *id, struct gitmap *g, const void *p, size_t n)
 {
     git_odb_backend *b = g->stage ? g->stage : g->mempack;
+    struct errctx e = {0, ""};
 
+    if (gittree_object_id(id->id, "blob", p, n, &e) != SYNC_OK) {
+        git_error_set_str(GIT_ERROR_NOMEMORY, e.msg);
+        return -1;
+    }
     if (!g->keep_blobs)
-        return git_odb_hash(id, p, n, GIT_OBJECT_BLOB);
+        return 0;
     if (b == NULL)
         return git_blob_create_from_buffer(id, g->repo, p, n);
-    if (git_odb_hash(id, p, n, GIT_OBJECT_BLOB) != 0 || b->write(b, id, p, n, GIT_OBJECT_BLOB) != 0)
+    if (b->write(b, id, p, n, GIT_OBJECT_BLOB) != 0)
         return -1;
     stage_note(g, id);
     return 0;
@@ -925,102 +850,143 @@ out:
     return SYNC_OK;
 }
 
-/* The subtree called name in parent, or NULL (absent, or parent NULL). */
-static int subtree(git_tree **out, struct gitmap *g, const git_tree *parent, const char *name,
-                   struct errctx *e)
-{
-    const git_tree_entry *te;
+/* What a tree build shares down the directories. */
+struct build {
+    struct gitmap *g;
+    git_odb *odb; /* g->repo's: old trees are read from it */
+    struct errctx *e;
+};
 
-    *out = NULL;
-    if (parent == NULL || (te = git_tree_entry_byname(parent, name)) == NULL)
-        return SYNC_OK;
-    if (git_tree_entry_type(te) != GIT_OBJECT_TREE ||
-        git_tree_lookup(out, g->repo, git_tree_entry_id(te)) != 0)
-        return git_err(e, "reading the previous dataset tree");
+/* Reads the old tree id (its body stays in *obj until freed). */
+static int tree_read(struct build *b, const uint8_t id[GITMAP_OID_LEN], git_odb_object **obj)
+{
+    git_oid oid;
+
+    memcpy(oid.id, id, GITMAP_OID_LEN);
+    if (git_odb_read(obj, b->odb, &oid) != 0)
+        return git_err(b->e, "reading the previous dataset tree");
+    if (git_odb_object_type(*obj) != GIT_OBJECT_TREE) {
+        int rc = errctx_set(b->e, SYNC_EDATA, "the previous dataset tree names a %s as a directory",
+                            git_object_type2string(git_odb_object_type(*obj)));
+        git_odb_object_free(*obj);
+        *obj = NULL;
+        return rc;
+    }
     return SYNC_OK;
 }
 
-/* Writes bld's tree into parent builder under name, or removes name when
- * bld is empty. */
-static int place(struct gitmap *g, git_treebuilder *parent, const char *dir, const char *name,
-                 git_treebuilder *bld, struct errctx *e)
+/* Hashes the new tree body of [dir/]name and, unless it is the old one
+ * again, writes it to the stage (or the in-memory store) and notes it. */
+static int tree_put(struct build *b, const char *dir, const char *name, const struct buf *body,
+                    const uint8_t *old, uint8_t out[GITMAP_OID_LEN])
 {
+    struct gitmap *g = b->g;
+    git_odb_backend *be = g->stage ? g->stage : g->mempack;
     git_oid id;
+    int rc;
 
-    if (git_treebuilder_entrycount(bld) == 0) {
-        if (git_treebuilder_get(parent, name) != NULL && git_treebuilder_remove(parent, name) != 0)
-            return git_err(e, "updating the dataset tree");
-        placed_note(g, dir, name, NULL);
-        return SYNC_OK;
-    }
-    if (git_treebuilder_write(&id, bld) != 0 ||
-        git_treebuilder_insert(NULL, parent, name, &id, GIT_FILEMODE_TREE) != 0)
-        return git_err(e, "writing the dataset tree");
+    if ((rc = gittree_object_id(id.id, "tree", body->data ? (const void *)body->data : "",
+                                body->len, b->e)) != SYNC_OK)
+        return rc;
+    memcpy(out, id.id, GITMAP_OID_LEN);
+    if (old != NULL && memcmp(old, id.id, GITMAP_OID_LEN) == 0)
+        return SYNC_OK; /* unchanged: on disk (or in the store) already */
+    if (be->write(be, &id, body->data ? (const void *)body->data : "", body->len,
+                  GIT_OBJECT_TREE) != 0)
+        return git_err(b->e, "writing the dataset tree");
     stage_note(g, &id);
     placed_note(g, dir, name, &id);
     return SYNC_OK;
 }
 
-/* Rewrites directory name under parent_bld (its path: dir/name, or name at
- * the root) with the sorted edits ed[0..n), which all lie under it, starting
- * from its tree in parent_old (none: a new directory).  level counts the
- * shard levels above: at level g->layout the edits are its rows; above, each
- * group of edits with the same shard component is a subdirectory. */
-static int dir_apply(struct gitmap *g, git_treebuilder *parent_bld, const git_tree *parent_old,
-                     const char *dir, const char *name, struct edit *ed, size_t n, int level,
-                     struct errctx *e)
+/* Rewrites directory [dir/]name, whose tree was old (NULL: a new one), with
+ * the sorted edits ed[0..n), which all lie under it, and sets what becomes
+ * of it in its parent: ch->id, or ch->remove when it ends up empty.  level
+ * counts the shard levels above: at level g->layout the edits are its rows;
+ * above, each group of edits with the same shard component is a
+ * subdirectory, whose old tree is found in old as the walk goes. */
+static int dir_apply(struct build *b, const uint8_t *old, const char *dir, const char *name,
+                     struct edit *ed, size_t n, int level, struct gittree_change *ch)
 {
-    git_tree *old = NULL;
-    git_treebuilder *bld = NULL;
+    struct gitmap *g = b->g;
+    git_odb_object *obj = NULL;
+    const void *body = NULL;
+    size_t blen = 0, nsub = 0;
+    struct gittree_change *sub = NULL;
+    struct buf out = {0};
     char *path = NULL;
-    int rc;
+    int rc = SYNC_OK;
 
-    if ((rc = subtree(&old, g, parent_old, name, e)) != SYNC_OK)
-        return rc;
-    if (git_treebuilder_new(&bld, g->wrepo ? g->wrepo : g->repo, old) != 0) {
-        rc = git_err(e, "building the dataset tree");
+    if (old != NULL) {
+        if ((rc = tree_read(b, old, &obj)) != SYNC_OK)
+            return rc;
+        body = git_odb_object_data(obj);
+        blen = git_odb_object_size(obj);
+    }
+    if ((sub = calloc(n, sizeof(*sub))) == NULL) {
+        rc = errctx_set(b->e, SYNC_ENOMEM, "out of memory building the dataset tree");
         goto out;
     }
     if (level == g->layout) {
-        for (size_t i = 0; i < n; i++) {
-            int r = 0;
-            if (ed[i].remove) {
-                if (git_treebuilder_get(bld, ed[i].name) != NULL)
-                    r = git_treebuilder_remove(bld, ed[i].name);
-            } else {
-                r = git_treebuilder_insert(NULL, bld, ed[i].name, &ed[i].blob, GIT_FILEMODE_BLOB);
-            }
-            if (r != 0) {
-                rc = git_err(e, "updating a row in the dataset tree");
-                goto out;
-            }
+        for (size_t i = 0; i < n; i++, nsub++) {
+            sub[nsub].name = ed[i].name;
+            sub[nsub].len = strlen(ed[i].name);
+            sub[nsub].remove = ed[i].remove;
+            memcpy(sub[nsub].id, ed[i].blob.id, GITMAP_OID_LEN);
         }
     } else {
+        struct gittree_iter it;
+        struct gittree_entry cur;
+        int have;
         size_t len = (dir ? strlen(dir) + 1 : 0) + strlen(name) + 1;
+
         if ((path = malloc(len)) == NULL) {
-            rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
+            rc = errctx_set(b->e, SYNC_ENOMEM, "out of memory");
             goto out;
         }
-        if (dir != NULL)
-            snprintf(path, len, "%s/%s", dir, name);
-        else
-            snprintf(path, len, "%s", name);
+        snprintf(path, len, "%s%s%s", dir ? dir : "", dir ? "/" : "", name);
+        gittree_iter_init(&it, body, blen);
+        if ((have = gittree_next(&it, &cur, b->e)) < 0) {
+            rc = have;
+            goto out;
+        }
         for (size_t i = 0; i < n;) {
             const char *part = ed[i].shard + 3 * level; /* "ab" of "ab/cd" */
-            char sub[3] = {part[0], part[1], '\0'};
+            char sname[3] = {part[0], part[1], '\0'};
+            const uint8_t *oldsub = NULL;
             size_t j = i + 1;
-            while (j < n && memcmp(ed[j].shard + 3 * level, sub, 2) == 0)
+
+            while (j < n && memcmp(ed[j].shard + 3 * level, sname, 2) == 0)
                 j++;
-            if ((rc = dir_apply(g, bld, old, path, sub, ed + i, j - i, level + 1, e)) != SYNC_OK)
+            while (have && gittree_cmp(cur.name, cur.len, cur.dir, sname, 2, 1) < 0)
+                if ((have = gittree_next(&it, &cur, b->e)) < 0) {
+                    rc = have;
+                    goto out;
+                }
+            if (have && cur.len == 2 && memcmp(cur.name, sname, 2) == 0 && cur.dir)
+                oldsub = cur.id;
+            sub[nsub].name = part;
+            sub[nsub].len = 2;
+            sub[nsub].dir = 1;
+            if ((rc = dir_apply(b, oldsub, path, sname, ed + i, j - i, level + 1, &sub[nsub])) !=
+                SYNC_OK)
                 goto out;
+            nsub++;
             i = j;
         }
     }
-    rc = place(g, parent_bld, dir, name, bld, e);
+    if ((rc = gittree_merge(&out, body, blen, sub, nsub, b->e)) != SYNC_OK)
+        goto out;
+    ch->remove = out.len == 0;
+    if (ch->remove)
+        placed_note(g, dir, name, NULL);
+    else
+        rc = tree_put(b, dir, name, &out, old, ch->id);
 out:
+    buf_free(&out);
     free(path);
-    git_treebuilder_free(bld);
-    git_tree_free(old);
+    free(sub);
+    git_odb_object_free(obj);
     return rc;
 }
 
@@ -1045,28 +1011,59 @@ static char *rows_query(const struct schema_table *t, const char *prefix, enum r
     return q;
 }
 
+static int change_cmp(const void *a, const void *b)
+{
+    const struct gittree_change *x = a, *y = b;
+    return gittree_cmp(x->name, x->len, x->dir, y->name, y->len, y->dir);
+}
+
+/* The old id of table directory name in the root body, or NULL. */
+static int root_find(const uint8_t **out, const void *body, size_t len, const char *name,
+                     struct errctx *e)
+{
+    struct gittree_iter it;
+    struct gittree_entry cur;
+    int have;
+
+    *out = NULL;
+    gittree_iter_init(&it, body, len);
+    while ((have = gittree_next(&it, &cur, e)) == 1)
+        if (cur.dir && cur.len == strlen(name) && memcmp(cur.name, name, cur.len) == 0) {
+            *out = cur.id;
+            break;
+        }
+    return have < 0 ? have : SYNC_OK;
+}
+
 static int tree_build(uint8_t out[GITMAP_OID_LEN], struct gitmap *g, const uint8_t *base_tree,
                       sqlite3 *db, const struct schema *s, const char *prefix, enum rows_from from,
                       struct errctx *e)
 {
-    git_tree *root = NULL;
-    git_treebuilder *bld = NULL;
-    git_oid id;
+    struct build b = {g, NULL, e};
+    git_odb_object *root = NULL;
+    const void *body = NULL;
+    size_t blen = 0, nch = 0;
+    struct gittree_change *ch = NULL;
+    struct buf tree = {0};
     int rc = SYNC_OK;
 
     placed_clear(g);
     g->placed_all = from == ROWS_ALL;
+    if (git_repository_odb(&b.odb, g->repo) != 0)
+        return git_err(e, "opening the object store");
     if (base_tree != NULL) {
-        memcpy(id.id, base_tree, GITMAP_OID_LEN);
-        if (git_tree_lookup(&root, g->repo, &id) != 0)
-            return git_err(e, "reading the previous dataset tree");
+        if ((rc = tree_read(&b, base_tree, &root)) != SYNC_OK)
+            goto out;
+        body = git_odb_object_data(root);
+        blen = git_odb_object_size(root);
     }
-    if (git_treebuilder_new(&bld, g->wrepo ? g->wrepo : g->repo, root) != 0) {
-        rc = git_err(e, "building the dataset tree");
+    if ((ch = calloc((size_t)s->ntable + 1, sizeof(*ch))) == NULL) {
+        rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
         goto out;
     }
     for (int i = 0; i < s->ntable; i++) {
         const struct schema_table *t = &s->tables[i];
+        const uint8_t *old = NULL;
         struct edit *ed = NULL;
         size_t n = 0;
         char *q;
@@ -1079,22 +1076,26 @@ static int tree_build(uint8_t out[GITMAP_OID_LEN], struct gitmap *g, const uint8
         }
         rc = collect_edits(&ed, &n, g, db, t, q, e);
         sqlite3_free(q);
-        if (rc == SYNC_OK && n > 0)
-            rc = dir_apply(g, bld, root, NULL, t->name, ed, n, 0, e);
+        if (rc == SYNC_OK && n > 0 && (rc = root_find(&old, body, blen, t->name, e)) == SYNC_OK) {
+            ch[nch].name = t->name;
+            ch[nch].len = strlen(t->name);
+            ch[nch].dir = 1;
+            rc = dir_apply(&b, old, NULL, t->name, ed, n, 0, &ch[nch]);
+            nch++;
+        }
         edits_free(ed, n);
         if (rc != SYNC_OK)
             goto out;
     }
-    if (git_treebuilder_write(&id, bld) != 0) {
-        rc = git_err(e, "writing the dataset tree");
-        goto out;
-    }
-    stage_note(g, &id);
-    placed_note(g, NULL, "", &id);
-    memcpy(out, id.id, GITMAP_OID_LEN);
+    if (nch > 1)
+        qsort(ch, nch, sizeof(*ch), change_cmp);
+    if ((rc = gittree_merge(&tree, body, blen, ch, nch, e)) == SYNC_OK)
+        rc = tree_put(&b, NULL, "", &tree, base_tree, out);
 out:
-    git_treebuilder_free(bld);
-    git_tree_free(root);
+    buf_free(&tree);
+    free(ch);
+    git_odb_object_free(root);
+    git_odb_free(b.odb);
     return rc;
 }
 

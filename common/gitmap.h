@@ -9,8 +9,8 @@
  * 1, which a hub moves to layout 2 with one version).  Empty shards and empty
  * tables have no entry.  The tree id is the dataset hash: the hub
  * commits it, and a site computes it from its base copies to prove it holds
- * what the hub holds.  Trees are built with treebuilders, rewriting only the
- * shards whose rows changed.
+ * what the hub holds.  Trees are built as bytes (gittree.h), rewriting only
+ * the shards whose rows changed.
  */
 #ifndef EMPACT_GITMAP_H
 #define EMPACT_GITMAP_H

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/fuzz/mkcorpus.sh - writes the seed files in corpus/NAME/ for the
-# fuzz targets named (default: frame zcodec bundle changeset_check proto).  The
-# seeds are committed; this script says how they were made and remakes them
+# fuzz targets named (default: frame zcodec bundle changeset_check proto
+# gittree).  The seeds are committed; this script says how they were made and
+# remakes them
 # (needs printf, the zstd command and the sqlite3 shell).
 #
 # frame seeds follow fuzz_frame.c: frames back to back, and in a payload a
@@ -354,8 +355,23 @@ seeds_proto() {
     : >"$P/bad-empty"
 }
 
+# gittree seeds follow fuzz_gittree.c: a byte (low 3 bits: how many changes,
+# bit 3: directories), two bytes per change (name index and removal bit; id
+# byte), then the old tree body.
+seeds_gittree() {
+    local G=$HERE/corpus/gittree a20 b20
+    mkdir -p "$G"
+    a20=$(printf 'a%.0s' $(seq 20))
+    b20=$(printf 'b%.0s' $(seq 20))
+    printf '\x03\x00\x01\x03\x02\x0c\x03100644 a\0%s100644 b\0%s' "$a20" "$b20" >"$G/rows-three-changes"
+    printf '\x0a\x01\x05\x06\x0740000 a\0%s40000 ab\0%s' "$a20" "$b20" >"$G/dirs-two-changes"
+    printf '\x00100644 b\0%s100644 a\0%s' "$a20" "$a20" >"$G/out-of-order"
+    printf '\x01\x00\x01100644 a\0aaaaaa' >"$G/cut-short"
+    printf '\x00' >"$G/empty"
+}
+
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(frame zcodec bundle changeset_check proto)
+[ ${#names[@]} -gt 0 ] || names=(frame zcodec bundle changeset_check proto gittree)
 for name in "${names[@]}"; do
     "seeds_$name"
 done
