@@ -20,6 +20,7 @@
 #include "testpoint.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <git2.h>
 #include <git2/sys/mempack.h>
 #include <git2/sys/odb_backend.h>
@@ -29,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -1160,14 +1162,21 @@ static int oid_cmp(const void *a, const void *b)
     return git_oid_cmp(a, b);
 }
 
+/* An object in the pack being written, for its index. */
+struct pack_obj {
+    git_oid id;
+    uint64_t off;
+    uint32_t crc; /* CRC-32 of its bytes in the pack, header included */
+};
+
 /* Appends one object to a pack being built: the type-and-size header
  * (3 type bits, then the size 4 bits and 7 bits at a time, low bits first),
  * then the object deflated.  Trees, mostly 20-byte ids that deflate cannot
  * shrink much, are stored (zlib level 0): deflating them was the largest
  * cost of a version that touches many shards, and the next fold compresses
- * them with the rest. */
-static int pack_put(struct buf *pk, git_object_t type, const void *data, size_t len,
-                    struct errctx *e)
+ * them with the rest.  Sets o's offset and CRC. */
+static int pack_put(struct buf *pk, struct pack_obj *o, git_object_t type, const void *data,
+                    size_t len, struct errctx *e)
 {
     uint8_t hdr[16];
     size_t n = 0, left = len;
@@ -1182,6 +1191,7 @@ static int pack_put(struct buf *pk, git_object_t type, const void *data, size_t 
         left >>= 7;
     }
     n++;
+    o->off = pk->len;
     zlen = compressBound((uLong)len);
     if ((rc = buf_put(pk, hdr, n, e)) != SYNC_OK || (rc = buf_reserve(pk, zlen, e)) != SYNC_OK)
         return rc;
@@ -1189,12 +1199,15 @@ static int pack_put(struct buf *pk, git_object_t type, const void *data, size_t 
                   type == GIT_OBJECT_TREE ? Z_NO_COMPRESSION : Z_BEST_SPEED) != Z_OK)
         return errctx_set(e, SYNC_ENOMEM, "cannot deflate a git object");
     pk->len += zlen;
+    o->crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), pk->data + o->off, (uInt)(pk->len - o->off));
     return SYNC_OK;
 }
 
 /* Builds, in pk, a pack (version 2, no deltas: a fold makes those later) of
- * the staged objects still in the stage; *count receives how many. */
-static int pack_build(struct buf *pk, struct gitmap *g, uint32_t *count, struct errctx *e)
+ * the staged objects still in the stage, in id order; *obj receives where
+ * each one went and *count how many. */
+static int pack_build(struct buf *pk, struct pack_obj **obj, uint32_t *count, struct gitmap *g,
+                      struct errctx *e)
 {
     unsigned char sha[EVP_MAX_MD_SIZE];
     unsigned int shalen = 0;
@@ -1203,6 +1216,8 @@ static int pack_build(struct buf *pk, struct gitmap *g, uint32_t *count, struct 
     *count = 0;
     if (g->nstaged > 1)
         qsort(g->staged, g->nstaged, sizeof(*g->staged), oid_cmp);
+    if ((*obj = calloc(g->nstaged ? g->nstaged : 1, sizeof(**obj))) == NULL)
+        return errctx_set(e, SYNC_ENOMEM, "out of memory writing a pack");
     if ((rc = buf_put(pk, "PACK", 4, e)) != SYNC_OK || (rc = buf_put_u32(pk, 2, e)) != SYNC_OK ||
         (rc = buf_put_u32(pk, 0, e)) != SYNC_OK) /* the count, set below */
         return rc;
@@ -1216,7 +1231,8 @@ static int pack_build(struct buf *pk, struct gitmap *g, uint32_t *count, struct 
         /* not in the stage: it was on disk already when it was written */
         if (g->stage->read(&data, &len, &type, g->stage, &g->staged[i]) != 0)
             continue;
-        rc = pack_put(pk, type, data, len, e);
+        (*obj)[*count].id = g->staged[i];
+        rc = pack_put(pk, &(*obj)[*count], type, data, len, e);
         git_odb_backend_data_free(g->stage, data);
         if (rc != SYNC_OK)
             return rc;
@@ -1229,35 +1245,119 @@ static int pack_build(struct buf *pk, struct gitmap *g, uint32_t *count, struct 
     return buf_put(pk, sha, 20, e);
 }
 
-/* Writes the objects staged since the last flush as one pack in objects/pack
- * through libgit2's indexer (which checks every object, writes the .idx and,
- * with GIT_OPT_ENABLE_FSYNC_GITDIR, fsyncs pack, index and directory), then
- * empties the stage.  One file and one fsync per version, not one per row,
+/* The version 2 index of the pack whose objects (sorted by id) and trailing
+ * checksum are given: magic, version, a fan-out table of 256 cumulative
+ * counts by first id byte, the ids, their CRCs, their offsets (31 bits; a
+ * larger one points into a table of 64-bit offsets that follows), the pack's
+ * checksum, and the index's own SHA-1. */
+static int pack_index(struct buf *idx, const struct pack_obj *o, uint32_t n,
+                      const uint8_t packsum[20], struct errctx *e)
+{
+    unsigned char sha[EVP_MAX_MD_SIZE];
+    unsigned int shalen = 0;
+    uint32_t i, k = 0, large = 0;
+    int rc;
+
+    if ((rc = buf_put(idx, "\377tOc", 4, e)) != SYNC_OK || (rc = buf_put_u32(idx, 2, e)) != SYNC_OK)
+        return rc;
+    for (int b = 0; b < 256; b++) {
+        while (k < n && o[k].id.id[0] <= b)
+            k++;
+        if ((rc = buf_put_u32(idx, k, e)) != SYNC_OK)
+            return rc;
+    }
+    for (i = 0; i < n && rc == SYNC_OK; i++)
+        rc = buf_put(idx, o[i].id.id, GITMAP_OID_LEN, e);
+    for (i = 0; i < n && rc == SYNC_OK; i++)
+        rc = buf_put_u32(idx, o[i].crc, e);
+    for (i = 0; i < n && rc == SYNC_OK; i++)
+        rc = buf_put_u32(idx, o[i].off < 0x80000000u ? (uint32_t)o[i].off : 0x80000000u | large++,
+                         e);
+    for (i = 0; i < n && rc == SYNC_OK; i++)
+        if (o[i].off >= 0x80000000u)
+            rc = buf_put_u64(idx, o[i].off, e);
+    if (rc != SYNC_OK || (rc = buf_put(idx, packsum, 20, e)) != SYNC_OK)
+        return rc;
+    if (EVP_Digest(idx->data, idx->len, sha, &shalen, EVP_sha1(), NULL) != 1 || shalen != 20)
+        return errctx_set(e, SYNC_ENOMEM, "cannot checksum a pack index");
+    return buf_put(idx, sha, 20, e);
+}
+
+/* Writes b to dir/name (mode 0444) through a temporary file in dir, fsynced
+ * before it is renamed into place. */
+static int file_put_durable(const char *dir, const char *name, const struct buf *b,
+                            struct errctx *e)
+{
+    char tmp[4200], path[4200];
+    size_t done = 0;
+    int fd, rc = SYNC_OK;
+
+    snprintf(tmp, sizeof(tmp), "%s/tmp_empact_XXXXXX", dir);
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if ((fd = mkstemp(tmp)) < 0)
+        return errctx_set(e, SYNC_EIO, "cannot create a file in %s: %s", dir, strerror(errno));
+    while (done < b->len && rc == SYNC_OK) {
+        ssize_t w = write(fd, b->data + done, b->len - done);
+        if (w < 0 && errno != EINTR)
+            rc = errctx_set(e, SYNC_EIO, "cannot write %s: %s", path, strerror(errno));
+        else if (w > 0)
+            done += (size_t)w;
+    }
+    if (rc == SYNC_OK && (fchmod(fd, 0444) != 0 || fsync(fd) != 0))
+        rc = errctx_set(e, SYNC_EIO, "cannot write %s: %s", path, strerror(errno));
+    if (close(fd) != 0 && rc == SYNC_OK)
+        rc = errctx_set(e, SYNC_EIO, "cannot write %s: %s", path, strerror(errno));
+    if (rc == SYNC_OK && rename(tmp, path) != 0)
+        rc = errctx_set(e, SYNC_EIO, "cannot rename %s into place: %s", path, strerror(errno));
+    if (rc != SYNC_OK)
+        (void)unlink(tmp);
+    return rc;
+}
+
+/* Writes the objects staged since the last flush as one pack in objects/pack,
+ * with the index we write ourselves (libgit2's indexer would inflate and
+ * hash every object again), then empties the stage.  The .pack goes into
+ * place before its .idx, both fsynced, then the directory: a reader never
+ * finds an index whose pack is missing, and the pack survives a power cut
+ * before the branch moves.  One pack per version, not one file per object,
  * and only the new objects: a version's pack weighs what it changed. */
 static int stage_flush(struct gitmap *g, struct errctx *e)
 {
-    struct buf pk = {0};
+    struct buf pk = {0}, idx = {0};
+    struct pack_obj *obj = NULL;
     git_odb *odb = NULL;
-    git_odb_writepack *wp = NULL;
-    git_indexer_progress stats;
+    char dir[4096], name[64], hex[41];
     uint32_t count = 0;
-    int rc;
+    int rc, fd;
 
     if (g->stage == NULL)
         return SYNC_OK;
     if (g->stage_lost)
         return errctx_set(e, SYNC_ENOMEM, "out of memory: an object of this version was lost");
-    memset(&stats, 0, sizeof(stats));
-    if ((rc = pack_build(&pk, g, &count, e)) != SYNC_OK || count == 0)
+    if ((rc = pack_build(&pk, &obj, &count, g, e)) != SYNC_OK || count == 0)
         goto out;
-    if (git_repository_odb(&odb, g->repo) != 0 || git_odb_write_pack(&wp, odb, NULL, NULL) != 0 ||
-        wp->append(wp, pk.data, pk.len, &stats) != 0 || wp->commit(wp, &stats) != 0)
-        rc = git_err(e, "writing the new objects");
+    if ((rc = pack_index(&idx, obj, count, pk.data + pk.len - 20, e)) != SYNC_OK)
+        goto out;
+    gitmap_oid_hex(hex, pk.data + pk.len - 20);
+    snprintf(dir, sizeof(dir), "%sobjects/pack", git_repository_path(g->repo));
+    snprintf(name, sizeof(name), "pack-%s.pack", hex);
+    if ((rc = file_put_durable(dir, name, &pk, e)) != SYNC_OK)
+        goto out;
+    snprintf(name, sizeof(name), "pack-%s.idx", hex);
+    if ((rc = file_put_durable(dir, name, &idx, e)) != SYNC_OK)
+        goto out;
+    if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 || fsync(fd) != 0)
+        rc = errctx_set(e, SYNC_EIO, "cannot fsync %s: %s", dir, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    /* libgit2 finds the new pack now rather than on its first miss */
+    if (rc == SYNC_OK && (git_repository_odb(&odb, g->repo) != 0 || git_odb_refresh(odb) != 0))
+        rc = git_err(e, "reading the new pack");
 out:
-    if (wp != NULL)
-        wp->free(wp);
     git_odb_free(odb);
+    free(obj);
     buf_free(&pk);
+    buf_free(&idx);
     if (rc == SYNC_OK) {
         g->nstaged = 0;
         if (git_mempack_reset(g->stage) != 0)

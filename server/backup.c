@@ -257,12 +257,14 @@ static int packs_pass(struct copy_ctx *c, int *vanished)
             rc = file_copy(s, d, 0444, &c->r->git_bytes, c->e);
         }
         if (rc == SYNC_EDATA && idx_without_pack(sdir, de->d_name)) {
-            /* Being written: libgit2's indexer renames the .idx into place
-             * before the .pack.  A version's pack belongs to a version newer
-             * than the copied hub.db (V's objects were in place before V's
-             * row was committed); a fold's pack holds objects of packs that
-             * are removed only after it is whole (a pass that sees one of
-             * them vanish runs again). */
+            /* Being written: libgit2's indexer, which writes a fold's pack
+             * (and wrote every version's before the hub wrote their
+             * indexes itself), renames the .idx into place before the
+             * .pack.  A fold's pack holds objects of packs that are removed
+             * only after it is whole (a pass that sees one of them vanish
+             * runs again); a version's pack belongs to a version newer than
+             * the copied hub.db (V's objects were in place before V's row
+             * was committed). */
             rc = SYNC_OK;
         } else if (rc == SYNC_EDATA) {
             for (int k = 0; k < 2; k++) {

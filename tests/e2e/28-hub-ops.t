@@ -17,6 +17,16 @@ ORIG=$HUB_DIR
 # ---- backup while the hub serves and toronto syncs ---------------------------
 for i in 1 2 3; do add_resource toronto "before backup $i"; done
 site_sync toronto "toronto pushes three resources"
+# the hub writes each version's pack index itself: git must agree with it
+NEWPACK=$(ls -t "$ORIG/history.git/objects/pack/"pack-*.pack | head -1)
+cp "$NEWPACK" "$E2E_TMP/check.pack"
+ok_cmd "git index-pack reads the newest version's pack" \
+    git index-pack -o "$E2E_TMP/check.idx" "$E2E_TMP/check.pack"
+ok $(cmp -s "$E2E_TMP/check.idx" "${NEWPACK%.pack}.idx"; echo $?) \
+    "... and makes the very .idx the hub wrote"
+is "$(file_mode "$NEWPACK") $(file_mode "${NEWPACK%.pack}.idx")" "444 444" \
+    "pack and index are read-only (0444)"
+is "$(find "$ORIG/history.git/objects/pack" -name 'tmp_*' | wc -l)" 0 "no temporary pack file is left"
 (
     for i in $(seq 1 12); do
         add_resource toronto "during backup $i" || exit 1
