@@ -9,6 +9,9 @@
  */
 #include "bootstrap.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -85,15 +88,15 @@ static int apply_chunk(sqlite3 *db, const struct schema *s, const struct frame *
                         raw.len, m.raw_len);
         goto out;
     }
-    if ((rc = changeset_count(raw.data, raw.len, &n, e)) != SYNC_OK)
+    /* counted as it applies; a wrong count rolls the whole join back */
+    if ((rc = changeset_apply_strict_count(db, s, raw.data, raw.len, BASE_PREFIX, &n, e)) !=
+        SYNC_OK) {
+        errctx_wrap(e, "installing the hub's snapshot");
         goto out;
+    }
     if ((uint32_t)n != m.rows) {
         rc = errctx_set(e, SYNC_EPROTO, "a snapshot chunk holds %d rows, not the %u announced", n,
                         m.rows);
-        goto out;
-    }
-    if ((rc = changeset_apply_strict(db, s, raw.data, raw.len, BASE_PREFIX, e)) != SYNC_OK) {
-        errctx_wrap(e, "installing the hub's snapshot");
         goto out;
     }
     testpoint("snapshot chunk applied");
@@ -154,25 +157,77 @@ out:
     return rc;
 }
 
-/* Copies every base copy into its table, the triggers standing aside (the
- * rows are the hub's, not local edits). */
+/* Copies base copy B into table T with T's triggers dropped meanwhile and
+ * then created again from their own text: SQLite copies records as they are
+ * (its transfer optimisation) only into a table without triggers. */
+static int table_from_base(sqlite3 *db, const struct schema_table *t, struct errctx *e)
+{
+    sqlite3_stmt *st = NULL;
+    char **sql = NULL;
+    int n = 0, cap = 0, rc = SYNC_OK, step;
+
+    if (sqlite3_prepare_v2(db,
+                           "SELECT name, sql FROM sqlite_schema WHERE type = 'trigger' AND "
+                           "tbl_name = ?1 ORDER BY name",
+                           -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_bind_text(st, 1, t->name, -1, SQLITE_STATIC) != SQLITE_OK) {
+        rc = errctx_set(e, SYNC_EIO, "replica: %s", sqlite3_errmsg(db));
+        goto out;
+    }
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            char **grown = realloc(sql, (size_t)(cap = cap ? cap * 2 : 8) * sizeof(*sql));
+            if (grown == NULL) {
+                rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
+                goto out;
+            }
+            sql = grown;
+        }
+        if ((sql[n] = sqlite3_mprintf("%s", sqlite3_column_text(st, 1))) == NULL ||
+            (rc = db_exec_free(db,
+                               sqlite3_mprintf("DROP TRIGGER \"%w\"", sqlite3_column_text(st, 0)),
+                               "replica", e)) != SYNC_OK) {
+            if (sql[n] == NULL)
+                rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
+            else
+                n++;
+            goto out;
+        }
+        n++;
+    }
+    if (step != SQLITE_DONE) {
+        rc = errctx_set(e, SYNC_EIO, "replica: %s", sqlite3_errmsg(db));
+        goto out;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    rc = db_exec_free(db,
+                      sqlite3_mprintf("DELETE FROM \"%w\"; INSERT INTO \"%w\" SELECT * FROM "
+                                      "\"" BASE_PREFIX "%w\";",
+                                      t->name, t->name, t->name),
+                      "replica", e);
+out:
+    sqlite3_finalize(st);
+    /* the triggers come back whatever happened (a failure rolls back anyway) */
+    for (int i = 0; i < n; i++) {
+        int r = db_exec(db, sql[i], "replica", e);
+        if (rc == SYNC_OK)
+            rc = r;
+        sqlite3_free(sql[i]);
+    }
+    free(sql);
+    return rc;
+}
+
+/* Copies every base copy into its table (the rows are the hub's, not local
+ * edits: no dirty keys). */
 static int tables_from_base(sqlite3 *db, const struct schema *s, struct errctx *e)
 {
-    int rc = db_exec(db, "INSERT INTO _empact_syncing VALUES (1); PRAGMA defer_foreign_keys = ON",
-                     "replica", e);
+    int rc = db_exec(db, "PRAGMA defer_foreign_keys = ON", "replica", e);
 
-    for (int i = 0; rc == SYNC_OK && i < s->ntable; i++) {
-        const struct schema_table *t = &s->tables[i];
-        if (schema_class_replicated(t->cls))
-            rc =
-                db_exec_free(db,
-                             sqlite3_mprintf("DELETE FROM \"%w\"; INSERT INTO \"%w\" SELECT * FROM "
-                                             "\"" BASE_PREFIX "%w\";",
-                                             t->name, t->name, t->name),
-                             "replica", e);
-    }
-    if (rc == SYNC_OK)
-        rc = db_exec(db, "DELETE FROM _empact_syncing", "replica", e);
+    for (int i = 0; rc == SYNC_OK && i < s->ntable; i++)
+        if (schema_class_replicated(s->tables[i].cls))
+            rc = table_from_base(db, &s->tables[i], e);
     return rc;
 }
 
@@ -222,6 +277,19 @@ static int install(sqlite3 *db, const struct schema *s, struct progress *p,
     return SYNC_OK;
 }
 
+/* The replica's file, written without fsync, onto the disk. */
+static int file_sync(const char *path, struct errctx *e)
+{
+    int fd = path != NULL ? open(path, O_RDONLY | O_CLOEXEC) : -1, rc = SYNC_OK;
+
+    if (fd < 0 || fsync(fd) != 0)
+        rc = errctx_set(e, SYNC_EIO, "cannot write %s to disk: %s", path ? path : "the replica",
+                        strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
 int bootstrap_run(sqlite3 *db, const struct schema *s, FILE *progress, struct bootstrap_result *r,
                   struct errctx *e)
 {
@@ -245,6 +313,12 @@ int bootstrap_run(sqlite3 *db, const struct schema *s, FILE *progress, struct bo
         return rc;
     }
     sqlite3_free(base);
+    /* The replica is new, and the caller removes it if the join fails: no
+     * write-ahead log (every page would be written twice) and no fsync
+     * until the snapshot is in; then WAL again and one fsync of the file. */
+    if ((rc = db_exec(db, "PRAGMA journal_mode=MEMORY; PRAGMA synchronous=OFF", "replica", e)) !=
+        SYNC_OK)
+        return rc;
     if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         return errctx_set(e, SYNC_EIO, "replica: %s", sqlite3_errmsg(db));
     testpoint("snapshot transaction begun");
@@ -253,6 +327,9 @@ int bootstrap_run(sqlite3 *db, const struct schema *s, FILE *progress, struct bo
         rc = db_exec(db, "COMMIT", "replica", e);
     if (rc != SYNC_OK && !sqlite3_get_autocommit(db))
         (void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    if (rc == SYNC_OK && (rc = db_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL",
+                                       "replica", e)) == SYNC_OK)
+        rc = file_sync(sqlite3_db_filename(db, "main"), e);
     sync_link_close(link, rc == SYNC_OK);
     if (p.tty)
         fputc('\n', p.out);

@@ -475,24 +475,32 @@ static int walk_replicated(const struct schema *s, const void *cs, size_t n, cha
 
 /* ---- strict apply to base copies ---------------------------------------- */
 
+/* The INSERT of a row into prefix+t; sqlite3_free() it. */
+static char *insert_sql(const struct schema_table *t, const char *prefix, int as_sent)
+{
+    char *ph = placeholders(t->ncol);
+    char *sql = ph ? sqlite3_mprintf("INSERT %s INTO \"%w%w\" VALUES (%s)",
+                                     as_sent ? "OR REPLACE" : "", prefix, t->name, ph)
+                   : NULL;
+    sqlite3_free(ph);
+    return sql;
+}
+
 /* Builds and runs the statement for one change; *hit is the number of rows
  * hit.  as_sent: the WHERE clause names the key only, and an insert replaces
- * a row with its key (changeset_apply_as_sent). */
+ * a row with its key (changeset_apply_as_sent).  ins: the table's INSERT,
+ * built once by the caller (the text is the same for every row). */
 static int apply_one(sqlite3 *db, struct stmtcache *sc, sqlite3_changeset_iter *it,
                      const struct schema_table *t, const char *prefix, int op, int as_sent,
-                     int *hit, struct errctx *e)
+                     const char *ins, int *hit, struct errctx *e)
 {
     sqlite3_value *v;
     sqlite3_stmt *st = NULL;
-    char *sql = NULL, *ph = NULL, *where = sqlite3_mprintf("%s", ""), *set = NULL;
+    char *sql = NULL, *where = NULL, *set = NULL;
     int rc, nb = 0;
 
-    if (op == SQLITE_INSERT) {
-        ph = placeholders(t->ncol);
-        sql = ph ? sqlite3_mprintf("INSERT %s INTO \"%w%w\" VALUES (%s)",
-                                   as_sent ? "OR REPLACE" : "", prefix, t->name, ph)
-                 : NULL;
-    } else {
+    if (op != SQLITE_INSERT) {
+        where = sqlite3_mprintf("%s", "");
         /* WHERE names every old value the changeset carries: the key always,
          * for an update the changed columns, for a delete every column. */
         set = sqlite3_mprintf("%s", "");
@@ -521,11 +529,11 @@ static int apply_one(sqlite3 *db, struct stmtcache *sc, sqlite3_changeset_iter *
                     sqlite3_mprintf("UPDATE \"%w%w\" SET %s WHERE %s", prefix, t->name, set, where);
         }
     }
-    if (sql == NULL) {
+    if ((op == SQLITE_INSERT ? ins : sql) == NULL) {
         rc = errctx_set(e, SYNC_ENOMEM, "out of memory applying a changeset");
         goto out;
     }
-    if (stmtcache_prepare(sc, sql, &st) != SQLITE_OK) {
+    if (stmtcache_prepare(sc, op == SQLITE_INSERT ? ins : sql, &st) != SQLITE_OK) {
         rc = sql_err(e, db, "applying a changeset");
         goto out;
     }
@@ -566,7 +574,6 @@ static int apply_one(sqlite3 *db, struct stmtcache *sc, sqlite3_changeset_iter *
 out:
     stmtcache_release(sc, st);
     sqlite3_free(sql);
-    sqlite3_free(ph);
     sqlite3_free(where);
     sqlite3_free(set);
     return rc;
@@ -574,19 +581,27 @@ out:
 
 struct apply_ctx {
     sqlite3 *db;
+    const struct schema *s;
     const char *prefix;
     int as_sent;
     struct stmtcache sc;
+    char **ins; /* per table of s: its INSERT, once one was needed */
+    int count;  /* changes applied */
 };
 
 static int apply_checked(void *ctx, sqlite3_changeset_iter *it, const struct schema_table *t,
                          int op, struct errctx *e)
 {
     struct apply_ctx *a = ctx;
+    char **ins = &a->ins[t - a->s->tables];
     int hit = 0, rc;
 
-    if ((rc = apply_one(a->db, &a->sc, it, t, a->prefix, op, a->as_sent, &hit, e)) != SYNC_OK)
+    if (op == SQLITE_INSERT && *ins == NULL &&
+        (*ins = insert_sql(t, a->prefix, a->as_sent)) == NULL)
+        return errctx_set(e, SYNC_ENOMEM, "out of memory applying a changeset");
+    if ((rc = apply_one(a->db, &a->sc, it, t, a->prefix, op, a->as_sent, *ins, &hit, e)) != SYNC_OK)
         return rc;
+    a->count++;
     if (a->as_sent && op == SQLITE_DELETE && hit == 0) /* gone already: the hub agreed */
         return SYNC_OK;
     if (hit != 1)
@@ -602,27 +617,40 @@ static int apply_checked(void *ctx, sqlite3_changeset_iter *it, const struct sch
 }
 
 static int apply_walk(sqlite3 *db, const struct schema *s, const void *cs, size_t n,
-                      const char *prefix, int as_sent, struct errctx *e)
+                      const char *prefix, int as_sent, int *count, struct errctx *e)
 {
-    struct apply_ctx a = {db, prefix, as_sent, {0}};
+    struct apply_ctx a = {db, s, prefix, as_sent, {0}, NULL, 0};
     int rc;
 
+    if ((a.ins = calloc((size_t)s->ntable + 1, sizeof(*a.ins))) == NULL)
+        return errctx_set(e, SYNC_ENOMEM, "out of memory applying a changeset");
     stmtcache_init(&a.sc, db);
     rc = walk_replicated(s, cs, n, apply_checked, &a, e);
     stmtcache_free(&a.sc);
+    for (int i = 0; i < s->ntable; i++)
+        sqlite3_free(a.ins[i]);
+    free(a.ins);
+    if (count != NULL)
+        *count = a.count;
     return rc;
 }
 
 int changeset_apply_strict(sqlite3 *db, const struct schema *s, const void *cs, size_t n,
                            const char *prefix, struct errctx *e)
 {
-    return apply_walk(db, s, cs, n, prefix, 0, e);
+    return apply_walk(db, s, cs, n, prefix, 0, NULL, e);
+}
+
+int changeset_apply_strict_count(sqlite3 *db, const struct schema *s, const void *cs, size_t n,
+                                 const char *prefix, int *count, struct errctx *e)
+{
+    return apply_walk(db, s, cs, n, prefix, 0, count, e);
 }
 
 int changeset_apply_as_sent(sqlite3 *db, const struct schema *s, const void *cs, size_t n,
                             const char *prefix, struct errctx *e)
 {
-    return apply_walk(db, s, cs, n, prefix, 1, e);
+    return apply_walk(db, s, cs, n, prefix, 1, NULL, e);
 }
 
 /* ---- touched keys ------------------------------------------------------- */

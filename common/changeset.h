@@ -48,6 +48,10 @@ int changeset_build_local(struct buf *out, sqlite3 *db, const struct schema *s,
  * the hub: SYNC_EDATA.  SYNC_EPROTO for a malformed changeset. */
 int changeset_apply_strict(sqlite3 *db, const struct schema *s, const void *cs, size_t n,
                            const char *prefix, struct errctx *e) SYNC_WUR;
+/* The same, setting *count to the number of changes applied (a snapshot
+ * chunk's rows, checked without a second walk of the changeset). */
+int changeset_apply_strict_count(sqlite3 *db, const struct schema *s, const void *cs, size_t n,
+                                 const char *prefix, int *count, struct errctx *e) SYNC_WUR;
 
 /* Applies a site's own changeset (its push) as the hub applies a push that
  * loses nothing: each insert sets the whole row (replacing one with its key),

@@ -66,6 +66,7 @@ struct placed {
 
 struct edit {
     char shard[GITMAP_SHARD_MAX]; /* "ab/cd" (layout 2) or "ab" (layout 1) */
+    unsigned key;                 /* the shard as a number, for sorting */
     char *name;
     int remove;
     git_oid blob;
@@ -544,39 +545,57 @@ void gitmap_free(struct gitmap *g)
 
 static int put_quoted(struct buf *out, const unsigned char *s, int n, struct errctx *e)
 {
-    int rc = buf_put_u8(out, '"', e);
-    for (int i = 0; rc == SYNC_OK && i < n; i++) {
-        char esc[8];
+    static const char hex[] = "0123456789abcdef";
+    size_t need = 2;
+    uint8_t *w;
+    int rc;
+
+    /* the exact room first, then no check per byte: a row's text is written
+     * for every row a tree build reads */
+    for (int i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        need += c == '"' || c == '\\' || c == '\n' || c == '\t' || c == '\r' ? 2
+                : c < 0x20 || c == 0x7f                                      ? 6
+                                                                             : 1;
+    }
+    if ((rc = buf_reserve(out, need, e)) != SYNC_OK)
+        return rc;
+    w = out->data + out->len;
+    *w++ = '"';
+    for (int i = 0; i < n; i++) {
         unsigned char c = s[i];
         if (c == '"' || c == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)c;
-            rc = buf_put(out, esc, 2, e);
-        } else if (c == '\n') {
-            rc = buf_put(out, "\\n", 2, e);
-        } else if (c == '\t') {
-            rc = buf_put(out, "\\t", 2, e);
-        } else if (c == '\r') {
-            rc = buf_put(out, "\\r", 2, e);
+            *w++ = '\\';
+            *w++ = c;
+        } else if (c == '\n' || c == '\t' || c == '\r') {
+            *w++ = '\\';
+            *w++ = c == '\n' ? 'n' : c == '\t' ? 't' : 'r';
         } else if (c < 0x20 || c == 0x7f) {
-            snprintf(esc, sizeof(esc), "\\u%04x", c);
-            rc = buf_put(out, esc, 6, e);
+            memcpy(w, "\\u00", 4);
+            w[4] = (uint8_t)hex[c >> 4];
+            w[5] = (uint8_t)hex[c & 15];
+            w += 6;
         } else {
-            rc = buf_put_u8(out, c, e);
+            *w++ = c;
         }
     }
-    return rc == SYNC_OK ? buf_put_u8(out, '"', e) : rc;
+    *w++ = '"';
+    out->len = (size_t)(w - out->data);
+    return SYNC_OK;
 }
 
 static int put_hex(struct buf *out, const unsigned char *p, int n, struct errctx *e)
 {
-    int rc = SYNC_OK;
-    for (int i = 0; rc == SYNC_OK && i < n; i++) {
-        char h[3];
-        snprintf(h, sizeof(h), "%02x", p[i]);
-        rc = buf_put(out, h, 2, e);
+    static const char hex[] = "0123456789abcdef";
+    int rc;
+
+    if ((rc = buf_reserve(out, 2 * (size_t)n, e)) != SYNC_OK)
+        return rc;
+    for (int i = 0; i < n; i++) {
+        out->data[out->len++] = (uint8_t)hex[p[i] >> 4];
+        out->data[out->len++] = (uint8_t)hex[p[i] & 15];
     }
-    return rc;
+    return SYNC_OK;
 }
 
 static int put_real(struct buf *out, double d, struct errctx *e)
@@ -679,7 +698,7 @@ static int name_shorten(struct buf *out, size_t start, struct errctx *e)
 
     if (len <= ROW_NAME_MAX)
         return SYNC_OK;
-    if (EVP_Digest(out->data + start, len, md, &n, EVP_sha256(), NULL) != 1)
+    if (EVP_Digest(out->data + start, len, md, &n, gittree_sha256(), NULL) != 1)
         return errctx_set(e, SYNC_ENOMEM, "cannot hash a long row name");
     out->len = start + ROW_NAME_KEEP;
     /* do not cut inside a %XX escape */
@@ -714,8 +733,9 @@ int gitmap_row_name(struct buf *out, sqlite3_stmt *st, int first, const struct s
 static int edit_cmp(const void *a, const void *b)
 {
     const struct edit *x = a, *y = b;
-    int c = strcmp(x->shard, y->shard);
-    return c ? c : strcmp(x->name, y->name);
+    if (x->key != y->key)
+        return x->key < y->key ? -1 : 1;
+    return strcmp(x->name, y->name);
 }
 
 static void edits_free(struct edit *ed, size_t n)
@@ -725,21 +745,35 @@ static void edits_free(struct edit *ed, size_t n)
     free(ed);
 }
 
-static void shard_of(char out[GITMAP_SHARD_MAX], int layout, const char *name)
+/* The shard path of a row name ("ab/cd": the first two bytes of its
+ * SHA-256 in hex; "ab" in layout 1); *key orders shard paths as strcmp
+ * would, as a number. */
+static void shard_of(char out[GITMAP_SHARD_MAX], unsigned *key, int layout, const char *name)
 {
+    static const char hex[] = "0123456789abcdef";
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
-    if (EVP_Digest(name, strlen(name), md, &n, EVP_sha256(), NULL) != 1)
+
+    if (EVP_Digest(name, strlen(name), md, &n, gittree_sha256(), NULL) != 1)
         md[0] = md[1] = 0;
-    if (layout == 1)
-        snprintf(out, GITMAP_SHARD_MAX, "%02x", md[0]);
-    else
-        snprintf(out, GITMAP_SHARD_MAX, "%02x/%02x", md[0], md[1]);
+    out[0] = hex[md[0] >> 4];
+    out[1] = hex[md[0] & 15];
+    if (layout == 1) {
+        out[2] = '\0';
+        *key = md[0];
+        return;
+    }
+    out[2] = '/';
+    out[3] = hex[md[1] >> 4];
+    out[4] = hex[md[1] & 15];
+    out[5] = '\0';
+    *key = (unsigned)md[0] << 8 | md[1];
 }
 
 void gitmap_row_shard(char out[GITMAP_SHARD_MAX], int layout, const char *name)
 {
-    shard_of(out, layout, name);
+    unsigned key;
+    shard_of(out, &key, layout, name);
 }
 
 /* Remembers an object written while an on-disk repository's stage is in
@@ -824,7 +858,7 @@ static int collect_edits(struct edit **out, size_t *nout, struct gitmap *g, sqli
             goto out;
         }
         n++;
-        shard_of(x->shard, g->layout, x->name);
+        shard_of(x->shard, &x->key, g->layout, x->name);
         x->remove = sqlite3_column_int(st, t->npk);
         if (!x->remove) {
             if ((rc = gitmap_row_text(&text, st, t->npk + 1, t, e)) != SYNC_OK)
@@ -1240,7 +1274,7 @@ static int pack_build(struct buf *pk, struct pack_obj **obj, uint32_t *count, st
     }
     for (int k = 0; k < 4; k++)
         pk->data[8 + k] = (uint8_t)(*count >> (24 - 8 * k));
-    if (EVP_Digest(pk->data, pk->len, sha, &shalen, EVP_sha1(), NULL) != 1 || shalen != 20)
+    if (EVP_Digest(pk->data, pk->len, sha, &shalen, gittree_sha1(), NULL) != 1 || shalen != 20)
         return errctx_set(e, SYNC_ENOMEM, "cannot checksum a pack");
     return buf_put(pk, sha, 20, e);
 }
@@ -1278,7 +1312,7 @@ static int pack_index(struct buf *idx, const struct pack_obj *o, uint32_t n,
             rc = buf_put_u64(idx, o[i].off, e);
     if (rc != SYNC_OK || (rc = buf_put(idx, packsum, 20, e)) != SYNC_OK)
         return rc;
-    if (EVP_Digest(idx->data, idx->len, sha, &shalen, EVP_sha1(), NULL) != 1 || shalen != 20)
+    if (EVP_Digest(idx->data, idx->len, sha, &shalen, gittree_sha1(), NULL) != 1 || shalen != 20)
         return errctx_set(e, SYNC_ENOMEM, "cannot checksum a pack index");
     return buf_put(idx, sha, 20, e);
 }

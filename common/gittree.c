@@ -4,11 +4,33 @@
 #include "gittree.h"
 
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
 #define MODE_DIR "40000"
 #define MODE_ROW "100644"
+
+static EVP_MD *md_sha1, *md_sha256;
+static pthread_once_t md_once = PTHREAD_ONCE_INIT;
+
+static void md_fetch(void)
+{
+    md_sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
+    md_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+const EVP_MD *gittree_sha1(void)
+{
+    pthread_once(&md_once, md_fetch);
+    return md_sha1 != NULL ? md_sha1 : EVP_sha1();
+}
+
+const EVP_MD *gittree_sha256(void)
+{
+    pthread_once(&md_once, md_fetch);
+    return md_sha256 != NULL ? md_sha256 : EVP_sha256();
+}
 
 void gittree_iter_init(struct gittree_iter *it, const void *body, size_t len)
 {
@@ -134,7 +156,7 @@ int gittree_object_id(uint8_t out[GITTREE_ID_LEN], const char *type, const void 
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     unsigned int len = 0;
     int ok = ctx != NULL && h > 0 && (size_t)h < sizeof(hdr) &&
-             EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) == 1 &&
+             EVP_DigestInit_ex(ctx, gittree_sha1(), NULL) == 1 &&
              EVP_DigestUpdate(ctx, hdr, (size_t)h + 1) == 1 && EVP_DigestUpdate(ctx, p, n) == 1 &&
              EVP_DigestFinal_ex(ctx, out, &len) == 1 && len == GITTREE_ID_LEN;
 

@@ -17,6 +17,7 @@
 #ifndef EMPACT_GITTREE_H
 #define EMPACT_GITTREE_H
 
+#include <openssl/types.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -69,5 +70,10 @@ int gittree_merge(struct buf *out, const void *old, size_t len, const struct git
  * "<type> <n>\0" and the bytes. */
 int gittree_object_id(uint8_t out[GITTREE_ID_LEN], const char *type, const void *p, size_t n,
                       struct errctx *e) SYNC_WUR;
+
+/* OpenSSL's SHA-1 and SHA-256, fetched once: the implicit fetch that
+ * EVP_sha1() makes on every use cost more than hashing a row's text. */
+const EVP_MD *gittree_sha1(void);
+const EVP_MD *gittree_sha256(void);
 
 #endif

@@ -148,6 +148,16 @@ fi
 # ---- the hub --------------------------------------------------------------------------
 like "$(hub_log)" "sent a snapshot of version" "hub logged every snapshot"
 unlike "$(hub_log)" "AddressSanitizer|runtime error" "no sanitizer report in the hub log"
+stop_hub
 
+# ---- a chunk announcing more rows than it holds is refused ------------------------------
+# (the site counts the rows as it applies them; the whole join rolls back)
+EMPACT_SNAP_EXTRA_ROWS=1 start_hub "$HUB_DIR"
+site_add liar || give_up "add-site liar"
+expect_rc 75 "a join whose snapshot chunk announces one row too many fails (75)" \
+    "$EMPACT" join "$(site_db liar)" "$(site_join_file liar)"
+like "$RUN_ERR" "a snapshot chunk holds [0-9]+ rows, not the [0-9]+ announced" "... and says so"
+[ ! -e "$(site_db liar)" ] && [ ! -e "$(site_db liar).joining" ] && pass "no liar.db left" ||
+    fail "no liar.db left"
 stop_hub
 done_testing
