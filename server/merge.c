@@ -46,7 +46,101 @@ struct mctx {
     struct merge_stats *st;
     struct buf *notes;
     struct stmtcache sc; /* the push's statements, prepared once each */
+    const struct schema *s;
+    char **q; /* Q_COUNT texts per table of s (msql()), built once per push */
 };
+
+/* The statements whose text depends only on the table. */
+enum msql {
+    Q_ROW,         /* the hub's row, by key */
+    Q_ROWMETA,     /* the row's edit time and site */
+    Q_COLMETA,     /* its columns' edit times and sites */
+    Q_ROWMETA_PUT, /* stamp the row */
+    Q_COLMETA_DEL, /* forget its columns' stamps */
+    Q_COLMETA_PUT, /* stamp one column */
+    Q_INSERT,      /* the whole row */
+    Q_DELETE,      /* the row, by key */
+    Q_COUNT
+};
+
+/* n "?" separated by ", ", and one more ", " after them if tail. */
+static char *marks(int n, int tail)
+{
+    char *p = sqlite3_malloc64((uint64_t)n * 3 + 1), *w = p;
+
+    for (int i = 0; p != NULL && i < n; i++) {
+        memcpy(w, "?, ", 3);
+        w += i + 1 < n || tail ? 3 : 1;
+    }
+    if (p != NULL)
+        *w = '\0';
+    return p;
+}
+
+static char *msql_build(const struct schema_table *t, enum msql k)
+{
+    char *keys = schema_sql_cols(t, SCHEMA_COLS_PK, NULL), *where = schema_sql_pk_where(t);
+    char *kq = marks(t->npk, 1), *all = marks(t->ncol, 0), *sql = NULL;
+
+    if (keys != NULL && where != NULL && kq != NULL && all != NULL) {
+        switch (k) {
+        case Q_ROW:
+            sql = sqlite3_mprintf("SELECT * FROM \"%w\" WHERE %s", t->name, where);
+            break;
+        case Q_ROWMETA:
+            sql = sqlite3_mprintf("SELECT _empact_edited_at, _empact_site FROM \"" ROWMETA_PREFIX
+                                  "%w\" WHERE %s",
+                                  t->name, where);
+            break;
+        case Q_COLMETA:
+            sql = sqlite3_mprintf(
+                "SELECT _empact_col, _empact_edited_at, _empact_site FROM \"" COLMETA_PREFIX
+                "%w\" WHERE %s",
+                t->name, where);
+            break;
+        case Q_ROWMETA_PUT:
+            sql =
+                sqlite3_mprintf("INSERT INTO \"" ROWMETA_PREFIX "%w\" VALUES (%s?, ?) ON CONFLICT "
+                                "(%s) DO UPDATE SET _empact_edited_at = excluded._empact_edited_at,"
+                                " _empact_site = excluded._empact_site",
+                                t->name, kq, keys);
+            break;
+        case Q_COLMETA_DEL:
+            sql = sqlite3_mprintf("DELETE FROM \"" COLMETA_PREFIX "%w\" WHERE %s", t->name, where);
+            break;
+        case Q_COLMETA_PUT:
+            sql =
+                sqlite3_mprintf("INSERT INTO \"" COLMETA_PREFIX "%w\" VALUES (%s?, ?, ?) ON "
+                                "CONFLICT (%s, _empact_col) DO UPDATE SET _empact_edited_at = "
+                                "excluded._empact_edited_at, _empact_site = excluded._empact_site",
+                                t->name, kq, keys);
+            break;
+        case Q_INSERT:
+            sql = sqlite3_mprintf("INSERT INTO \"%w\" VALUES (%s)", t->name, all);
+            break;
+        case Q_DELETE:
+            sql = sqlite3_mprintf("DELETE FROM \"%w\" WHERE %s", t->name, where);
+            break;
+        case Q_COUNT:
+            break;
+        }
+    }
+    sqlite3_free(keys);
+    sqlite3_free(where);
+    sqlite3_free(kq);
+    sqlite3_free(all);
+    return sql;
+}
+
+/* The text of statement k for table t (NULL: out of memory). */
+static const char *msql(struct mctx *m, const struct schema_table *t, enum msql k)
+{
+    char **slot = &m->q[(t - m->s->tables) * Q_COUNT + k];
+
+    if (*slot == NULL)
+        *slot = msql_build(t, k);
+    return *slot;
+}
 
 struct change {
     const struct schema_table *t;
@@ -150,18 +244,15 @@ static void row_free(sqlite3_value **row, int n)
 static int state_load(struct mctx *m, struct change *c, struct errctx *e)
 {
     const struct schema_table *t = c->t;
-    char *where = schema_sql_pk_where(t), *q_row = NULL, *q_meta = NULL;
+    const char *q_row = msql(m, t, Q_ROW), *q_meta = msql(m, t, Q_ROWMETA);
+    const char *q_col = msql(m, t, Q_COLMETA);
     sqlite3_stmt *st = NULL;
     int rc = SYNC_OK, step;
 
     c->row = NULL;
     c->meta_at = 0;
     c->meta_site[0] = '\0';
-    if (where == NULL ||
-        (q_row = sqlite3_mprintf("SELECT * FROM \"%w\" WHERE %s", t->name, where)) == NULL ||
-        (q_meta = sqlite3_mprintf("SELECT _empact_edited_at, _empact_site FROM \"" ROWMETA_PREFIX
-                                  "%w\" WHERE %s",
-                                  t->name, where)) == NULL) {
+    if (q_row == NULL || q_meta == NULL || q_col == NULL) {
         rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
         goto out;
     }
@@ -209,15 +300,7 @@ static int state_load(struct mctx *m, struct change *c, struct errctx *e)
         c->col[i].at = c->meta_at;
         memcpy(c->col[i].site, c->meta_site, sizeof(c->col[i].site));
     }
-    sqlite3_free(q_meta);
-    if ((q_meta = sqlite3_mprintf(
-             "SELECT _empact_col, _empact_edited_at, _empact_site FROM \"" COLMETA_PREFIX
-             "%w\" WHERE %s",
-             t->name, where)) == NULL) {
-        rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
-        goto out;
-    }
-    if (stmtcache_prepare(&m->sc, q_meta, &st) != SQLITE_OK) {
+    if (stmtcache_prepare(&m->sc, q_col, &st) != SQLITE_OK) {
         rc = sql_err(e, m->db, "reading column times");
         goto out;
     }
@@ -234,9 +317,6 @@ static int state_load(struct mctx *m, struct change *c, struct errctx *e)
         rc = sql_err(e, m->db, "reading column times");
 out:
     stmtcache_release(&m->sc, st);
-    sqlite3_free(where);
-    sqlite3_free(q_row);
-    sqlite3_free(q_meta);
     return rc;
 }
 
@@ -376,26 +456,13 @@ static int log_column(struct mctx *m, const struct change *c, const char *kind, 
 static int meta_put(struct mctx *m, const struct change *c, struct errctx *e)
 {
     const struct schema_table *t = c->t;
-    char *keys = schema_sql_cols(t, SCHEMA_COLS_PK, NULL), *sql = NULL, *ph;
-    char *where = schema_sql_pk_where(t);
+    const char *put = msql(m, t, Q_ROWMETA_PUT), *del = msql(m, t, Q_COLMETA_DEL);
     sqlite3_stmt *st = NULL;
     int rc = SYNC_OK;
 
-    ph = sqlite3_mprintf("%s", "");
-    for (int k = 0; ph != NULL && k < t->npk; k++) {
-        char *next = sqlite3_mprintf("%s?, ", ph);
-        sqlite3_free(ph);
-        ph = next;
-    }
-    if (keys == NULL || ph == NULL || where == NULL ||
-        (sql = sqlite3_mprintf("INSERT INTO \"" ROWMETA_PREFIX "%w\" VALUES (%s?, ?) ON CONFLICT "
-                               "(%s) DO UPDATE SET _empact_edited_at = excluded._empact_edited_at,"
-                               " _empact_site = excluded._empact_site",
-                               t->name, ph, keys)) == NULL) {
-        rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
-        goto out;
-    }
-    if (stmtcache_prepare(&m->sc, sql, &st) != SQLITE_OK) {
+    if (put == NULL || del == NULL)
+        return errctx_set(e, SYNC_ENOMEM, "out of memory");
+    if (stmtcache_prepare(&m->sc, put, &st) != SQLITE_OK) {
         rc = sql_err(e, m->db, "stamping a row");
         goto out;
     }
@@ -408,13 +475,7 @@ static int meta_put(struct mctx *m, const struct change *c, struct errctx *e)
     }
     stmtcache_release(&m->sc, st);
     st = NULL;
-    sqlite3_free(sql);
-    if ((sql = sqlite3_mprintf("DELETE FROM \"" COLMETA_PREFIX "%w\" WHERE %s", t->name, where)) ==
-        NULL) {
-        rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
-        goto out;
-    }
-    if (stmtcache_prepare(&m->sc, sql, &st) != SQLITE_OK) {
+    if (stmtcache_prepare(&m->sc, del, &st) != SQLITE_OK) {
         rc = sql_err(e, m->db, "stamping a row");
         goto out;
     }
@@ -423,10 +484,6 @@ static int meta_put(struct mctx *m, const struct change *c, struct errctx *e)
         rc = sql_err(e, m->db, "stamping a row");
 out:
     stmtcache_release(&m->sc, st);
-    sqlite3_free(keys);
-    sqlite3_free(ph);
-    sqlite3_free(sql);
-    sqlite3_free(where);
     return rc;
 }
 
@@ -436,24 +493,12 @@ out:
 static int col_stamp(struct mctx *m, const struct change *c, const int *chosen, struct errctx *e)
 {
     const struct schema_table *t = c->t;
-    char *keys = schema_sql_cols(t, SCHEMA_COLS_PK, NULL), *ph = sqlite3_mprintf("%s", "");
-    char *sql = NULL;
+    const char *sql = msql(m, t, Q_COLMETA_PUT);
     sqlite3_stmt *st = NULL;
     int rc = SYNC_OK;
 
-    for (int k = 0; ph != NULL && k < t->npk; k++) {
-        char *next = sqlite3_mprintf("%s?, ", ph);
-        sqlite3_free(ph);
-        ph = next;
-    }
-    if (keys == NULL || ph == NULL ||
-        (sql = sqlite3_mprintf("INSERT INTO \"" COLMETA_PREFIX "%w\" VALUES (%s?, ?, ?) ON "
-                               "CONFLICT (%s, _empact_col) DO UPDATE SET _empact_edited_at = "
-                               "excluded._empact_edited_at, _empact_site = excluded._empact_site",
-                               t->name, ph, keys)) == NULL) {
-        rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
-        goto out;
-    }
+    if (sql == NULL)
+        return errctx_set(e, SYNC_ENOMEM, "out of memory");
     if (stmtcache_prepare(&m->sc, sql, &st) != SQLITE_OK) {
         rc = sql_err(e, m->db, "stamping a column");
         goto out;
@@ -472,9 +517,6 @@ static int col_stamp(struct mctx *m, const struct change *c, const int *chosen, 
     }
 out:
     stmtcache_release(&m->sc, st);
-    sqlite3_free(keys);
-    sqlite3_free(ph);
-    sqlite3_free(sql);
     return rc;
 }
 
@@ -596,23 +638,15 @@ out:
 static int merge_insert(struct mctx *m, struct change *c, int *constraint, char *why, size_t whysz,
                         struct errctx *e)
 {
-    char *ph = sqlite3_mprintf("%s", ""), *sql = NULL;
-    int *all = calloc((size_t)c->t->ncol, sizeof(int));
-    int rc;
+    const char *sql;
+    int *all, rc;
 
-    if (c->row != NULL) {
-        free(all);
-        sqlite3_free(ph);
+    if (c->row != NULL)
         return merge_update(m, c, constraint, why, whysz, e);
-    }
-    for (int i = 0; ph != NULL && all != NULL && i < c->t->ncol; i++) {
-        char *next = sqlite3_mprintf("%s%s?", ph, i ? ", " : "");
-        sqlite3_free(ph);
-        ph = next;
+    all = calloc((size_t)c->t->ncol, sizeof(int));
+    for (int i = 0; all != NULL && i < c->t->ncol; i++)
         all[i] = 1;
-    }
-    if (ph == NULL || all == NULL ||
-        (sql = sqlite3_mprintf("INSERT INTO \"%w\" VALUES (%s)", c->t->name, ph)) == NULL) {
+    if (all == NULL || (sql = msql(m, c->t, Q_INSERT)) == NULL) {
         rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
         goto out;
     }
@@ -622,19 +656,17 @@ static int merge_insert(struct mctx *m, struct change *c, int *constraint, char 
     rc = meta_put(m, c, e);
 out:
     free(all);
-    sqlite3_free(ph);
-    sqlite3_free(sql);
     return rc;
 }
 
 static int merge_delete(struct mctx *m, struct change *c, int *constraint, char *why, size_t whysz,
                         struct errctx *e)
 {
-    char *where = schema_sql_pk_where(c->t), *sql = NULL;
+    const char *sql;
     int rc = SYNC_OK;
 
     if (c->row == NULL) /* already gone: the site agrees with the hub */
-        goto out;
+        return SYNC_OK;
     /* A delete wins over edits made since the pusher's base; what goes with
      * the row is logged for whoever typed it. */
     for (int i = 0; rc == SYNC_OK && i < c->t->ncol; i++) {
@@ -644,20 +676,13 @@ static int merge_delete(struct mctx *m, struct change *c, int *constraint, char 
                             m->site, NULL, (int64_t)c->at, e);
     }
     if (rc != SYNC_OK)
-        goto out;
-    if (where == NULL ||
-        (sql = sqlite3_mprintf("DELETE FROM \"%w\" WHERE %s", c->t->name, where)) == NULL) {
-        rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
-        goto out;
-    }
+        return rc;
+    if ((sql = msql(m, c->t, Q_DELETE)) == NULL)
+        return errctx_set(e, SYNC_ENOMEM, "out of memory");
     if ((rc = write_row(m, c, sql, NULL, constraint, why, whysz, e)) != SYNC_OK || *constraint)
-        goto out;
+        return rc;
     m->st->applied++;
-    rc = meta_put(m, c, e);
-out:
-    sqlite3_free(where);
-    sqlite3_free(sql);
-    return rc;
+    return meta_put(m, c, e);
 }
 
 /* One change inside its own savepoint; a constraint failure undoes it (and
@@ -701,7 +726,7 @@ int merge_apply(sqlite3 *db, const struct schema *s, const char *site, const cha
                 const void *cs, size_t n, const uint64_t *times, uint32_t ntimes,
                 struct merge_stats *st, struct buf *notes, struct errctx *e)
 {
-    struct mctx m = {db, site, push_id, st, notes, {0}};
+    struct mctx m = {db, site, push_id, st, notes, {0}, s, NULL};
     sqlite3_changeset_iter *it = NULL;
     sqlite3_value **oldv = NULL, **newv = NULL;
     uint32_t i = 0;
@@ -714,8 +739,12 @@ int merge_apply(sqlite3 *db, const struct schema *s, const char *site, const cha
                                         "push carries %u edit times for 0 changes", ntimes);
     if ((rc = changeset_validate(cs, n, e)) != SYNC_OK)
         return rc;
-    if (sqlite3changeset_start(&it, (int)n, (void *)cs) != SQLITE_OK)
+    if ((m.q = calloc((size_t)s->ntable * Q_COUNT + 1, sizeof(*m.q))) == NULL)
+        return errctx_set(e, SYNC_ENOMEM, "out of memory");
+    if (sqlite3changeset_start(&it, (int)n, (void *)cs) != SQLITE_OK) {
+        free(m.q);
         return errctx_set(e, SYNC_EPROTO, "changeset is malformed");
+    }
     stmtcache_init(&m.sc, db);
     while ((step = sqlite3changeset_next(it)) == SQLITE_ROW) {
         struct change c;
@@ -775,6 +804,9 @@ int merge_apply(sqlite3 *db, const struct schema *s, const char *site, const cha
     if (sqlite3changeset_finalize(it) != SQLITE_OK && rc == SYNC_OK)
         rc = errctx_set(e, SYNC_EPROTO, "changeset is malformed");
     stmtcache_free(&m.sc);
+    for (int k = 0; k < s->ntable * Q_COUNT; k++)
+        sqlite3_free(m.q[k]);
+    free(m.q);
     (void)step;
     return rc;
 }

@@ -17,7 +17,11 @@ ORIG=$HUB_DIR
 # ---- backup while the hub serves and toronto syncs ---------------------------
 for i in 1 2 3; do add_resource toronto "before backup $i"; done
 site_sync toronto "toronto pushes three resources"
-# the hub writes each version's pack index itself: git must agree with it
+# the hub writes each version's pack and index itself: git must agree with
+# both, also for an object longer than one stored zlib block (65535 bytes)
+site_sql toronto "INSERT INTO resource(id, title, summary, oht_block)
+    VALUES ('$(new_uuid)', 'a long one', printf('%.*c', 150000, 'x'), 3)"
+site_sync toronto "toronto pushes a resource with a 150,000-byte summary"
 NEWPACK=$(ls -t "$ORIG/history.git/objects/pack/"pack-*.pack | head -1)
 cp "$NEWPACK" "$E2E_TMP/check.pack"
 ok_cmd "git index-pack reads the newest version's pack" \
