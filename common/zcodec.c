@@ -125,10 +125,10 @@ int zdict_train(struct buf *out, size_t cap, const void *samples, const size_t *
     return SYNC_OK;
 }
 
-int zcodec_compress_parts(struct buf *out, const void *const *parts, const size_t *lens, int nparts,
-                          const struct zdict *d, struct errctx *e)
+/* zcodec_compress_parts() through cctx (fresh, or reset by the caller). */
+static int compress_with(ZSTD_CCtx *cctx, struct buf *out, const void *const *parts,
+                         const size_t *lens, int nparts, const struct zdict *d, struct errctx *e)
 {
-    ZSTD_CCtx *cctx = NULL;
     ZSTD_outBuffer ob;
     size_t total = 0, bound, r = 0;
     int rc;
@@ -145,8 +145,6 @@ int zcodec_compress_parts(struct buf *out, const void *const *parts, const size_
     /* reserved, not touched: only the pages the frame fills become resident */
     if ((rc = buf_reserve(out, bound, e)) != SYNC_OK)
         return rc;
-    if ((cctx = ZSTD_createCCtx()) == NULL)
-        return errctx_set(e, SYNC_ENOMEM, "out of memory creating a zstd encoder");
     if (ZSTD_isError(r = ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, ZSTD_LEVEL)) ||
         ZSTD_isError(r = ZSTD_CCtx_setPledgedSrcSize(cctx, total)) ||
         (d != NULL && ZSTD_isError(r = ZSTD_CCtx_refCDict(cctx, d->cdict))))
@@ -164,12 +162,56 @@ int zcodec_compress_parts(struct buf *out, const void *const *parts, const size_
             break;
     }
 out:
-    ZSTD_freeCCtx(cctx);
     if (ZSTD_isError(r))
         return errctx_set(e, SYNC_ENOMEM, "zstd could not compress %zu bytes: %s", total,
                           ZSTD_getErrorName(r));
     out->len += ob.pos;
     return SYNC_OK;
+}
+
+int zcodec_compress_parts(struct buf *out, const void *const *parts, const size_t *lens, int nparts,
+                          const struct zdict *d, struct errctx *e)
+{
+    ZSTD_CCtx *cctx = ZSTD_createCCtx();
+    int rc;
+
+    if (cctx == NULL)
+        return errctx_set(e, SYNC_ENOMEM, "out of memory creating a zstd encoder");
+    rc = compress_with(cctx, out, parts, lens, nparts, d, e);
+    ZSTD_freeCCtx(cctx);
+    return rc;
+}
+
+struct zenc {
+    ZSTD_CCtx *cctx;
+};
+
+int zenc_new(struct zenc **out, struct errctx *e)
+{
+    if ((*out = calloc(1, sizeof(**out))) == NULL || ((*out)->cctx = ZSTD_createCCtx()) == NULL) {
+        free(*out);
+        *out = NULL;
+        return errctx_set(e, SYNC_ENOMEM, "out of memory creating a zstd encoder");
+    }
+    return SYNC_OK;
+}
+
+void zenc_free(struct zenc *z)
+{
+    if (z == NULL)
+        return;
+    ZSTD_freeCCtx(z->cctx);
+    free(z);
+}
+
+int zenc_compress(struct zenc *z, struct buf *out, const void *p, size_t n, const struct zdict *d,
+                  struct errctx *e)
+{
+    size_t r = ZSTD_CCtx_reset(z->cctx, ZSTD_reset_session_and_parameters);
+
+    if (ZSTD_isError(r))
+        return errctx_set(e, SYNC_ENOMEM, "cannot reset a zstd encoder: %s", ZSTD_getErrorName(r));
+    return compress_with(z->cctx, out, &p, &n, 1, d, e);
 }
 
 int zcodec_compress_dict(struct buf *out, const void *p, size_t n, const struct zdict *d,

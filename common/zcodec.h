@@ -59,6 +59,15 @@ int zcodec_compress_dict(struct buf *out, const void *p, size_t n, const struct 
 int zcodec_compress_parts(struct buf *out, const void *const *parts, const size_t *lens, int nparts,
                           const struct zdict *d, struct errctx *e) SYNC_WUR;
 
+/* An encoder kept for many frames (one thread at a time): the hub sends a
+ * pull's versions through one, instead of setting zstd up per version. */
+struct zenc;
+int zenc_new(struct zenc **out, struct errctx *e) SYNC_WUR;
+void zenc_free(struct zenc *z); /* NULL: nothing */
+/* zcodec_compress_dict() through z. */
+int zenc_compress(struct zenc *z, struct buf *out, const void *p, size_t n, const struct zdict *d,
+                  struct errctx *e) SYNC_WUR;
+
 /* Decompresses one or more zstd frames at p into out (appended), producing at
  * most max_out bytes.  SYNC_ELIMIT if the content is larger, SYNC_EPROTO if it
  * is not valid zstd or is truncated. */

@@ -4,11 +4,16 @@
  *
  * Steps, each finished before the next starts:
  *   1. list objects/XX/YYYY... (the loose objects) and choose the packs to
- *      fold: sorted by size, every pack below the smallest one that is at
- *      least twice the size of all smaller ones together (and of the loose
- *      objects).  The packs kept so grow geometrically, so an object is
- *      repacked O(log n) times over the life of the repository, and a fold
- *      costs what the recent versions weigh, not the whole history;
+ *      fold: sorted by how many objects they hold, every pack below the
+ *      smallest one that holds at least twice as many as all smaller ones
+ *      together (and the loose objects).  The packs kept so grow
+ *      geometrically, so an object is repacked O(log n) times over the life
+ *      of the repository, and a fold costs what the recent versions hold,
+ *      not the whole history.  Objects, not bytes: a version's own pack
+ *      holds its objects uncompressed (gitmap.c) and a fold's pack
+ *      compressed, against one another, so by bytes a hundred small
+ *      versions outweighed the history folded before them and every fold
+ *      compressed it all again;
  *   2. git_packbuilder_insert every object of those, git_packbuilder_write
  *      into objects/pack (libgit2's indexer writes pack and index to
  *      temporary files and renames them into place);
@@ -99,16 +104,32 @@ static int loose_list(struct ids *l, const char *gitdir, struct errctx *e)
     return rc;
 }
 
-/* One pack of objects/pack: its name ("pack-<hash>") and size. */
+/* One pack of objects/pack: its name ("pack-<hash>") and how many objects
+ * it holds. */
 struct pack {
     char name[64];
-    long long size;
+    long long objects;
 };
 
 static int pack_cmp(const void *a, const void *b)
 {
     const struct pack *x = a, *y = b;
-    return x->size < y->size ? -1 : x->size > y->size;
+    return x->objects < y->objects ? -1 : x->objects > y->objects;
+}
+
+/* The number of objects in a version 2 pack index: the last entry of its
+ * fan-out table (big-endian, after the 8-byte header); -1 if unreadable. */
+static long long idx_objects(const char *path)
+{
+    unsigned char b[4];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t got = fd >= 0 ? pread(fd, b, 4, 8 + 255 * 4) : -1;
+
+    if (fd >= 0)
+        close(fd);
+    if (got != 4)
+        return -1;
+    return (long long)b[0] << 24 | (long long)b[1] << 16 | (long long)b[2] << 8 | b[3];
 }
 
 /* Lists the packs of gitdir that have an index and no .keep file, smallest
@@ -130,7 +151,7 @@ static int pack_list(struct pack **out, size_t *n, const char *gitdir, struct er
                    : errctx_set(e, SYNC_EIO, "cannot read %s: %s", dir, strerror(errno));
     while ((de = readdir(d)) != NULL) {
         size_t len = strlen(de->d_name);
-        struct stat sb;
+        long long objects;
 
         if (len != 5 + 40 + 5 || strncmp(de->d_name, "pack-", 5) != 0 ||
             strcmp(de->d_name + 45, ".pack") != 0)
@@ -139,11 +160,8 @@ static int pack_list(struct pack **out, size_t *n, const char *gitdir, struct er
         if (access(path, F_OK) == 0)
             continue;
         snprintf(path, sizeof(path), "%s/%.45s.idx", dir, de->d_name);
-        if (access(path, F_OK) != 0)
-            continue;                                              /* being written: not ours yet */
-        snprintf(path, sizeof(path), "%s/%.50s", dir, de->d_name); /* pack-<40>.pack */
-        if (stat(path, &sb) != 0)
-            continue;
+        if ((objects = idx_objects(path)) < 0)
+            continue; /* no index (being written: not ours yet) */
         if (*n == cap) {
             struct pack *p = reallocarray(v, cap ? cap * 2 : 16, sizeof(*p));
             if (p == NULL) {
@@ -155,7 +173,7 @@ static int pack_list(struct pack **out, size_t *n, const char *gitdir, struct er
             cap = cap ? cap * 2 : 16;
         }
         snprintf(v[*n].name, sizeof(v[*n].name), "%.45s", de->d_name);
-        v[(*n)++].size = (long long)sb.st_size;
+        v[(*n)++].objects = objects;
     }
     closedir(d);
     if (*n > 1)
@@ -164,20 +182,20 @@ static int pack_list(struct pack **out, size_t *n, const char *gitdir, struct er
     return SYNC_OK;
 }
 
-/* How many of the packs (smallest first) to fold, given loose bytes of
- * loose objects: all below the first pack from which on each pack is at
- * least twice the size of everything before it. */
+/* How many of the packs (fewest objects first) to fold, given the loose
+ * objects: all below the first pack from which on each pack holds at least
+ * twice as many objects as everything before it. */
 static size_t fold_count(const struct pack *p, size_t n, long long loose)
 {
     size_t m = n;
     long long before = loose;
 
     for (size_t j = 0; j < n; j++)
-        before += p[j].size;
+        before += p[j].objects;
     /* walk down from the largest while the progression holds */
     while (m > 0) {
-        before -= p[m - 1].size;
-        if (p[m - 1].size < 2 * before)
+        before -= p[m - 1].objects;
+        if (p[m - 1].objects < 2 * before)
             break;
         m--;
     }
@@ -335,8 +353,7 @@ int gitpack_compact(const char *gitdir, struct gitpack_stats *st, struct errctx 
         (rc = pack_list(&packs, &npacks, gitdir, e)) != SYNC_OK)
         goto out;
     nloose = l.n;
-    /* a loose object takes a 4 KiB block or so */
-    fold = fold_count(packs, npacks, (long long)nloose * 4096);
+    fold = fold_count(packs, npacks, (long long)nloose);
     if (nloose == 0 && fold < 2)
         goto out; /* nothing loose, and folding one pack alone gains nothing */
     for (size_t i = 0; i < fold && rc == SYNC_OK; i++)

@@ -70,6 +70,7 @@ struct conn {
     sqlite3 *rdb;
     uint64_t pulled_to;       /* head of the last PULL_END sent (0: none yet) */
     const struct zdict *dict; /* the dictionary both sides hold, or NULL */
+    struct zenc *enc;         /* compresses the versions it sends (made at the first) */
     char site[SITE_ID_MAX + 1];
     char peer[NI_MAXHOST + NI_MAXSERV + 2];
 };
@@ -252,7 +253,8 @@ static int send_version(void *arg, const struct hub_version *v)
         return rc;
     }
     m.raw_len = (uint32_t)v->ncs;
-    if ((rc = zcodec_compress_dict(&z, v->cs, v->ncs, p->c->dict, p->e)) == SYNC_OK) {
+    if ((p->c->enc != NULL || (rc = zenc_new(&p->c->enc, p->e)) == SYNC_OK) &&
+        (rc = zenc_compress(p->c->enc, &z, v->cs, v->ncs, p->c->dict, p->e)) == SYNC_OK) {
         m.z = z.data;
         m.zlen = (uint32_t)z.len;
         if ((rc = msg_version_encode(&b, &m, p->e)) == SYNC_OK)
@@ -469,6 +471,7 @@ static void *conn_main(void *arg)
     if (c->fd >= 0)
         close(c->fd);
     sqlite3_close(c->rdb);
+    zenc_free(c->enc);
     pthread_mutex_lock(&srv->lock);
     srv->fds[c->slot] = -1;
     srv->ips[c->slot][0] = '\0';

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -132,6 +133,58 @@ static void test_large(void **state)
 /* Pieces compressed as one frame decode to the pieces end to end, the frame
  * names its content size, and it is as small as the pieces copied together
  * and compressed at once.  (With a dictionary: tests/e2e/31-small-syncs.t.) */
+/* One encoder for many frames, large and small in turn, with and without a
+ * dictionary: each frame is the very bytes a fresh encoder gives, and a
+ * frame made with the dictionary is not left to the next one. */
+static void test_encoder(void **state)
+{
+    static const size_t sizes[] = {2 * MiB, 10, 0, 300000, 1, 64 * 1024};
+    uint8_t *p = malloc(2 * MiB), samples[64 * 200];
+    size_t ssz[200];
+    struct buf dict = {0};
+    struct zdict *d = NULL;
+    struct zenc *z = NULL;
+    struct errctx e = {0};
+
+    (void)state;
+    assert_non_null(p);
+    fill_text(p, 2 * MiB);
+    fill_random(p + 5000, 3000, 9);
+    for (int i = 0; i < 200; i++) { /* rows alike enough to train on */
+        int n =
+            snprintf((char *)samples + 64 * i, 64, "resource %d: a guide for site %d", i, i % 7);
+        ssz[i] = 64;
+        memset(samples + 64 * i + n, ' ', (size_t)(64 - n));
+    }
+    assert_int_equal(zdict_train(&dict, 2048, samples, ssz, 200, &e), SYNC_OK);
+    assert_int_equal(zdict_load(&d, dict.data, dict.len, &e), SYNC_OK);
+    assert_int_equal(zenc_new(&z, &e), SYNC_OK);
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+            const struct zdict *with = (i + (size_t)round) % 2 ? d : NULL;
+            struct buf a = {0}, b = {0}, out = {0};
+
+            assert_int_equal(zenc_compress(z, &a, p, sizes[i], with, &e), SYNC_OK);
+            assert_int_equal(zcodec_compress_dict(&b, p, sizes[i], with, &e), SYNC_OK);
+            assert_int_equal(a.len, b.len);
+            assert_memory_equal(a.data, b.data, a.len);
+            assert_int_equal(zcodec_frame_dict(a.data, a.len), with ? zdict_id(d) : 0);
+            assert_int_equal(zcodec_decompress_dict(&out, a.data, a.len, sizes[i], d, &e), SYNC_OK);
+            assert_int_equal(out.len, sizes[i]);
+            if (sizes[i] > 0)
+                assert_memory_equal(out.data, p, sizes[i]);
+            buf_free(&a);
+            buf_free(&b);
+            buf_free(&out);
+        }
+    }
+    zenc_free(z);
+    zenc_free(NULL);
+    zdict_free(d);
+    buf_free(&dict);
+    free(p);
+}
+
 static void test_parts(void **state)
 {
     const size_t n = 3 * MiB;
@@ -466,7 +519,7 @@ int main(void)
         cmocka_unit_test(test_bound_exact),    cmocka_unit_test(test_empty_content),
         cmocka_unit_test(test_lying_header),   cmocka_unit_test(test_window_too_large),
         cmocka_unit_test(test_garbage),        cmocka_unit_test(test_truncated),
-        cmocka_unit_test(test_concatenated),
+        cmocka_unit_test(test_concatenated),   cmocka_unit_test(test_encoder),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
