@@ -208,11 +208,15 @@ static int table_from_base(sqlite3 *db, const struct schema_table *t, struct err
                       "replica", e);
 out:
     sqlite3_finalize(st);
-    /* the triggers come back whatever happened (a failure rolls back anyway) */
+    /* The triggers come back within the transaction.  After a failure the
+     * join is rolled back and its file removed: they are created again only
+     * while the transaction lasts (SQLite may have rolled it back itself, on
+     * a full disk), and the first error is the one reported. */
     for (int i = 0; i < n; i++) {
-        int r = db_exec(db, sql[i], "replica", e);
-        if (rc == SYNC_OK)
-            rc = r;
+        struct errctx again = {0, ""};
+        if (!sqlite3_get_autocommit(db) &&
+            db_exec(db, sql[i], "replica", rc == SYNC_OK ? e : &again) != SYNC_OK && rc == SYNC_OK)
+            rc = e->code;
         sqlite3_free(sql[i]);
     }
     free(sql);
@@ -277,6 +281,23 @@ static int install(sqlite3 *db, const struct schema *s, struct progress *p,
     return SYNC_OK;
 }
 
+/* Back to WAL and synchronous=FULL (the pragma answers with the mode it is
+ * in, which must be "wal"). */
+static int wal_again(sqlite3 *db, struct errctx *e)
+{
+    sqlite3_stmt *st = NULL;
+    int wal = 0;
+
+    if (sqlite3_prepare_v2(db, "PRAGMA journal_mode=WAL", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        wal = sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
+    sqlite3_finalize(st);
+    if (!wal)
+        return errctx_set(e, SYNC_EIO, "replica: cannot return to WAL mode after the snapshot: %s",
+                          sqlite3_errmsg(db));
+    return db_exec(db, "PRAGMA synchronous=FULL", "replica", e);
+}
+
 /* The replica's file, written without fsync, onto the disk. */
 static int file_sync(const char *path, struct errctx *e)
 {
@@ -327,8 +348,7 @@ int bootstrap_run(sqlite3 *db, const struct schema *s, FILE *progress, struct bo
         rc = db_exec(db, "COMMIT", "replica", e);
     if (rc != SYNC_OK && !sqlite3_get_autocommit(db))
         (void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    if (rc == SYNC_OK && (rc = db_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL",
-                                       "replica", e)) == SYNC_OK)
+    if (rc == SYNC_OK && (rc = wal_again(db, e)) == SYNC_OK)
         rc = file_sync(sqlite3_db_filename(db, "main"), e);
     sync_link_close(link, rc == SYNC_OK);
     if (p.tty)

@@ -1237,6 +1237,11 @@ static int zlib_stored(struct buf *pk, const void *data, size_t len, struct errc
     return SYNC_OK;
 }
 
+/* A version's pack is built in memory (at most BUF_MAX bytes): past this
+ * many bytes its rows are deflated after all, so that a version that fitted
+ * when every row was deflated still fits. */
+#define PACK_STORED_MAX (64 * 1024 * 1024) /* test builds: $EMPACT_PACK_STORED_MAX */
+
 /* Appends one object to a pack being built: the type-and-size header
  * (3 type bits, then the size 4 bits and 7 bits at a time, low bits first),
  * then the object as a zlib stream of stored blocks.  Deflating rows and
@@ -1260,8 +1265,19 @@ static int pack_put(struct buf *pk, struct pack_obj *o, git_object_t type, const
     }
     n++;
     o->off = pk->len;
-    if ((rc = buf_put(pk, hdr, n, e)) != SYNC_OK || (rc = zlib_stored(pk, data, len, e)) != SYNC_OK)
+    if ((rc = buf_put(pk, hdr, n, e)) != SYNC_OK)
         return rc;
+    if (type == GIT_OBJECT_BLOB &&
+        pk->len > (size_t)testpoint_limit("EMPACT_PACK_STORED_MAX", PACK_STORED_MAX)) {
+        uLongf zlen = compressBound((uLong)len);
+        if ((rc = buf_reserve(pk, zlen, e)) != SYNC_OK)
+            return rc;
+        if (compress2(pk->data + pk->len, &zlen, data, (uLong)len, Z_BEST_SPEED) != Z_OK)
+            return errctx_set(e, SYNC_ENOMEM, "cannot deflate a git object");
+        pk->len += zlen;
+    } else if ((rc = zlib_stored(pk, data, len, e)) != SYNC_OK) {
+        return rc;
+    }
     o->crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), pk->data + o->off, (uInt)(pk->len - o->off));
     return SYNC_OK;
 }

@@ -70,7 +70,7 @@ struct conn {
     sqlite3 *rdb;
     uint64_t pulled_to;       /* head of the last PULL_END sent (0: none yet) */
     const struct zdict *dict; /* the dictionary both sides hold, or NULL */
-    struct zenc *enc;         /* compresses the versions it sends (made at the first) */
+    struct zenc *enc;         /* compresses a pull's versions (made at the first) */
     char site[SITE_ID_MAX + 1];
     char peer[NI_MAXHOST + NI_MAXSERV + 2];
 };
@@ -308,10 +308,12 @@ static int handle_pull(struct conn *c, const struct frame *f, struct errctx *e)
     }
     memset(&end, 0, sizeof(end));
     p.own = pull.own;
-    if ((rc = hub_versions(c->rdb, pull.since, send_version, &p, &end.head, end.tree, &more, e)) !=
-            SYNC_OK ||
-        (rc = hub_conflicts(c->rdb, c->site, pull.conflicts_since, send_conflict, &p, e)) !=
-            SYNC_OK) {
+    rc = hub_versions(c->rdb, pull.since, send_version, &p, &end.head, end.tree, &more, e);
+    /* the encoder's workspace grows with the largest version sent: not kept idle */
+    zenc_free(c->enc);
+    c->enc = NULL;
+    if (rc != SYNC_OK || (rc = hub_conflicts(c->rdb, c->site, pull.conflicts_since, send_conflict,
+                                             &p, e)) != SYNC_OK) {
         if (rc == SYNC_EREFUSED)
             msg_send_error(&c->io, WERR_BASE_AHEAD, e->msg);
         else if (rc != SYNC_ENET)

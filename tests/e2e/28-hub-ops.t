@@ -11,6 +11,7 @@ pack_count() { git -C "$1/history.git" count-objects -v | sed -n 's/^packs: //p'
 add_resource() { site_sql "$1" "INSERT INTO resource(id, title, oht_block) VALUES ('$(new_uuid)', '$2', 3)"; }
 
 export EMPACT_PACK_EVERY=25   # test builds: pack every 25 versions instead of 100
+export EMPACT_PACK_STORED_MAX=100000 # ... and deflate rows past 100 kB of a version's pack
 setup_hub_and_sites toronto ottawa
 ORIG=$HUB_DIR
 
@@ -19,9 +20,13 @@ for i in 1 2 3; do add_resource toronto "before backup $i"; done
 site_sync toronto "toronto pushes three resources"
 # the hub writes each version's pack and index itself: git must agree with
 # both, also for an object longer than one stored zlib block (65535 bytes)
-site_sql toronto "INSERT INTO resource(id, title, summary, oht_block)
-    VALUES ('$(new_uuid)', 'a long one', printf('%.*c', 150000, 'x'), 3)"
-site_sync toronto "toronto pushes a resource with a 150,000-byte summary"
+# and for rows deflated once the pack passed EMPACT_PACK_STORED_MAX (set
+# above: the first long row is stored, the second deflated)
+for i in 1 2; do
+    site_sql toronto "INSERT INTO resource(id, title, summary, oht_block)
+        VALUES ('$(new_uuid)', 'a long one', printf('%.*c', 150000, 'x'), 3)"
+done
+site_sync toronto "toronto pushes two resources with a 150,000-byte summary"
 NEWPACK=$(ls -t "$ORIG/history.git/objects/pack/"pack-*.pack | head -1)
 cp "$NEWPACK" "$E2E_TMP/check.pack"
 ok_cmd "git index-pack reads the newest version's pack" \
