@@ -343,12 +343,31 @@ static int decode(ZSTD_DCtx *dctx, struct buf *out, const uint8_t *p, size_t n, 
     }
 }
 
-int zcodec_decompress_dict(struct buf *out, const void *p, size_t n, size_t max_out,
-                           const struct zdict *d, struct errctx *e)
+/* A decoder configured for our frames (window bounded). */
+static ZSTD_DCtx *dctx_new(struct errctx *e)
 {
-    ZSTD_DCtx *dctx = NULL;
-    size_t len0 = out->len;
+    ZSTD_DCtx *dctx = ZSTD_createDCtx();
     size_t zrc;
+
+    if (dctx == NULL) {
+        (void)errctx_set(e, SYNC_ENOMEM, "out of memory creating a zstd decoder");
+        return NULL;
+    }
+    zrc = ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, ZCODEC_WINDOW_LOG_MAX);
+    if (ZSTD_isError(zrc)) {
+        (void)errctx_set(e, SYNC_ENOMEM, "cannot configure the zstd decoder: %s",
+                         ZSTD_getErrorName(zrc));
+        ZSTD_freeDCtx(dctx);
+        return NULL;
+    }
+    return dctx;
+}
+
+/* zcodec_decompress_dict() through dctx (each frame resets its session). */
+static int decompress_with(ZSTD_DCtx *dctx, struct buf *out, const void *p, size_t n,
+                           size_t max_out, const struct zdict *d, struct errctx *e)
+{
+    size_t len0 = out->len;
     int rc;
 
     assert(max_out <= (size_t)CHANGESET_MAX);
@@ -358,25 +377,56 @@ int zcodec_decompress_dict(struct buf *out, const void *p, size_t n, size_t max_
         return errctx_set(e, SYNC_EPROTO, "compressed payload is empty");
     if ((rc = claim_check(p, n, max_out, e)) != SYNC_OK)
         return rc;
-    if ((dctx = ZSTD_createDCtx()) == NULL) {
-        rc = errctx_set(e, SYNC_ENOMEM, "out of memory creating a zstd decoder");
-        goto out;
-    }
-    zrc = ZSTD_DCtx_setParameter(dctx, ZSTD_d_windowLogMax, ZCODEC_WINDOW_LOG_MAX);
-    if (ZSTD_isError(zrc)) {
-        rc = errctx_set(e, SYNC_ENOMEM, "cannot configure the zstd decoder: %s",
-                        ZSTD_getErrorName(zrc));
-        goto out;
-    }
     if ((rc = frame_dict(dctx, p, n, d, e)) == SYNC_OK)
         rc = decode(dctx, out, p, n, max_out, d, e);
-out:
     if (rc != SYNC_OK)
         out->len = len0;
     else
         testpoint_frame_log("zstd-out", -1, out->data + len0, out->len - len0);
+    return rc;
+}
+
+int zcodec_decompress_dict(struct buf *out, const void *p, size_t n, size_t max_out,
+                           const struct zdict *d, struct errctx *e)
+{
+    ZSTD_DCtx *dctx = dctx_new(e);
+    int rc;
+
+    if (dctx == NULL)
+        return e->code;
+    rc = decompress_with(dctx, out, p, n, max_out, d, e);
     ZSTD_freeDCtx(dctx);
     return rc;
+}
+
+struct zdec {
+    ZSTD_DCtx *dctx;
+};
+
+int zdec_new(struct zdec **out, struct errctx *e)
+{
+    if ((*out = calloc(1, sizeof(**out))) == NULL)
+        return errctx_set(e, SYNC_ENOMEM, "out of memory creating a zstd decoder");
+    if (((*out)->dctx = dctx_new(e)) == NULL) {
+        free(*out);
+        *out = NULL;
+        return e->code;
+    }
+    return SYNC_OK;
+}
+
+void zdec_free(struct zdec *z)
+{
+    if (z == NULL)
+        return;
+    ZSTD_freeDCtx(z->dctx);
+    free(z);
+}
+
+int zdec_decompress(struct zdec *z, struct buf *out, const void *p, size_t n, size_t max_out,
+                    const struct zdict *d, struct errctx *e)
+{
+    return decompress_with(z->dctx, out, p, n, max_out, d, e);
 }
 
 int zcodec_decompress(struct buf *out, const void *p, size_t n, size_t max_out, struct errctx *e)

@@ -68,6 +68,15 @@ void zenc_free(struct zenc *z); /* NULL: nothing */
 int zenc_compress(struct zenc *z, struct buf *out, const void *p, size_t n, const struct zdict *d,
                   struct errctx *e) SYNC_WUR;
 
+/* A decoder kept for many frames (one thread at a time): a site decodes a
+ * pull's versions through one. */
+struct zdec;
+int zdec_new(struct zdec **out, struct errctx *e) SYNC_WUR;
+void zdec_free(struct zdec *z); /* NULL: nothing */
+/* zcodec_decompress_dict() through z. */
+int zdec_decompress(struct zdec *z, struct buf *out, const void *p, size_t n, size_t max_out,
+                    const struct zdict *d, struct errctx *e) SYNC_WUR;
+
 /* Decompresses one or more zstd frames at p into out (appended), producing at
  * most max_out bytes.  SYNC_ELIMIT if the content is larger, SYNC_EPROTO if it
  * is not valid zstd or is truncated. */

@@ -185,6 +185,43 @@ static void test_encoder(void **state)
     free(p);
 }
 
+/* One decoder for many frames: garbage and a frame past its bound in
+ * between leave it able to decode the next frame. */
+static void test_decoder(void **state)
+{
+    static const size_t sizes[] = {300000, 10, 1, 2 * MiB};
+    uint8_t *p = malloc(2 * MiB);
+    struct zdec *z = NULL;
+    struct errctx e = {0};
+
+    (void)state;
+    assert_non_null(p);
+    fill_text(p, 2 * MiB);
+    fill_random(p + 100, 4000, 5);
+    assert_int_equal(zdec_new(&z, &e), SYNC_OK);
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        struct buf c = {0}, out = {0};
+        static const uint8_t garbage[] = "not zstd at all";
+
+        assert_int_equal(zcodec_compress(&c, p, sizes[i], &e), SYNC_OK);
+        assert_int_equal(zdec_decompress(z, &out, c.data, c.len, sizes[i], NULL, &e), SYNC_OK);
+        assert_int_equal(out.len, sizes[i]);
+        assert_memory_equal(out.data, p, sizes[i]);
+        out.len = 0;
+        assert_int_equal(zdec_decompress(z, &out, garbage, sizeof(garbage) - 1, 100, NULL, &e),
+                         SYNC_EPROTO);
+        if (sizes[i] > 1)
+            assert_int_equal(zdec_decompress(z, &out, c.data, c.len, sizes[i] - 1, NULL, &e),
+                             SYNC_ELIMIT);
+        assert_int_equal(out.len, 0);
+        buf_free(&c);
+        buf_free(&out);
+    }
+    zdec_free(z);
+    zdec_free(NULL);
+    free(p);
+}
+
 static void test_parts(void **state)
 {
     const size_t n = 3 * MiB;
@@ -520,6 +557,7 @@ int main(void)
         cmocka_unit_test(test_lying_header),   cmocka_unit_test(test_window_too_large),
         cmocka_unit_test(test_garbage),        cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_concatenated),   cmocka_unit_test(test_encoder),
+        cmocka_unit_test(test_decoder),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
