@@ -169,19 +169,6 @@ out:
     return SYNC_OK;
 }
 
-int zcodec_compress_parts(struct buf *out, const void *const *parts, const size_t *lens, int nparts,
-                          const struct zdict *d, struct errctx *e)
-{
-    ZSTD_CCtx *cctx = ZSTD_createCCtx();
-    int rc;
-
-    if (cctx == NULL)
-        return errctx_set(e, SYNC_ENOMEM, "out of memory creating a zstd encoder");
-    rc = compress_with(cctx, out, parts, lens, nparts, d, e);
-    ZSTD_freeCCtx(cctx);
-    return rc;
-}
-
 struct zenc {
     ZSTD_CCtx *cctx;
 };
@@ -202,6 +189,19 @@ void zenc_free(struct zenc *z)
         return;
     ZSTD_freeCCtx(z->cctx);
     free(z);
+}
+
+/* A one-shot frame: a fresh encoder, used once. */
+int zcodec_compress_parts(struct buf *out, const void *const *parts, const size_t *lens, int nparts,
+                          const struct zdict *d, struct errctx *e)
+{
+    struct zenc *z = NULL;
+    int rc = zenc_new(&z, e);
+
+    if (rc == SYNC_OK)
+        rc = compress_with(z->cctx, out, parts, lens, nparts, d, e);
+    zenc_free(z);
+    return rc;
 }
 
 int zenc_compress(struct zenc *z, struct buf *out, const void *p, size_t n, const struct zdict *d,
@@ -386,19 +386,6 @@ static int decompress_with(ZSTD_DCtx *dctx, struct buf *out, const void *p, size
     return rc;
 }
 
-int zcodec_decompress_dict(struct buf *out, const void *p, size_t n, size_t max_out,
-                           const struct zdict *d, struct errctx *e)
-{
-    ZSTD_DCtx *dctx = dctx_new(e);
-    int rc;
-
-    if (dctx == NULL)
-        return e->code;
-    rc = decompress_with(dctx, out, p, n, max_out, d, e);
-    ZSTD_freeDCtx(dctx);
-    return rc;
-}
-
 struct zdec {
     ZSTD_DCtx *dctx;
 };
@@ -427,6 +414,19 @@ int zdec_decompress(struct zdec *z, struct buf *out, const void *p, size_t n, si
                     const struct zdict *d, struct errctx *e)
 {
     return decompress_with(z->dctx, out, p, n, max_out, d, e);
+}
+
+/* A one-shot decode: a fresh decoder, used once. */
+int zcodec_decompress_dict(struct buf *out, const void *p, size_t n, size_t max_out,
+                           const struct zdict *d, struct errctx *e)
+{
+    struct zdec *z = NULL;
+    int rc = zdec_new(&z, e);
+
+    if (rc == SYNC_OK)
+        rc = zdec_decompress(z, out, p, n, max_out, d, e);
+    zdec_free(z);
+    return rc;
 }
 
 int zcodec_decompress(struct buf *out, const void *p, size_t n, size_t max_out, struct errctx *e)

@@ -133,13 +133,25 @@ static void test_large(void **state)
 /* Pieces compressed as one frame decode to the pieces end to end, the frame
  * names its content size, and it is as small as the pieces copied together
  * and compressed at once.  (With a dictionary: tests/e2e/31-small-syncs.t.) */
+/* 2 MiB of text with a stretch of noise (seeded) in it, for the encoder
+ * and decoder tests. */
+static uint8_t *mixed_2mib(uint64_t seed)
+{
+    uint8_t *p = malloc(2 * MiB);
+
+    assert_non_null(p);
+    fill_text(p, 2 * MiB);
+    fill_random(p + 1000 * seed, 3000, seed);
+    return p;
+}
+
 /* One encoder for many frames, large and small in turn, with and without a
  * dictionary: each frame is the very bytes a fresh encoder gives, and a
  * frame made with the dictionary is not left to the next one. */
 static void test_encoder(void **state)
 {
     static const size_t sizes[] = {2 * MiB, 10, 0, 300000, 1, 64 * 1024};
-    uint8_t *p = malloc(2 * MiB), samples[64 * 200];
+    uint8_t *p = mixed_2mib(9), samples[64 * 200];
     size_t ssz[200];
     struct buf dict = {0};
     struct zdict *d = NULL;
@@ -147,9 +159,6 @@ static void test_encoder(void **state)
     struct errctx e = {0};
 
     (void)state;
-    assert_non_null(p);
-    fill_text(p, 2 * MiB);
-    fill_random(p + 5000, 3000, 9);
     for (int i = 0; i < 200; i++) { /* rows alike enough to train on */
         int n =
             snprintf((char *)samples + 64 * i, 64, "resource %d: a guide for site %d", i, i % 7);
@@ -190,14 +199,11 @@ static void test_encoder(void **state)
 static void test_decoder(void **state)
 {
     static const size_t sizes[] = {300000, 10, 1, 2 * MiB};
-    uint8_t *p = malloc(2 * MiB);
+    uint8_t *p = mixed_2mib(5);
     struct zdec *z = NULL;
     struct errctx e = {0};
 
     (void)state;
-    assert_non_null(p);
-    fill_text(p, 2 * MiB);
-    fill_random(p + 100, 4000, 5);
     assert_int_equal(zdec_new(&z, &e), SYNC_OK);
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         struct buf c = {0}, out = {0};
