@@ -17,6 +17,7 @@
 
 #include "db.h"
 #include "gittree.h"
+#include "packfile.h"
 #include "testpoint.h"
 
 #include <errno.h>
@@ -1196,47 +1197,6 @@ static int oid_cmp(const void *a, const void *b)
     return git_oid_cmp(a, b);
 }
 
-/* An object in the pack being written, for its index. */
-struct pack_obj {
-    git_oid id;
-    uint64_t off;
-    uint32_t crc; /* CRC-32 of its bytes in the pack, header included */
-};
-
-/* Appends data as a zlib stream of stored (uncompressed) blocks: the
- * header, blocks of at most 65535 bytes each behind its final bit, type
- * and length, then the Adler-32 of the data. */
-static int zlib_stored(struct buf *pk, const void *data, size_t len, struct errctx *e)
-{
-    const uint8_t *p = data;
-    size_t left = len, blocks = len / 65535 + 1;
-    uLong adler = adler32(adler32(0L, Z_NULL, 0), p, (uInt)len);
-    uint8_t *w;
-    int rc;
-
-    if ((rc = buf_reserve(pk, 2 + 5 * blocks + len + 4, e)) != SYNC_OK)
-        return rc;
-    w = pk->data + pk->len;
-    *w++ = 0x78; /* deflate, 32 KiB window */
-    *w++ = 0x01; /* fastest; the header's check bits make 0x7801 divisible by 31 */
-    do {
-        size_t n = left < 65535 ? left : 65535;
-        *w++ = left == n; /* BFINAL on the last block, BTYPE 00: stored */
-        w[0] = (uint8_t)n;
-        w[1] = (uint8_t)(n >> 8);
-        w[2] = (uint8_t)~n;
-        w[3] = (uint8_t)(~n >> 8);
-        memcpy(w + 4, p, n);
-        w += 4 + n;
-        p += n;
-        left -= n;
-    } while (left > 0);
-    for (int k = 3; k >= 0; k--)
-        *w++ = (uint8_t)(adler >> (8 * k));
-    pk->len = (size_t)(w - pk->data);
-    return SYNC_OK;
-}
-
 /* A version's pack is built in memory (at most BUF_MAX bytes): past this
  * many bytes its rows are deflated after all, so that a version that fitted
  * when every row was deflated still fits. */
@@ -1249,21 +1209,13 @@ static int zlib_stored(struct buf *pk, const void *data, size_t len, struct errc
  * version: a third of the hub's CPU for 100,000 new rows, most of it
  * setting up zlib once per object.  The next fold (gitpack.c) compresses
  * them with the rest.  Sets o's offset and CRC. */
-static int pack_put(struct buf *pk, struct pack_obj *o, git_object_t type, const void *data,
+static int pack_put(struct buf *pk, struct packfile_obj *o, git_object_t type, const void *data,
                     size_t len, struct errctx *e)
 {
-    uint8_t hdr[16];
-    size_t n = 0, left = len;
+    uint8_t hdr[PACKFILE_HDR_MAX];
+    size_t n = packfile_entry_header(hdr, (int)type, len);
     int rc;
 
-    hdr[n] = (uint8_t)((type << 4) | (left & 0x0f));
-    left >>= 4;
-    while (left != 0) {
-        hdr[n++] |= 0x80;
-        hdr[n] = (uint8_t)(left & 0x7f);
-        left >>= 7;
-    }
-    n++;
     o->off = pk->len;
     if ((rc = buf_put(pk, hdr, n, e)) != SYNC_OK)
         return rc;
@@ -1275,7 +1227,7 @@ static int pack_put(struct buf *pk, struct pack_obj *o, git_object_t type, const
         if (compress2(pk->data + pk->len, &zlen, data, (uLong)len, Z_BEST_SPEED) != Z_OK)
             return errctx_set(e, SYNC_ENOMEM, "cannot deflate a git object");
         pk->len += zlen;
-    } else if ((rc = zlib_stored(pk, data, len, e)) != SYNC_OK) {
+    } else if ((rc = packfile_stored(pk, data, len, e)) != SYNC_OK) {
         return rc;
     }
     o->crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), pk->data + o->off, (uInt)(pk->len - o->off));
@@ -1285,7 +1237,7 @@ static int pack_put(struct buf *pk, struct pack_obj *o, git_object_t type, const
 /* Builds, in pk, a pack (version 2, no deltas: a fold makes those later) of
  * the staged objects still in the stage, in id order; *obj receives where
  * each one went and *count how many. */
-static int pack_build(struct buf *pk, struct pack_obj **obj, uint32_t *count, struct gitmap *g,
+static int pack_build(struct buf *pk, struct packfile_obj **obj, uint32_t *count, struct gitmap *g,
                       struct errctx *e)
 {
     unsigned char sha[EVP_MAX_MD_SIZE];
@@ -1310,7 +1262,7 @@ static int pack_build(struct buf *pk, struct pack_obj **obj, uint32_t *count, st
         /* not in the stage: it was on disk already when it was written */
         if (g->stage->read(&data, &len, &type, g->stage, &g->staged[i]) != 0)
             continue;
-        (*obj)[*count].id = g->staged[i];
+        memcpy((*obj)[*count].id, g->staged[i].id, GITMAP_OID_LEN);
         rc = pack_put(pk, &(*obj)[*count], type, data, len, e);
         git_odb_backend_data_free(g->stage, data);
         if (rc != SYNC_OK)
@@ -1324,75 +1276,6 @@ static int pack_build(struct buf *pk, struct pack_obj **obj, uint32_t *count, st
     return buf_put(pk, sha, 20, e);
 }
 
-/* The version 2 index of the pack whose objects (sorted by id) and trailing
- * checksum are given: magic, version, a fan-out table of 256 cumulative
- * counts by first id byte, the ids, their CRCs, their offsets (31 bits; a
- * larger one points into a table of 64-bit offsets that follows), the pack's
- * checksum, and the index's own SHA-1. */
-static int pack_index(struct buf *idx, const struct pack_obj *o, uint32_t n,
-                      const uint8_t packsum[20], struct errctx *e)
-{
-    unsigned char sha[EVP_MAX_MD_SIZE];
-    unsigned int shalen = 0;
-    uint32_t i, k = 0, large = 0;
-    int rc;
-
-    if ((rc = buf_put(idx, "\377tOc", 4, e)) != SYNC_OK || (rc = buf_put_u32(idx, 2, e)) != SYNC_OK)
-        return rc;
-    for (int b = 0; b < 256; b++) {
-        while (k < n && o[k].id.id[0] <= b)
-            k++;
-        if ((rc = buf_put_u32(idx, k, e)) != SYNC_OK)
-            return rc;
-    }
-    for (i = 0; i < n && rc == SYNC_OK; i++)
-        rc = buf_put(idx, o[i].id.id, GITMAP_OID_LEN, e);
-    for (i = 0; i < n && rc == SYNC_OK; i++)
-        rc = buf_put_u32(idx, o[i].crc, e);
-    for (i = 0; i < n && rc == SYNC_OK; i++)
-        rc = buf_put_u32(idx, o[i].off < 0x80000000u ? (uint32_t)o[i].off : 0x80000000u | large++,
-                         e);
-    for (i = 0; i < n && rc == SYNC_OK; i++)
-        if (o[i].off >= 0x80000000u)
-            rc = buf_put_u64(idx, o[i].off, e);
-    if (rc != SYNC_OK || (rc = buf_put(idx, packsum, 20, e)) != SYNC_OK)
-        return rc;
-    if (EVP_Digest(idx->data, idx->len, sha, &shalen, gittree_sha1(), NULL) != 1 || shalen != 20)
-        return errctx_set(e, SYNC_ENOMEM, "cannot checksum a pack index");
-    return buf_put(idx, sha, 20, e);
-}
-
-/* Writes b to dir/name (mode 0444) through a temporary file in dir, fsynced
- * before it is renamed into place. */
-static int file_put_durable(const char *dir, const char *name, const struct buf *b,
-                            struct errctx *e)
-{
-    char tmp[4200], path[4200];
-    size_t done = 0;
-    int fd, rc = SYNC_OK;
-
-    snprintf(tmp, sizeof(tmp), "%s/tmp_empact_XXXXXX", dir);
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    if ((fd = mkstemp(tmp)) < 0)
-        return errctx_set(e, SYNC_EIO, "cannot create a file in %s: %s", dir, strerror(errno));
-    while (done < b->len && rc == SYNC_OK) {
-        ssize_t w = write(fd, b->data + done, b->len - done);
-        if (w < 0 && errno != EINTR)
-            rc = errctx_set(e, SYNC_EIO, "cannot write %s: %s", path, strerror(errno));
-        else if (w > 0)
-            done += (size_t)w;
-    }
-    if (rc == SYNC_OK && (fchmod(fd, 0444) != 0 || fsync(fd) != 0))
-        rc = errctx_set(e, SYNC_EIO, "cannot write %s: %s", path, strerror(errno));
-    if (close(fd) != 0 && rc == SYNC_OK)
-        rc = errctx_set(e, SYNC_EIO, "cannot write %s: %s", path, strerror(errno));
-    if (rc == SYNC_OK && rename(tmp, path) != 0)
-        rc = errctx_set(e, SYNC_EIO, "cannot rename %s into place: %s", path, strerror(errno));
-    if (rc != SYNC_OK)
-        (void)unlink(tmp);
-    return rc;
-}
-
 /* Writes the objects staged since the last flush as one pack in objects/pack,
  * with the index we write ourselves (libgit2's indexer would inflate and
  * hash every object again), then empties the stage.  The .pack goes into
@@ -1403,7 +1286,7 @@ static int file_put_durable(const char *dir, const char *name, const struct buf 
 static int stage_flush(struct gitmap *g, struct errctx *e)
 {
     struct buf pk = {0}, idx = {0};
-    struct pack_obj *obj = NULL;
+    struct packfile_obj *obj = NULL;
     git_odb *odb = NULL;
     char dir[4096], name[64], hex[41];
     uint32_t count = 0;
@@ -1415,15 +1298,15 @@ static int stage_flush(struct gitmap *g, struct errctx *e)
         return errctx_set(e, SYNC_ENOMEM, "out of memory: an object of this version was lost");
     if ((rc = pack_build(&pk, &obj, &count, g, e)) != SYNC_OK || count == 0)
         goto out;
-    if ((rc = pack_index(&idx, obj, count, pk.data + pk.len - 20, e)) != SYNC_OK)
+    if ((rc = packfile_index(&idx, obj, count, pk.data + pk.len - 20, e)) != SYNC_OK)
         goto out;
     gitmap_oid_hex(hex, pk.data + pk.len - 20);
     snprintf(dir, sizeof(dir), "%sobjects/pack", git_repository_path(g->repo));
     snprintf(name, sizeof(name), "pack-%s.pack", hex);
-    if ((rc = file_put_durable(dir, name, &pk, e)) != SYNC_OK)
+    if ((rc = packfile_put_durable(dir, name, pk.data, pk.len, e)) != SYNC_OK)
         goto out;
     snprintf(name, sizeof(name), "pack-%s.idx", hex);
-    if ((rc = file_put_durable(dir, name, &idx, e)) != SYNC_OK)
+    if ((rc = packfile_put_durable(dir, name, idx.data, idx.len, e)) != SYNC_OK)
         goto out;
     if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 || fsync(fd) != 0)
         rc = errctx_set(e, SYNC_EIO, "cannot fsync %s: %s", dir, strerror(errno));

@@ -20,6 +20,7 @@
 /* What one gitpack_compact() did. */
 struct gitpack_stats {
     size_t packed;        /* objects written into the new pack (0: nothing to do) */
+    size_t deltas;        /* of those, written as a delta against another */
     size_t loose;         /* of the objects folded, how many were loose */
     size_t packs_folded;  /* packs whose objects went into the new pack */
     size_t removed;       /* loose files removed afterwards */
@@ -30,16 +31,18 @@ struct gitpack_stats {
 
 /*
  * Writes one pack of every loose object of the bare repository at gitdir and
- * of every object of the packs chosen to fold (objects/pack/pack-<hash>.pack
- * and .idx), then removes the loose objects and the folded packs the new pack
- * holds; does nothing when nothing is loose and fewer than two packs would
- * fold.  The caller holds the hub's writer lock, so no other writer adds
- * objects meanwhile, and reopens its own repository handles afterwards (a
- * folded pack is gone).  Unreachable objects (of a version that was rolled
- * back) are packed too: harmless, as in "Hub durability".  Returns SYNC_OK,
- * or SYNC_EIO / SYNC_ENOMEM with a sentence in e; on failure nothing has
+ * of every object of the packs chosen to fold (all: every pack; otherwise
+ * geometrically, see gitpack.c), then removes the loose objects and the
+ * folded packs the new pack holds; does nothing when nothing is loose and
+ * fewer than two packs would fold.  The caller holds the hub's writer lock,
+ * so no other writer adds objects meanwhile, and reopens its own repository
+ * handles afterwards (a folded pack is gone).  Unreachable objects (of a
+ * version that was rolled back) are packed too: harmless, as in "Hub
+ * durability".  Returns SYNC_OK, SYNC_EDATA for a damaged pack (named in
+ * e), or SYNC_EIO / SYNC_ENOMEM with a sentence in e; on failure nothing has
  * been removed that is not in a complete pack.
  */
-int gitpack_compact(const char *gitdir, struct gitpack_stats *st, struct errctx *e) SYNC_WUR;
+int gitpack_compact(const char *gitdir, int all, struct gitpack_stats *st,
+                    struct errctx *e) SYNC_WUR;
 
 #endif

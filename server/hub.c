@@ -497,7 +497,7 @@ out:
 /* Compacts history.git's packs while holding the writer lock: the
  * caller holds h->lock, and SQLite's write lock is taken here, so no push or
  * command in another process writes objects or moves the branch meanwhile. */
-static int gc_locked(struct hub *h, struct gitpack_stats *st, struct errctx *e)
+static int gc_locked(struct hub *h, int all, struct gitpack_stats *st, struct errctx *e)
 {
     char *gitpath = path_join(h->dir, HUB_GIT);
     int rc;
@@ -506,7 +506,7 @@ static int gc_locked(struct hub *h, struct gitpack_stats *st, struct errctx *e)
     if (gitpath == NULL)
         return errctx_set(e, SYNC_ENOMEM, "out of memory");
     if ((rc = begin(h, e)) == SYNC_OK) {
-        rc = gitpack_compact(gitpath, st, e);
+        rc = gitpack_compact(gitpath, all, st, e);
         if (st->packs_removed > 0) {
             /* our handle may hold a folded pack open, or list it: start afresh */
             struct gitmap *fresh = NULL;
@@ -525,12 +525,12 @@ static int gc_locked(struct hub *h, struct gitpack_stats *st, struct errctx *e)
     return rc;
 }
 
-int hub_gc(struct hub *h, struct gitpack_stats *st, struct errctx *e)
+int hub_gc(struct hub *h, int all, struct gitpack_stats *st, struct errctx *e)
 {
     int rc;
 
     pthread_mutex_lock(&h->lock);
-    rc = gc_locked(h, st, e);
+    rc = gc_locked(h, all, st, e);
     pthread_mutex_unlock(&h->lock);
     return rc;
 }
@@ -542,7 +542,7 @@ static void housekeep(struct hub *h)
     struct gitpack_stats st;
     struct errctx e = {0, ""};
 
-    if (gc_locked(h, &st, &e) != SYNC_OK)
+    if (gc_locked(h, 0, &st, &e) != SYNC_OK)
         fprintf(stderr, "hub: compacting history.git failed (objects stay where they are): %s\n",
                 e.msg);
     else if (st.packed > 0)

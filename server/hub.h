@@ -88,10 +88,11 @@ int hub_site_synced(struct hub *h, const char *site_id, uint64_t version,
 int hub_site_refused(struct hub *h, const char *site_id, const char *reason,
                      struct errctx *e) SYNC_WUR;
 
-/* Packs history.git's loose objects into one pack (gitpack_loose) under the
- * writer lock: the mutex and SQLite's write lock, as a push holds them.
- * hub_push() also does this after every HUB_PACK_EVERY-th version. */
-int hub_gc(struct hub *h, struct gitpack_stats *st, struct errctx *e) SYNC_WUR;
+/* Folds history.git's small packs and loose objects into one pack
+ * (gitpack_compact(); all: every pack) under the writer lock: the mutex and
+ * SQLite's write lock, as a push holds them.  hub_push() also does this after
+ * every HUB_PACK_EVERY-th version. */
+int hub_gc(struct hub *h, int all, struct gitpack_stats *st, struct errctx *e) SYNC_WUR;
 
 /* One enrolled site, for listing (strings borrowed until the callback
  * returns; those marked "or NULL" may be NULL). */

@@ -794,38 +794,41 @@ static int cmd_backup(int argc, char **argv)
 }
 
 static const char usage_gc[] =
-    "usage: empact-hub gc HUBDIR\n"
+    "usage: empact-hub gc HUBDIR [--all]\n"
     "\n"
     "Folds the small packs of history.git (each version adds one) and any loose\n"
     "objects into one pack, then removes what it folded; packs at least twice\n"
-    "the size of all smaller ones together stay, so the work follows the recent\n"
-    "versions, not the whole history.  Runs under the hub's writer lock, so it\n"
-    "is safe while the hub serves; the hub also does it by itself after every\n"
+    "as many objects as all smaller ones together stay, so the work follows the\n"
+    "recent versions, not the whole history.  Objects of older folds are copied\n"
+    "as they are; a version's objects are compressed, each tree and row against\n"
+    "the next newer one at the same path.  Runs under the hub's writer lock, so\n"
+    "it is safe while the hub serves; the hub also does it by itself after every\n"
     "100th version.\n"
-    "Exit codes: 0 ok, 64 usage, 65 not a hub, 74 i/o.\n";
+    "  --all   fold every pack into one\n"
+    "Exit codes: 0 ok, 64 usage, 65 not a hub or a damaged pack, 74 i/o.\n";
 
 static int cmd_gc(int argc, char **argv, const struct schema *s)
 {
+    const char *all = NULL;
+    const struct cli_opt opts[] = {{"all", 0, 0, &all}, {NULL, 0, 0, NULL}};
     struct gitpack_stats st;
     struct errctx e = {0, ""};
     struct hub *h = NULL;
-    int rc = cli_only_help(argc, argv, "empact-hub", usage_gc);
+    int rc = cli_parse(argc, argv, "empact-hub", usage_gc, opts, 1, 1);
 
     if (rc >= 0)
         return rc;
-    if (argc - optind != 1)
-        return usage_error(usage_gc, "gc takes one argument, HUBDIR");
     if ((rc = hub_open(&h, argv[optind], s, &e)) == SYNC_OK)
-        rc = hub_gc(h, &st, &e);
+        rc = hub_gc(h, all != NULL, &st, &e);
     hub_close(h);
     if (rc != SYNC_OK)
         return fail(rc, &e);
     if (st.packed == 0)
         printf("history.git has no loose objects and no packs to fold; nothing to pack\n");
     else
-        printf("packed %zu objects (%zu loose, %zu packs) into %s (%lld bytes); removed %zu "
-               "loose files and %zu packs\n",
-               st.packed, st.loose, st.packs_folded, st.pack, st.bytes, st.removed,
+        printf("packed %zu objects (%zu loose, %zu packs) into %s (%lld bytes, %zu as "
+               "deltas); removed %zu loose files and %zu packs\n",
+               st.packed, st.loose, st.packs_folded, st.pack, st.bytes, st.deltas, st.removed,
                st.packs_removed);
     return EXIT_OK;
 }

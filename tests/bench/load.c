@@ -15,7 +15,8 @@
  * and, per thread with failures, one line "error SITE: N failed, first: sentence"
  * (a failed sync leaves its rows pending: the next one sends them).  rows= is
  * every row inserted; the driver syncs each site once more afterwards and
- * counts them on the hub (ids "load-<thread>-<attempt>-<i>").
+ * counts them on the hub (ids "load-<run>-<thread>-<attempt>-<i>", <run> the
+ * start time, so the tool can run again over the same replicas).
  *
  * --hold: each thread opens a connection to the hub as its site (TLS
  * handshake, HELLO, WELCOME) and keeps it open, idle, for SECONDS, so the
@@ -48,6 +49,8 @@ struct worker {
     char first_error[256];
 };
 
+static long run_stamp; /* seconds since the epoch at start: part of every id */
+
 static double now_s(void)
 {
     struct timespec t;
@@ -59,9 +62,9 @@ static int add_rows(sqlite3 *db, struct worker *w, int k)
 {
     char *sql = sqlite3_mprintf(
         "WITH RECURSIVE j(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM j WHERE i < %d) "
-        "INSERT INTO resource (id, title, summary, kind) SELECT printf('load-%d-%ld-%%d', i), "
+        "INSERT INTO resource (id, title, summary, kind) SELECT printf('load-%ld-%d-%ld-%%d', i), "
         "'Load ' || i, 'A small change from a load-test site', 'guide' FROM j",
-        k, w->idx, w->attempts);
+        k, run_stamp, w->idx, w->attempts);
     int rc = sql && sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
     sqlite3_free(sql);
     return rc;
@@ -151,6 +154,7 @@ int main(int argc, char **argv)
     int holding;
 
     db_global_init();
+    run_stamp = (long)time(NULL);
     holding = argc > 1 && strcmp(argv[1], "--hold") == 0;
 
     if (holding) {

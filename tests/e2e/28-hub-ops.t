@@ -133,6 +133,54 @@ run "$EMPACT_HUB" verify "$R"
 is "$RUN_RC" 0 "empact-hub verify reads the packed objects and passes" || _diag_run_output
 run "$EMPACT_HUB" gc "$R"
 like "$RUN_OUT" "nothing to pack" "a second gc has nothing to pack"
+
+# gc --all: every pack into one, written by the hub itself (older folds'
+# entries copied, a version's objects compressed against the next newer
+# object at the same path); the same objects before and after, and git
+# agrees with the pack and its index
+RID=$(new_uuid)
+site_sql ottawa "INSERT INTO resource(id, title, summary, oht_block) VALUES ('$RID', 'edited', 'v0 $(printf 'long text %.0s' $(seq 40))', 3)"
+site_sync ottawa "ottawa pushes a resource it will edit"
+for i in 1 2 3 4 5 6; do
+    site_sql ottawa "UPDATE resource SET summary = replace(summary, 'v$((i - 1)) ', 'v$i ') WHERE id = '$RID'"
+    "$EMPACT" sync "$(site_db ottawa)" >/dev/null 2>&1 || fail "ottawa edit $i"
+done
+git -C "$R/history.git" cat-file --batch-all-objects --batch-check >"$E2E_TMP/objects-before"
+run "$EMPACT_HUB" gc --all "$R"
+is "$RUN_RC" 0 "empact-hub gc --all exits 0" || _diag_run_output
+like "$RUN_OUT" "packed [0-9]+ objects \(0 loose, [0-9]+ packs\) into pack-[0-9a-f]{40} \([0-9]+ bytes, [1-9][0-9]* as deltas\)" \
+    "gc --all says what it packed, some objects as deltas"
+is "$(pack_count "$R")" 1 "history.git holds one pack after gc --all"
+git -C "$R/history.git" cat-file --batch-all-objects --batch-check >"$E2E_TMP/objects-after"
+ok $(cmp -s "$E2E_TMP/objects-before" "$E2E_TMP/objects-after"; echo $?) \
+    "the same objects, types and sizes before and after ($(wc -l <"$E2E_TMP/objects-after") objects)"
+run git -C "$R/history.git" fsck --strict
+is "$RUN_RC" 0 "git fsck --strict is clean after gc --all" || _diag_run_output
+ALLPACK=$(ls "$R/history.git/objects/pack/"pack-*.pack)
+cp "$ALLPACK" "$E2E_TMP/all.pack"
+ok_cmd "git index-pack reads the folded pack" git index-pack -o "$E2E_TMP/all.idx" "$E2E_TMP/all.pack"
+ok $(cmp -s "$E2E_TMP/all.idx" "${ALLPACK%.pack}.idx"; echo $?) "... and makes the very .idx the hub wrote"
+git verify-pack -v "${ALLPACK%.pack}.idx" >"$E2E_TMP/verify" 2>&1
+ok $(awk '$2 == "tree" && NF >= 7 { t++ } $2 == "blob" && NF >= 7 { b++ } END { exit !(t > 0 && b > 0) }' \
+    "$E2E_TMP/verify"; echo $?) \
+    "trees and the edited row are stored as deltas ($(awk 'NF >= 7 && ($2 == "tree" || $2 == "blob")' "$E2E_TMP/verify" | wc -l) deltas)"
+ok $(awk '/^chain length = / { split($0, a, "= "); split(a[2], b, ":"); if (b[1] + 0 > 50) bad = 1 } END { exit bad }' \
+    "$E2E_TMP/verify"; echo $?) "no delta chain longer than 50"
+run "$EMPACT_HUB" verify "$R"
+is "$RUN_RC" 0 "empact-hub verify reads the folded pack and passes" || _diag_run_output
+
+# a damaged pack: gc refuses with the pack's name, removes nothing, leaves no temporary file
+for i in 1 2; do add_resource ottawa "before damage $i" && site_sync ottawa "ottawa push $i before damage"; done
+rm -rf "$E2E_TMP/damaged" && cp -a "$R" "$E2E_TMP/damaged"
+DP=$(ls -S "$E2E_TMP/damaged/history.git/objects/pack/"pack-*.pack | head -1)
+chmod u+w "$DP"
+printf '\xff\x00\xff' | dd of="$DP" bs=1 seek=$(($(stat -c %s "$DP") / 2)) conv=notrunc status=none
+npacks=$(pack_count "$E2E_TMP/damaged")
+run "$EMPACT_HUB" gc --all "$E2E_TMP/damaged"
+is "$RUN_RC" 65 "gc --all over a damaged pack exits 65" || _diag_run_output
+like "$RUN_ERR" "pack-[0-9a-f]{40}\.pack.*(damaged|does not inflate)" "... naming the damaged pack"
+is "$(pack_count "$E2E_TMP/damaged")" "$npacks" "... and removes no pack"
+is "$(find "$E2E_TMP/damaged/history.git/objects/pack" -name 'tmp_*' | wc -l)" 0 "... and leaves no temporary file"
 add_resource kingston "after gc"
 site_sync kingston "kingston pushes after gc"
 site_sync ottawa "ottawa syncs after gc"

@@ -9,7 +9,8 @@
  * in-memory database and written back with gitmap_row_text(), give the very
  * same bytes.  Any broken invariant aborts.
  *
- * fuzz-sources: common/rowtext.c common/gitmap.c common/gittree.c common/schema.c common/db.c
+ * fuzz-sources: common/rowtext.c common/gitmap.c common/gittree.c common/packfile.c
+ * fuzz-sources: common/schema.c common/db.c
  * fuzz-sources: common/buf.c common/errctx.c build/schema_sql.c
  * fuzz-pkgs: sqlite3 libgit2 openssl zlib
  */

@@ -370,8 +370,39 @@ seeds_gittree() {
     printf '\x00' >"$G/empty"
 }
 
+# packfile seeds follow fuzz_packfile.c: a mode byte (0 index, 1 entry
+# header, 2 and 6 delta of rows and of trees, 3 delta applied), then for an
+# index the pack's length (4 bytes) and the index of a real two-object pack
+# made with git; for a delta a split byte and base and target; for an applied
+# one the base's length, the base and the delta.
+seeds_packfile() {
+    local K=$HERE/corpus/packfile W idx len a20 b20
+    mkdir -p "$K"
+    W=$(mktemp -d)
+    git init -q --bare "$W/r.git"
+    printf 'one row\n' | git -C "$W/r.git" hash-object -w --stdin >"$W/ids"
+    printf 'another row\n' | git -C "$W/r.git" hash-object -w --stdin >>"$W/ids"
+    git -C "$W/r.git" pack-objects -q "$W/p" <"$W/ids" >/dev/null
+    idx=$(ls "$W"/p-*.idx)
+    len=$(stat -c %s "${idx%.idx}.pack")
+    # shellcheck disable=SC2059
+    { printf '\x00'; printf "$(printf '\\x%02x\\x%02x\\x%02x\\x%02x' $((len >> 24 & 255)) \
+          $((len >> 16 & 255)) $((len >> 8 & 255)) $((len & 255)))"; cat "$idx"; } >"$K/index-two-blobs"
+    head -c 600 "$K/index-two-blobs" >"$K/index-cut-short"
+    rm -rf "$W"
+    printf '\x01\x95\x0a\x91\x2e' >"$K/entry-ofs"
+    printf '\x01\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01' >"$K/entry-too-large"
+    a20=$(printf 'a%.0s' $(seq 20))
+    b20=$(printf 'b%.0s' $(seq 20))
+    printf '\x06\x80100644 a\0%s100644 b\0%s100644 a\0%s100644 c\0%s' "$a20" "$b20" "$a20" "$b20" \
+        >"$K/delta-trees"
+    printf '\x02\x80title\tOld text\ntitle\tNew text\n' >"$K/delta-rows"
+    printf '\x03\x04abcd\x04\x04\x91\x01\x03\x01z' >"$K/apply-copy-insert"
+    printf '\x03\x04abcd\x04\x05\x91\x02\x03' >"$K/apply-past-base"
+}
+
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(frame zcodec bundle changeset_check proto gittree)
+[ ${#names[@]} -gt 0 ] || names=(frame zcodec bundle changeset_check proto gittree packfile)
 for name in "${names[@]}"; do
     "seeds_$name"
 done
