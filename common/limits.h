@@ -138,6 +138,14 @@
  * them geometrically and delta-compresses, see server/gitpack.c). */
 #define HUB_PACK_EVERY 100
 
+/* Group commit: the pushes waiting for the hub's writer are applied
+ * together, each its own version, in one transaction with one pack and one
+ * set of fsyncs: at most this many, and this many bytes of changesets
+ * (unless the first alone is larger), so a batch's pack stays well inside
+ * BUF_MAX and one slow batch does not hold many sites. */
+#define PUSH_BATCH_MAX 64
+#define PUSH_BATCH_BYTES (16u * 1024u * 1024u)
+
 /* Refusals kept for `empact-hub status`: rows older than this many days
  * are dropped, at most this many per site are kept (a revoked laptop that
  * keeps dialling cannot grow hub.db), and a reason is cut to this length. */

@@ -40,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -257,6 +258,9 @@ static int pack_objects(struct ids *l, const char *gitdir, const char *name, str
 #define FOLD_DEPTH_MAX 50
 #define FOLD_DELTA_MAX (16u * 1024 * 1024)
 #define OUT_BUF (256 * 1024)
+#define SMALL_OBJECT 4096 /* bytes: deflated with a 1 KiB hash table */
+#define SMALL_MEMLEVEL 2
+#define TINY_OBJECT 128 /* bytes (most deltas, leaf trees): stored, not deflated */
 
 /* A pack being folded, mapped read-only. */
 struct src {
@@ -274,7 +278,8 @@ struct fobj {
     int32_t src;             /* its pack (index into srcs), or -1: a loose object */
     int32_t base;            /* its new delta base (object number), or -1 */
     uint8_t type;            /* its entry's type in its pack; a loose object's type */
-    uint8_t fresh;           /* stored or loose: written anew, perhaps as a delta */
+    uint8_t fresh;           /* stored or loose: written anew (deflated), perhaps as a delta */
+    uint8_t whole;           /* not a delta in its pack: may take a delta base, or be one */
     uint8_t state;           /* 0 not written, 1 being written, 2 written */
     uint64_t off, end, size; /* its entry in its pack; size inflated */
     uint32_t crc;            /* that entry's CRC-32 in the pack's index */
@@ -290,8 +295,8 @@ struct fold {
     uint32_t n, cap;
     uint32_t *slot; /* open addressing by id: object number + 1, 0 empty */
     size_t nslot;
-    z_stream inf, def;
-    int inf_ok, def_ok;
+    z_stream inf, def, defs; /* defs: for small objects */
+    int inf_ok, def_ok, defs_ok;
     struct buf body, body2, delta, check, z; /* scratch */
     /* the pack being written */
     int fd;
@@ -302,6 +307,7 @@ struct fold {
     uint64_t woff;
     uint32_t wcrc;
     size_t deltas; /* entries written as deltas */
+    int deep;      /* walk every commit, not only the versions' own (walked()) */
 };
 
 static size_t slot_of(const struct fold *f, const uint8_t *id)
@@ -440,8 +446,8 @@ static int src_open(struct fold *f, struct src *s, const char *gitdir, const cha
         o->end = end;
         o->size = size;
         o->crc = (uint32_t)crc[0] << 24 | (uint32_t)crc[1] << 16 | (uint32_t)crc[2] << 8 | crc[3];
-        o->fresh = type >= PACKFILE_COMMIT && type <= PACKFILE_BLOB &&
-                   packfile_is_stored(s->pack + off + used, (size_t)(end - off - used));
+        o->whole = type >= PACKFILE_COMMIT && type <= PACKFILE_BLOB;
+        o->fresh = o->whole && packfile_is_stored(s->pack + off + used, (size_t)(end - off - used));
     }
     free(pairs);
     return rc;
@@ -503,7 +509,7 @@ static int read_any(struct fold *f, const uint8_t *id, struct buf *b, int *type,
     int rc;
 
     *type = 0;
-    if (num >= 0 && f->o[num].fresh)
+    if (num >= 0 && f->o[num].whole)
         return body_get(f, (uint32_t)num, b, type, e);
     memcpy(oid.id, id, PACKFILE_ID_LEN);
     if (git_odb_read(&obj, f->odb, &oid) != 0)
@@ -521,7 +527,7 @@ static void try_base(struct fold *f, int32_t old, int32_t base)
 {
     int depth = 0;
 
-    if (old < 0 || base < 0 || old == base || !f->o[old].fresh || !f->o[base].fresh ||
+    if (old < 0 || base < 0 || old == base || !f->o[old].whole || !f->o[base].whole ||
         f->o[old].base >= 0 || f->o[old].type != f->o[base].type ||
         f->o[old].size > FOLD_DELTA_MAX || f->o[base].size > FOLD_DELTA_MAX)
         return;
@@ -606,7 +612,7 @@ static int path_note(struct fold *f, struct pathmap *m, const char *p, size_t n,
     size_t k;
     int rc;
 
-    if (num < 0 || !f->o[num].fresh)
+    if (num < 0 || !f->o[num].whole)
         return SYNC_OK;
     if (m->n * 2 >= m->cap && (rc = path_grow(m, e)) != SYNC_OK)
         return rc;
@@ -694,6 +700,17 @@ static int commit_links(const struct buf *b, uint8_t tree[PACKFILE_ID_LEN],
     return 0;
 }
 
+/* Whether commit i's tree is walked for bases: a version's own commit
+ * (stored), or with deep any commit not stored as a delta.  Walking older
+ * folds' commits pairs what they left whole with newer objects at the same
+ * path (a third of the history's bytes over many folds), but reads their
+ * trees, most of them deltas: for `gc --all`, not for every fold. */
+static int walked(const struct fold *f, uint32_t i)
+{
+    const struct fobj *o = &f->o[i];
+    return o->type == PACKFILE_COMMIT && (f->deep ? o->whole : o->fresh);
+}
+
 /* Chooses delta bases: for each new commit, newest first, its tree against
  * its parent's. */
 static int choose_bases(struct fold *f, struct errctx *e)
@@ -706,7 +723,7 @@ static int choose_bases(struct fold *f, struct errctx *e)
     int rc = SYNC_OK;
 
     for (uint32_t i = 0; i < f->n; i++)
-        nc += f->o[i].fresh && f->o[i].type == PACKFILE_COMMIT;
+        nc += walked(f, i);
     if (nc == 0)
         return SYNC_OK;
     commits = calloc(nc, sizeof(*commits));
@@ -724,7 +741,7 @@ static int choose_bases(struct fold *f, struct errctx *e)
     for (uint32_t i = 0; i < f->n && rc == SYNC_OK; i++) {
         int hp;
         cof[i] = -1;
-        if (!(f->o[i].fresh && f->o[i].type == PACKFILE_COMMIT))
+        if (!walked(f, i))
             continue;
         if ((rc = body_get(f, i, &b, &(int){0}, e)) != SYNC_OK)
             break;
@@ -827,25 +844,36 @@ static int out_put(struct fold *f, const void *p, size_t n, struct errctx *e)
     return SYNC_OK;
 }
 
-/* Appends p[0..n) deflated. */
+/* Appends p[0..n) deflated.  Most objects are a few hundred bytes: they go
+ * through a stream with a small hash table (deflateReset clears the whole
+ * table, 64 KiB at zlib's default memLevel: that memset, not the
+ * compression, was the fold's largest cost). */
 static int out_deflate(struct fold *f, const void *p, size_t n, struct errctx *e)
 {
+    z_stream *z = n <= SMALL_OBJECT ? &f->defs : &f->def;
     uLong bound;
     int rc;
 
-    if (deflateReset(&f->def) != Z_OK)
+    if (n < TINY_OBJECT) { /* deflate would save a few bytes at ~15 us a call */
+        f->z.len = 0;
+        if ((rc = packfile_stored(&f->z, p, n, e)) != SYNC_OK)
+            return rc;
+        return out_put(f, f->z.data, f->z.len, e);
+    }
+
+    if (deflateReset(z) != Z_OK)
         return errctx_set(e, SYNC_ENOMEM, "cannot start deflating");
-    bound = deflateBound(&f->def, (uLong)n);
+    bound = deflateBound(z, (uLong)n);
     f->z.len = 0;
     if ((rc = buf_reserve(&f->z, bound, e)) != SYNC_OK)
         return rc;
-    f->def.next_in = (Bytef *)p;
-    f->def.avail_in = (uInt)n;
-    f->def.next_out = f->z.data;
-    f->def.avail_out = (uInt)bound;
-    if (deflate(&f->def, Z_FINISH) != Z_STREAM_END)
+    z->next_in = (Bytef *)p;
+    z->avail_in = (uInt)n;
+    z->next_out = f->z.data;
+    z->avail_out = (uInt)bound;
+    if (deflate(z, Z_FINISH) != Z_STREAM_END)
         return errctx_set(e, SYNC_ENOMEM, "cannot deflate a git object");
-    return out_put(f, f->z.data, (size_t)f->def.total_out, e);
+    return out_put(f, f->z.data, (size_t)z->total_out, e);
 }
 
 static int entry_start(struct fold *f, struct fobj *o)
@@ -965,7 +993,7 @@ static int write_obj(struct fold *f, uint32_t num, int level, struct errctx *e)
     if (o->state == 1 || level > 4 * FOLD_DEPTH_MAX)
         return errctx_set(e, SYNC_EDATA, "the packs to fold hold a delta chain that loops");
     o->state = 1;
-    if (o->fresh || o->src < 0) {
+    if (o->fresh || o->src < 0 || o->base >= 0) {
         if (o->base >= 0 && (rc = write_obj(f, (uint32_t)o->base, level + 1, e)) != SYNC_OK)
             return rc;
         rc = write_fresh(f, num, e);
@@ -1065,6 +1093,8 @@ static void fold_free(struct fold *f)
         inflateEnd(&f->inf);
     if (f->def_ok)
         deflateEnd(&f->def);
+    if (f->defs_ok)
+        deflateEnd(&f->defs);
     buf_free(&f->body);
     buf_free(&f->body2);
     buf_free(&f->delta);
@@ -1082,7 +1112,8 @@ static void fold_free(struct fold *f)
 /* Folds the loose objects l[0..nloose) and the packs p[0..np) of gitdir
  * into one new pack; st says which. */
 static int fold_pack(git_repository *repo, const char *gitdir, const struct ids *loose,
-                     const struct pack *p, size_t np, struct gitpack_stats *st, struct errctx *e)
+                     const struct pack *p, size_t np, int deep, struct gitpack_stats *st,
+                     struct errctx *e)
 {
     struct fold f;
     char dir[4096];
@@ -1091,6 +1122,7 @@ static int fold_pack(git_repository *repo, const char *gitdir, const struct ids 
 
     memset(&f, 0, sizeof(f));
     f.fd = -1;
+    f.deep = deep;
     for (size_t i = 0; i < np; i++)
         total += (size_t)p[i].objects;
     for (f.nslot = 1024; f.nslot < 2 * total + 2; f.nslot *= 2)
@@ -1107,7 +1139,10 @@ static int fold_pack(git_repository *repo, const char *gitdir, const struct ids 
         goto out;
     }
     if (inflateInit(&f.inf) != Z_OK || !(f.inf_ok = 1) ||
-        deflateInit(&f.def, Z_DEFAULT_COMPRESSION) != Z_OK || !(f.def_ok = 1)) {
+        deflateInit(&f.def, Z_DEFAULT_COMPRESSION) != Z_OK || !(f.def_ok = 1) ||
+        deflateInit2(&f.defs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15, SMALL_MEMLEVEL,
+                     Z_DEFAULT_STRATEGY) != Z_OK ||
+        !(f.defs_ok = 1)) {
         rc = errctx_set(e, SYNC_ENOMEM, "cannot start zlib");
         goto out;
     }
@@ -1128,6 +1163,7 @@ static int fold_pack(git_repository *repo, const char *gitdir, const struct ids 
             f.o[num].type = (uint8_t)type;
             f.o[num].size = len;
             f.o[num].fresh = 1;
+            f.o[num].whole = 1;
         }
     }
     if (rc != SYNC_OK || (rc = choose_bases(&f, e)) != SYNC_OK)
@@ -1187,45 +1223,106 @@ static int pack_prune(const char *gitdir, git_odb *packed, const char *name,
     return SYNC_OK;
 }
 
-int gitpack_compact(const char *gitdir, int all, struct gitpack_stats *st, struct errctx *e)
+/* A fold written and not yet pruned (gitpack_fold). */
+struct gitpack_plan {
+    char *gitdir;
+    int lockfd; /* flock()ed gitdir/FOLD_LOCK, held until the plan is freed */
+    struct ids loose;
+    struct pack *packs; /* the folded ones: packs[0..nfold) */
+    size_t nfold;
+    char pack[48]; /* the new one */
+};
+
+#define FOLD_LOCK "empact-fold.lock"
+
+void gitpack_plan_free(struct gitpack_plan *p)
+{
+    if (p == NULL)
+        return;
+    if (p->lockfd >= 0)
+        close(p->lockfd); /* releases the flock */
+    free(p->gitdir);
+    free(p->loose.v);
+    free(p->packs);
+    free(p);
+}
+
+int gitpack_fold(struct gitpack_plan **out, const char *gitdir, int all, struct gitpack_stats *st,
+                 struct errctx *e)
 {
     git_repository *repo = NULL;
-    git_odb *packed = NULL;
-    struct ids l = {0};
-    struct pack *packs = NULL;
-    size_t npacks = 0, nloose, fold = 0;
+    struct gitpack_plan *p;
+    char path[4200];
+    size_t npacks = 0, nloose;
     int rc;
 
+    *out = NULL;
     memset(st, 0, sizeof(*st));
+    if ((p = calloc(1, sizeof(*p))) == NULL)
+        return errctx_set(e, SYNC_ENOMEM, "out of memory");
+    p->lockfd = -1;
+    if ((p->gitdir = strdup(gitdir)) == NULL) {
+        gitpack_plan_free(p);
+        return errctx_set(e, SYNC_ENOMEM, "out of memory");
+    }
+    snprintf(path, sizeof(path), "%s/%s", gitdir, FOLD_LOCK);
+    if ((p->lockfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0 ||
+        flock(p->lockfd, LOCK_EX) != 0) {
+        rc = errctx_set(e, SYNC_EIO, "cannot lock %s: %s", path, strerror(errno));
+        gitpack_plan_free(p);
+        return rc;
+    }
     git_libgit2_init();
-    if ((rc = loose_list(&l, gitdir, e)) != SYNC_OK ||
-        (rc = pack_list(&packs, &npacks, gitdir, e)) != SYNC_OK)
+    if ((rc = loose_list(&p->loose, gitdir, e)) != SYNC_OK ||
+        (rc = pack_list(&p->packs, &npacks, gitdir, e)) != SYNC_OK)
         goto out;
-    nloose = l.n;
-    fold = all ? npacks : fold_count(packs, npacks, (long long)nloose);
-    if (nloose == 0 && fold < 2)
+    nloose = p->loose.n;
+    p->nfold = all ? npacks : fold_count(p->packs, npacks, (long long)nloose);
+    if (nloose == 0 && p->nfold < 2)
         goto out; /* nothing loose, and folding one pack alone gains nothing */
     st->loose = nloose;
-    st->packs_folded = fold;
-    if (git_repository_open_bare(&repo, gitdir) != 0) {
+    st->packs_folded = p->nfold;
+    if (git_repository_open_bare(&repo, gitdir) != 0)
         rc = git_fail(e, "opening the history repository");
-        goto out;
-    }
-    if ((rc = fold_pack(repo, gitdir, &l, packs, fold, st, e)) != SYNC_OK ||
-        (rc = pack_odb(&packed, gitdir, st->pack, e)) != SYNC_OK)
-        goto out;
-    git_repository_free(repo); /* done reading the old packs */
-    repo = NULL;
-    rc = loose_prune(gitdir, packed, &l, st, e);
-    for (size_t i = 0; i < fold && rc == SYNC_OK; i++) {
-        if (strcmp(packs[i].name, st->pack) != 0) /* the same objects again: same name */
-            rc = pack_prune(gitdir, packed, packs[i].name, st, e);
-    }
+    else if ((rc = fold_pack(repo, gitdir, &p->loose, p->packs, p->nfold, all, st, e)) == SYNC_OK)
+        snprintf(p->pack, sizeof(p->pack), "%s", st->pack);
 out:
-    git_odb_free(packed);
     git_repository_free(repo);
-    free(l.v);
-    free(packs);
     git_libgit2_shutdown();
+    if (rc != SYNC_OK) {
+        gitpack_plan_free(p);
+        return rc;
+    }
+    *out = p;
+    return SYNC_OK;
+}
+
+int gitpack_prune(struct gitpack_plan *p, struct gitpack_stats *st, struct errctx *e)
+{
+    git_odb *packed = NULL;
+    int rc;
+
+    if (p->pack[0] == '\0')
+        return SYNC_OK; /* nothing was folded */
+    git_libgit2_init();
+    if ((rc = pack_odb(&packed, p->gitdir, p->pack, e)) == SYNC_OK)
+        rc = loose_prune(p->gitdir, packed, &p->loose, st, e);
+    for (size_t i = 0; i < p->nfold && rc == SYNC_OK; i++) {
+        if (strcmp(p->packs[i].name, p->pack) != 0) /* the same objects again: same name */
+            rc = pack_prune(p->gitdir, packed, p->packs[i].name, st, e);
+    }
+    git_odb_free(packed);
+    git_libgit2_shutdown();
+    return rc;
+}
+
+int gitpack_compact(const char *gitdir, int all, struct gitpack_stats *st, struct errctx *e)
+{
+    struct gitpack_plan *p = NULL;
+    int rc;
+
+    if ((rc = gitpack_fold(&p, gitdir, all, st, e)) == SYNC_OK)
+        rc = gitpack_prune(p, st, e);
+    gitpack_plan_free(p);
     return rc;
 }

@@ -45,4 +45,21 @@ struct gitpack_stats {
 int gitpack_compact(const char *gitdir, int all, struct gitpack_stats *st,
                     struct errctx *e) SYNC_WUR;
 
+/*
+ * gitpack_compact() in two steps, for a hub that folds while it serves:
+ * gitpack_fold() takes the fold lock (an flock() on gitdir/empact-fold.lock,
+ * so two folds never run at once, in one process or two), chooses and writes
+ * the new pack (fsynced; nothing removed), and needs no other lock: packs
+ * are never changed, and a version's pack written meanwhile is not among
+ * those chosen.  gitpack_prune() then removes what the new pack holds; the
+ * caller runs it while no one reads through a repository handle it will not
+ * reopen.  gitpack_plan_free() releases the fold lock (takes NULL).  *out is
+ * set on success, also when there was nothing to fold (st->packed 0).
+ */
+struct gitpack_plan;
+int gitpack_fold(struct gitpack_plan **out, const char *gitdir, int all, struct gitpack_stats *st,
+                 struct errctx *e) SYNC_WUR;
+int gitpack_prune(struct gitpack_plan *p, struct gitpack_stats *st, struct errctx *e) SYNC_WUR;
+void gitpack_plan_free(struct gitpack_plan *p);
+
 #endif

@@ -50,6 +50,21 @@
 #include "testpoint.h"
 #include "tls.h"
 
+/* A write waiting for the writer: a push (hub_push), or the mark of a
+ * site's finished sync (hub_site_synced, m NULL). */
+struct push_req {
+    const char *site_id;
+    const struct msg_push *m;
+    const void *cs;
+    size_t n;
+    const uint64_t *times;
+    struct msg_push_ok *res;
+    uint64_t synced; /* a mark: the version the site pulled to, or 0 */
+    struct errctx *e;
+    int rc, done;
+    struct push_req *next;
+};
+
 struct hub {
     char *dir;
     sqlite3 *db;
@@ -57,6 +72,23 @@ struct hub {
     const struct schema *schema;
     pthread_mutex_t lock;
     int pack_every; /* HUB_PACK_EVERY, or a test build's EMPACT_PACK_EVERY */
+    /* group commit: pushes queue here; one thread at a time (the leader)
+     * applies all that wait, each its own version, in one transaction */
+    pthread_mutex_t qlock;
+    pthread_cond_t qcond;
+    struct push_req *qhead, **qtail;
+    int leading;
+    int batch_wait_ms; /* a test build's EMPACT_BATCH_WAIT_MS; 0 */
+    /* while a batch runs, version_commit() leaves the branch to the end */
+    int batching, batch_moved;
+    uint8_t batch_commit[20];
+    char batch_why[160];
+    struct stmtcache sc; /* the writer's statements on db (h->lock held) */
+    /* the folding thread (housekeep, fold_main) */
+    pthread_t fold_th;
+    pthread_mutex_t fold_mu;
+    pthread_cond_t fold_cv;
+    int fold_started, fold_wanted, fold_stop;
 };
 
 /* When each site's last sync ended (hub_site_synced). */
@@ -286,10 +318,10 @@ static int version_commit(struct hub *h, const char *author, const char *push_he
     testpoint("hub: commit written");
     gitmap_oid_hex(commit_hex, new_commit);
     gitmap_oid_hex(tree_hex, new_tree);
-    if (sqlite3_prepare_v2(h->db,
-                           "INSERT INTO _empact_version (seq, commit_id, tree_id, site_id, "
-                           "push_id, changeset, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (stmtcache_prepare(&h->sc,
+                          "INSERT INTO _empact_version (seq, commit_id, tree_id, site_id, "
+                          "push_id, changeset, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                          &st) != SQLITE_OK)
         return sql_err(e, h->db, "recording a version");
     sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
     sqlite3_bind_text(st, 2, commit_hex, -1, SQLITE_STATIC);
@@ -300,16 +332,22 @@ static int version_commit(struct hub *h, const char *author, const char *push_he
     sqlite3_bind_blob(st, 6, eff, (int)neff, SQLITE_STATIC);
     sqlite3_bind_int64(st, 7, now);
     rc = sqlite3_step(st) == SQLITE_DONE ? SYNC_OK : sql_err(e, h->db, "recording a version");
-    sqlite3_finalize(st);
+    stmtcache_release(&h->sc, st);
     if (rc != SYNC_OK)
         return rc;
     /* Move the branch while we hold the write lock: another writer cannot
      * slip a newer version in between.  If COMMIT then fails, branch_repair()
      * moves it back on the next write or open. */
     testpoint("hub: version row written");
-    if ((rc = gitmap_set_head(h->git, new_commit, summary, e)) != SYNC_OK)
-        return rc;
-    testpoint("hub: branch moved");
+    if (h->batching) { /* the batch moves it once, to its newest version */
+        memcpy(h->batch_commit, new_commit, 20);
+        snprintf(h->batch_why, sizeof(h->batch_why), "%s", summary);
+        h->batch_moved = 1;
+    } else {
+        if ((rc = gitmap_set_head(h->git, new_commit, summary, e)) != SYNC_OK)
+            return rc;
+        testpoint("hub: branch moved");
+    }
     *out_seq = seq;
     return SYNC_OK;
 }
@@ -392,10 +430,10 @@ static int push_lookup(struct hub *h, const char *site_id, const char *push_hex,
     int rc = SYNC_OK, step;
 
     *found = 0;
-    if (sqlite3_prepare_v2(h->db,
-                           "SELECT version, applied, overridden FROM _empact_push "
-                           "WHERE site_id = ? AND push_id = ?",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (stmtcache_prepare(&h->sc,
+                          "SELECT version, applied, overridden FROM _empact_push "
+                          "WHERE site_id = ? AND push_id = ?",
+                          &st) != SQLITE_OK)
         return sql_err(e, h->db, "looking up a push");
     sqlite3_bind_text(st, 1, site_id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, push_hex, -1, SQLITE_STATIC);
@@ -408,7 +446,7 @@ static int push_lookup(struct hub *h, const char *site_id, const char *push_hex,
     } else if (step != SQLITE_DONE) {
         rc = sql_err(e, h->db, "looking up a push");
     }
-    sqlite3_finalize(st);
+    stmtcache_release(&h->sc, st);
     return rc;
 }
 
@@ -418,10 +456,10 @@ static int push_record(struct hub *h, const char *push_hex, const char *site_id,
     sqlite3_stmt *st = NULL;
     int rc;
 
-    if (sqlite3_prepare_v2(h->db,
-                           "INSERT INTO _empact_push (push_id, site_id, version, applied, "
-                           "overridden, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (stmtcache_prepare(&h->sc,
+                          "INSERT INTO _empact_push (push_id, site_id, version, applied, "
+                          "overridden, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                          &st) != SQLITE_OK)
         return sql_err(e, h->db, "recording a push");
     sqlite3_bind_text(st, 1, push_hex, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, site_id, -1, SQLITE_STATIC);
@@ -430,11 +468,28 @@ static int push_record(struct hub *h, const char *push_hex, const char *site_id,
     sqlite3_bind_int64(st, 5, res->overridden);
     sqlite3_bind_int64(st, 6, (sqlite3_int64)time(NULL));
     rc = sqlite3_step(st) == SQLITE_DONE ? SYNC_OK : sql_err(e, h->db, "recording a push");
-    sqlite3_finalize(st);
+    stmtcache_release(&h->sc, st);
     return rc;
 }
 
-/* Applies a checked push inside the write transaction and commits its effect. */
+/* Gives the conflicts logged for push push_hex its version. */
+static int conflicts_versioned(struct hub *h, const char *push_hex, uint64_t version,
+                               struct errctx *e)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    if (stmtcache_prepare(
+            &h->sc, "UPDATE _empact_conflict SET version = ? WHERE push_id = ? AND version = 0",
+            &st) != SQLITE_OK)
+        return sql_err(e, h->db, "numbering conflicts");
+    sqlite3_bind_int64(st, 1, (sqlite3_int64)version);
+    sqlite3_bind_text(st, 2, push_hex, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st) == SQLITE_DONE ? SYNC_OK : sql_err(e, h->db, "numbering conflicts");
+    stmtcache_release(&h->sc, st);
+    return rc;
+}
+
 /* Applies a checked push inside the write transaction by the merge policy
  * and commits its effect; conflicts logged for it get the new version. */
 static int push_apply(struct hub *h, const char *site_id, const char *push_hex, const void *cs,
@@ -478,11 +533,7 @@ static int push_apply(struct hub *h, const char *site_id, const char *push_hex, 
         if (rc != SYNC_OK)
             goto out;
     }
-    if ((rc = db_exec_free(h->db,
-                           sqlite3_mprintf("UPDATE _empact_conflict SET version = %llu "
-                                           "WHERE push_id = %Q AND version = 0",
-                                           (unsigned long long)res->version, push_hex),
-                           "hub database", e)) != SYNC_OK)
+    if ((rc = conflicts_versioned(h, push_hex, res->version, e)) != SYNC_OK)
         goto out;
     rc = push_record(h, push_hex, site_id, res, e);
 out:
@@ -494,21 +545,23 @@ out:
 
 /* ---- git housekeeping ------------------------------------------------------- */
 
-/* Compacts history.git's packs while holding the writer lock: the
- * caller holds h->lock, and SQLite's write lock is taken here, so no push or
- * command in another process writes objects or moves the branch meanwhile. */
-static int gc_locked(struct hub *h, int all, struct gitpack_stats *st, struct errctx *e)
+/* Folds history.git's packs (gitpack_fold, no lock but the fold lock: the
+ * pushes go on meanwhile), then, holding the writer lock, removes what the
+ * new pack holds and reopens our repository handle, which may hold a folded
+ * pack open, or list it. */
+static int gc_run(struct hub *h, int all, struct gitpack_stats *st, struct errctx *e)
 {
+    struct gitpack_plan *plan = NULL;
     char *gitpath = path_join(h->dir, HUB_GIT);
     int rc;
 
     memset(st, 0, sizeof(*st));
     if (gitpath == NULL)
         return errctx_set(e, SYNC_ENOMEM, "out of memory");
-    if ((rc = begin(h, e)) == SYNC_OK) {
-        rc = gitpack_compact(gitpath, all, st, e);
+    if ((rc = gitpack_fold(&plan, gitpath, all, st, e)) == SYNC_OK && st->packed > 0) {
+        pthread_mutex_lock(&h->lock);
+        rc = gitpack_prune(plan, st, e);
         if (st->packs_removed > 0) {
-            /* our handle may hold a folded pack open, or list it: start afresh */
             struct gitmap *fresh = NULL;
             struct errctx e2 = {0, ""};
             if (gitmap_open(&fresh, gitpath, &e2) == SYNC_OK) {
@@ -519,50 +572,234 @@ static int gc_locked(struct hub *h, int all, struct gitpack_stats *st, struct er
                 rc = e2.code;
             }
         }
-        (void)sqlite3_exec(h->db, "ROLLBACK", NULL, NULL, NULL);
+        pthread_mutex_unlock(&h->lock);
     }
+    gitpack_plan_free(plan);
     free(gitpath);
     return rc;
 }
 
 int hub_gc(struct hub *h, int all, struct gitpack_stats *st, struct errctx *e)
 {
+    return gc_run(h, all, st, e);
+}
+
+/* The hub's folding thread: folds whenever housekeep() asks, until
+ * hub_close().  A failure is logged, not returned: the pushes are durable
+ * already, and the next fold tries again. */
+static void *fold_main(void *arg)
+{
+    struct hub *h = arg;
+
+    pthread_mutex_lock(&h->fold_mu);
+    while (!h->fold_stop) {
+        struct gitpack_stats st;
+        struct errctx e = {0, ""};
+        if (!h->fold_wanted) {
+            pthread_cond_wait(&h->fold_cv, &h->fold_mu);
+            continue;
+        }
+        h->fold_wanted = 0;
+        pthread_mutex_unlock(&h->fold_mu);
+        if (gc_run(h, 0, &st, &e) != SYNC_OK)
+            fprintf(stderr,
+                    "hub: compacting history.git failed (objects stay where they are): %s\n",
+                    e.msg);
+        else if (st.packed > 0)
+            fprintf(stderr,
+                    "hub: compacted history.git: %zu objects (%zu loose, %zu packs) into %s "
+                    "(%lld bytes, %zu as deltas)\n",
+                    st.packed, st.loose, st.packs_folded, st.pack, st.bytes, st.deltas);
+        pthread_mutex_lock(&h->fold_mu);
+    }
+    pthread_mutex_unlock(&h->fold_mu);
+    return NULL;
+}
+
+/* Asks the folding thread (started on first use) for a fold; the caller
+ * (a batch, holding h->lock) does not wait for it. */
+static void housekeep(struct hub *h)
+{
+    pthread_mutex_lock(&h->fold_mu);
+    if (!h->fold_started && pthread_create(&h->fold_th, NULL, fold_main, h) == 0)
+        h->fold_started = 1;
+    if (h->fold_started) {
+        h->fold_wanted = 1;
+        pthread_cond_signal(&h->fold_cv);
+    } else {
+        fprintf(stderr, "hub: cannot start the thread that compacts history.git; "
+                        "run empact-hub gc\n");
+    }
+    pthread_mutex_unlock(&h->fold_mu);
+}
+
+/* Records that site_id's sync ended now, having pulled to version (0: the
+ * last known version stays); inside the writer's transaction. */
+static int seen_write(struct hub *h, const char *site_id, uint64_t version, struct errctx *e)
+{
+    sqlite3_stmt *st = NULL;
     int rc;
 
-    pthread_mutex_lock(&h->lock);
-    rc = gc_locked(h, all, st, e);
-    pthread_mutex_unlock(&h->lock);
+    if (stmtcache_prepare(&h->sc,
+                          "INSERT INTO _empact_site_seen (site_id, synced_at, version) "
+                          "VALUES (?1, strftime('%s','now'), nullif(?2, 0)) "
+                          "ON CONFLICT (site_id) DO UPDATE SET synced_at = excluded.synced_at, "
+                          "version = coalesce(excluded.version, version)",
+                          &st) != SQLITE_OK)
+        return sql_err(e, h->db, "updating a site");
+    sqlite3_bind_text(st, 1, site_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)version);
+    rc = sqlite3_step(st) == SQLITE_DONE ? SYNC_OK : sql_err(e, h->db, "updating a site");
+    stmtcache_release(&h->sc, st);
     return rc;
 }
 
-/* The periodic pack after a push (h->lock held).  A failure is logged, not
- * returned: the push is already durable, and the next run packs again. */
-static void housekeep(struct hub *h)
+/* One push of a batch, in its own savepoint of the batch's transaction: a
+ * push refused (or failing) is rolled back alone and the others go on.
+ * Returns the push's own result in q->rc; SYNC_OK, or an error when the
+ * transaction itself cannot go on. */
+static int batch_one(struct hub *h, struct push_req *q)
 {
-    struct gitpack_stats st;
-    struct errctx e = {0, ""};
+    char push_hex[PUSH_ID_LEN * 2 + 1];
+    uint64_t head;
+    int found, rc;
 
-    if (gc_locked(h, 0, &st, &e) != SYNC_OK)
-        fprintf(stderr, "hub: compacting history.git failed (objects stay where they are): %s\n",
-                e.msg);
-    else if (st.packed > 0)
-        fprintf(stderr,
-                "hub: compacted history.git: %zu objects (%zu loose, %zu packs) into %s (%lld "
-                "bytes)\n",
-                st.packed, st.loose, st.packs_folded, st.pack, st.bytes);
+    if (q->m == NULL) /* a mark: one upsert, no savepoint needed */
+        return q->rc = seen_write(h, q->site_id, q->synced, q->e);
+    for (int i = 0; i < PUSH_ID_LEN; i++)
+        snprintf(push_hex + i * 2, 3, "%02x", q->m->push_id[i]);
+    if ((rc = db_exec(h->db, "SAVEPOINT push", "hub database", q->e)) != SYNC_OK)
+        return q->rc = rc;
+    if ((rc = push_lookup(h, q->site_id, push_hex, q->res, &found, q->e)) == SYNC_OK && !found &&
+        (rc = hub_head(h->db, &head, q->e)) == SYNC_OK) {
+        if (q->m->base > head)
+            rc = errctx_set(q->e, SYNC_EREFUSED,
+                            "site claims version %llu but the hub's newest is %llu; the hub may "
+                            "have been restored from a backup",
+                            (unsigned long long)q->m->base, (unsigned long long)head);
+        else
+            rc = push_apply(h, q->site_id, push_hex, q->cs, q->n, q->times, q->m->ntimes, q->res,
+                            q->e);
+    }
+    q->rc = rc;
+    if (rc == SYNC_OK)
+        return db_exec(h->db, "RELEASE push", "hub database", q->e);
+    memset(q->res, 0, sizeof(*q->res));
+    if (sqlite3_exec(h->db, "ROLLBACK TO push; RELEASE push", NULL, NULL, NULL) != SQLITE_OK)
+        return rc; /* the transaction is gone with it */
+    return SYNC_OK;
+}
+
+/* Applies the pushes of batch (h->lock held) in one transaction, each its
+ * own version: one pack for all their objects, one move of the branch, one
+ * COMMIT.  Every push gets its own result; a failure of the whole (the
+ * pack, the branch, COMMIT) is every applied push's. */
+static void batch_run(struct hub *h, struct push_req *batch)
+{
+    struct errctx e = {0, ""};
+    uint64_t first = 0, last = 0;
+    int rc;
+
+    if ((rc = begin(h, &e)) == SYNC_OK && (rc = hub_head(h->db, &first, &e)) == SYNC_OK) {
+        h->batching = 1;
+        h->batch_moved = 0;
+        for (struct push_req *q = batch; q != NULL && rc == SYNC_OK; q = q->next) {
+            if ((rc = batch_one(h, q)) != SYNC_OK)
+                e = *q->e;
+            else if (q->m != NULL && q->rc == SYNC_OK && !q->res->duplicate &&
+                     q->res->version > last)
+                last = q->res->version;
+        }
+        h->batching = 0;
+        if (rc == SYNC_OK && h->batch_moved) {
+            if ((rc = gitmap_set_head(h->git, h->batch_commit, h->batch_why, &e)) == SYNC_OK)
+                testpoint("hub: branch moved");
+        }
+    }
+    rc = finish(h, rc, &e);
+    for (struct push_req *q = batch; q != NULL; q = q->next) {
+        if (rc != SYNC_OK && q->rc == SYNC_OK) { /* nothing of the batch was kept */
+            *q->e = e;
+            q->rc = rc;
+            if (q->res != NULL)
+                memset(q->res, 0, sizeof(*q->res));
+        }
+    }
+    /* fold when the batch passed a multiple of pack_every */
+    if (rc == SYNC_OK && last > 0 &&
+        last / (uint64_t)h->pack_every > first / (uint64_t)h->pack_every)
+        housekeep(h);
+}
+
+/* Takes the pushes waiting (at most PUSH_BATCH_MAX, and PUSH_BATCH_BYTES of
+ * changesets unless it is the first) off the queue; h->qlock held. */
+static struct push_req *batch_take(struct hub *h)
+{
+    struct push_req *batch = h->qhead, *q = batch, *prev = NULL;
+    size_t count = 0, bytes = 0;
+
+    while (q != NULL && count < PUSH_BATCH_MAX &&
+           (count == 0 || bytes + q->n <= PUSH_BATCH_BYTES)) {
+        bytes += q->n;
+        count++;
+        prev = q;
+        q = q->next;
+    }
+    if (prev != NULL)
+        prev->next = NULL;
+    h->qhead = q;
+    if (q == NULL)
+        h->qtail = &h->qhead;
+    return batch;
+}
+
+/* Group commit: queues q, and leads a batch whenever no one else does.
+ * The leader's own request is in the batch it takes, so it leaves with its
+ * answer; a waiter wakes when its batch is done or the lead is free.
+ * Returns with q->rc set. */
+static void writer_submit(struct hub *h, struct push_req *q)
+{
+    pthread_mutex_lock(&h->qlock);
+    *h->qtail = q;
+    h->qtail = &q->next;
+    while (!q->done) {
+        struct push_req *batch;
+        if (h->leading) {
+            pthread_cond_wait(&h->qcond, &h->qlock);
+            continue;
+        }
+        h->leading = 1;
+        if (h->batch_wait_ms > 0) { /* test builds: let others queue up behind */
+            struct timespec ts = {h->batch_wait_ms / 1000,
+                                  (long)(h->batch_wait_ms % 1000) * 1000000};
+            pthread_mutex_unlock(&h->qlock);
+            nanosleep(&ts, NULL);
+            pthread_mutex_lock(&h->qlock);
+        }
+        batch = batch_take(h);
+        pthread_mutex_unlock(&h->qlock);
+        pthread_mutex_lock(&h->lock);
+        batch_run(h, batch);
+        pthread_mutex_unlock(&h->lock);
+        pthread_mutex_lock(&h->qlock);
+        for (struct push_req *b = batch, *next; b != NULL; b = next) {
+            next = b->next; /* b may be gone once done is seen */
+            b->done = 1;
+        }
+        h->leading = 0;
+        pthread_cond_broadcast(&h->qcond);
+    }
+    pthread_mutex_unlock(&h->qlock);
 }
 
 int hub_push(struct hub *h, const char *site_id, const struct msg_push *m, const void *cs, size_t n,
              struct msg_push_ok *res, struct errctx *e)
 {
-    char push_hex[PUSH_ID_LEN * 2 + 1];
-    const uint8_t *push_id = m->push_id;
-    uint64_t base = m->base, head, *times = NULL;
-    int found, nchanges, rc;
+    struct push_req me = {site_id, m, cs, n, NULL, res, 0, e, SYNC_OK, 0, NULL};
+    uint64_t *times = NULL;
+    int nchanges, rc;
 
     memset(res, 0, sizeof(*res));
-    for (int i = 0; i < PUSH_ID_LEN; i++)
-        snprintf(push_hex + i * 2, 3, "%02x", push_id[i]);
     /* Class and shape checks need no lock: they read only the changeset. */
     if ((rc = changeset_check_push(h->schema, cs, n, site_id, &nchanges, e)) != SYNC_OK)
         return rc;
@@ -575,30 +812,10 @@ int hub_push(struct hub *h, const char *site_id, const struct msg_push *m, const
         for (int b = 0; b < 8; b++)
             times[i] = (times[i] << 8) | m->times[i * 8 + (uint32_t)b];
     }
-    pthread_mutex_lock(&h->lock);
-    if ((rc = begin(h, e)) != SYNC_OK)
-        goto unlock;
-    if ((rc = push_lookup(h, site_id, push_hex, res, &found, e)) != SYNC_OK || found)
-        goto out;
-    if ((rc = hub_head(h->db, &head, e)) != SYNC_OK)
-        goto out;
-    if (base > head) {
-        rc = errctx_set(e, SYNC_EREFUSED,
-                        "site claims version %llu but the hub's newest is %llu; the hub may have "
-                        "been restored from a backup",
-                        (unsigned long long)base, (unsigned long long)head);
-        goto out;
-    }
-    rc = push_apply(h, site_id, push_hex, cs, n, times, m->ntimes, res, e);
-out:
-    rc = finish(h, rc, e);
-    if (rc == SYNC_OK && !res->duplicate && res->version > 0 &&
-        res->version % (uint64_t)h->pack_every == 0)
-        housekeep(h);
-unlock:
-    pthread_mutex_unlock(&h->lock);
+    me.times = times;
+    writer_submit(h, &me);
     free(times);
-    return rc;
+    return me.rc;
 }
 
 /* ---- sites --------------------------------------------------------------------- */
@@ -704,18 +921,12 @@ int hub_site_revoke(struct hub *h, const char *site_id, int *already, struct err
 
 int hub_site_synced(struct hub *h, const char *site_id, uint64_t version, struct errctx *e)
 {
-    char v[24];
-    const char *vals[1] = {v};
-    int changed = 0;
+    struct push_req me = {site_id, NULL, NULL, 0, NULL, NULL, version, e, SYNC_OK, 0, NULL};
 
-    snprintf(v, sizeof(v), "%llu", (unsigned long long)version);
-    /* version 0: the connection pulled nothing, so the last known one stays */
-    return site_update(h,
-                       "INSERT INTO _empact_site_seen (site_id, synced_at, version) "
-                       "VALUES (?1, strftime('%s','now'), nullif(CAST(?2 AS INTEGER), 0)) "
-                       "ON CONFLICT (site_id) DO UPDATE SET synced_at = excluded.synced_at, "
-                       "version = coalesce(excluded.version, version)",
-                       site_id, vals, 1, &changed, e);
+    /* through the writer's queue: it rides in the transaction of the pushes
+     * waiting with it (its own was a second fsynced commit per sync) */
+    writer_submit(h, &me);
+    return me.rc;
 }
 
 int hub_site_refused(struct hub *h, const char *site_id, const char *reason, struct errctx *e)
@@ -1148,8 +1359,14 @@ int hub_open(struct hub **out, const char *dir, const struct schema *s, struct e
     if ((h = calloc(1, sizeof(*h))) == NULL)
         return errctx_set(e, SYNC_ENOMEM, "out of memory");
     pthread_mutex_init(&h->lock, NULL);
+    pthread_mutex_init(&h->qlock, NULL);
+    pthread_cond_init(&h->qcond, NULL);
+    pthread_mutex_init(&h->fold_mu, NULL);
+    pthread_cond_init(&h->fold_cv, NULL);
+    h->qtail = &h->qhead;
     h->schema = s;
     h->pack_every = testpoint_limit("EMPACT_PACK_EVERY", HUB_PACK_EVERY);
+    h->batch_wait_ms = testpoint_limit("EMPACT_BATCH_WAIT_MS", 0);
     if ((h->dir = strdup(dir)) == NULL || (gitpath = path_join(dir, HUB_GIT)) == NULL ||
         (dbpath = path_join(dir, HUB_DB)) == NULL) {
         rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
@@ -1160,8 +1377,10 @@ int hub_open(struct hub **out, const char *dir, const struct schema *s, struct e
                         HUB_DB);
         goto out;
     }
-    if ((rc = db_open(&h->db, dir, SQLITE_OPEN_READWRITE, e)) != SYNC_OK ||
-        (rc = schema_check(h->db, s, e)) != SYNC_OK ||
+    if ((rc = db_open(&h->db, dir, SQLITE_OPEN_READWRITE, e)) != SYNC_OK)
+        goto out;
+    stmtcache_init(&h->sc, h->db);
+    if ((rc = schema_check(h->db, s, e)) != SYNC_OK ||
         (rc = gitmap_open(&h->git, gitpath, e)) != SYNC_OK)
         goto out;
     pthread_mutex_lock(&h->lock);
@@ -1187,9 +1406,21 @@ void hub_close(struct hub *h)
 {
     if (h == NULL)
         return;
+    if (h->fold_started) { /* a fold under way is finished first */
+        pthread_mutex_lock(&h->fold_mu);
+        h->fold_stop = 1;
+        pthread_cond_signal(&h->fold_cv);
+        pthread_mutex_unlock(&h->fold_mu);
+        pthread_join(h->fold_th, NULL);
+    }
     gitmap_free(h->git);
+    stmtcache_free(&h->sc); /* zeroed (nothing held) when db never opened */
     sqlite3_close(h->db);
     pthread_mutex_destroy(&h->lock);
+    pthread_mutex_destroy(&h->qlock);
+    pthread_cond_destroy(&h->qcond);
+    pthread_mutex_destroy(&h->fold_mu);
+    pthread_cond_destroy(&h->fold_cv);
     free(h->dir);
     free(h);
 }

@@ -43,6 +43,7 @@
 #include "snapshot.h"
 #include "testpoint.h"
 #include "tls.h"
+#include "vcache.h"
 #include "zcodec.h"
 
 struct server {
@@ -51,7 +52,8 @@ struct server {
     struct hub *hub;
     struct tls_ctx *tls;
     struct dict_cache *dicts;
-    pthread_mutex_t lock; /* guards fds[], ips[] and nlive */
+    struct vcache *versions; /* compressed versions, shared by the connections */
+    pthread_mutex_t lock;    /* guards fds[], ips[] and nlive */
     pthread_cond_t idle;
     int fds[HUB_MAX_CONNS];
     char ips[HUB_MAX_CONNS][NI_MAXHOST]; /* numeric peer address of each live slot */
@@ -234,6 +236,7 @@ static int send_version(void *arg, const struct hub_version *v)
     struct pull_ctx *p = arg;
     struct msg_version m;
     struct buf z = {0}, b = {0};
+    uint32_t dict;
     int rc;
 
     memset(&m, 0, sizeof(m));
@@ -253,8 +256,13 @@ static int send_version(void *arg, const struct hub_version *v)
         return rc;
     }
     m.raw_len = (uint32_t)v->ncs;
-    if ((p->c->enc != NULL || (rc = zenc_new(&p->c->enc, p->e)) == SYNC_OK) &&
-        (rc = zenc_compress(p->c->enc, &z, v->cs, v->ncs, p->c->dict, p->e)) == SYNC_OK) {
+    dict = p->c->dict != NULL ? zdict_id(p->c->dict) : 0;
+    if ((rc = vcache_get(p->c->srv->versions, v->seq, v->commit, dict, &z, p->e)) == 0 &&
+        (p->c->enc != NULL || (rc = zenc_new(&p->c->enc, p->e)) == SYNC_OK) &&
+        (rc = zenc_compress(p->c->enc, &z, v->cs, v->ncs, p->c->dict, p->e)) == SYNC_OK)
+        vcache_put(p->c->srv->versions, v->seq, v->commit, dict, z.data, z.len);
+    if (rc >= 0) {
+        rc = SYNC_OK;
         m.z = z.data;
         m.zlen = (uint32_t)z.len;
         if ((rc = msg_version_encode(&b, &m, p->e)) == SYNC_OK)
@@ -627,6 +635,7 @@ int serve_run(const char *dir, const char *listen_addr, const struct schema *s, 
         max_per_ip > 0 ? max_per_ip : testpoint_limit("EMPACT_MAX_CONN_PER_IP", MAX_CONN_PER_IP);
     if ((rc = hub_open(&srv.hub, dir, s, e)) != SYNC_OK || (rc = tls_load(&srv.tls, dir, e)) ||
         (rc = dict_cache_new(&srv.dicts, e)) != SYNC_OK ||
+        (rc = vcache_new(&srv.versions, e)) != SYNC_OK ||
         (rc = listen_on(&lfd, listen_addr, shown, sizeof(shown), e)) != SYNC_OK)
         goto out;
     printf("listening on %s\n", shown);
@@ -659,6 +668,7 @@ out:
         close(lfd);
     tls_ctx_free(srv.tls);
     dict_cache_free(srv.dicts);
+    vcache_free(srv.versions);
     hub_close(srv.hub);
     pthread_cond_destroy(&srv.idle);
     pthread_mutex_destroy(&srv.lock);

@@ -2,7 +2,8 @@
 # 10-concurrent.t - three sites sync at the same time, repeatedly, while the hub
 # serves them all; then one big push (5000 rows).  Every sync succeeds, every
 # push that changed something is exactly one version and one commit, and all
-# replicas converge with the hub.
+# replicas converge with the hub.  Then three pushes batched by the hub's
+# writer (group commit): three versions, three commits, fewer packs.
 . "$(dirname "$0")/lib.sh"
 
 SITES="alpha beta gamma"
@@ -74,6 +75,42 @@ n_rows=0
 for t in $REPL_TABLES; do n_rows=$((n_rows + $(hub_sql "SELECT count(*) FROM $t"))); done
 is "$(hub_git ls-tree -r --name-only HEAD 2>&1 | wc -l)" "$n_rows" "git tree: one file per row ($n_rows)"
 ok_cmd "git fsck --strict is clean" git -C "$HUB_DIR/history.git" fsck --strict
+
+# ---- group commit ----------------------------------------------------------------------------
+# Pushes that wait for the hub's writer are applied together, each its own
+# version, in one transaction with one pack.  A test build's hub holds each
+# batch open EMPACT_BATCH_WAIT_MS before it takes the queue, so the three
+# pushes below meet in one batch.
+stop_hub
+EMPACT_BATCH_WAIT_MS=300 start_hub "$HUB_DIR" || BAIL_OUT "the hub did not start again"
+sites_follow_hub $SITES
+packs0=$(ls "$HUB_DIR/history.git/objects/pack/" | grep -c '\.pack$')
+v1=$(hub_max_seq)
+pids=""
+for id in $SITES; do
+    sq "$(site_db "$id")" "INSERT INTO resource(id, title, added_by_site) VALUES (lower(hex(randomblob(16))), '$id batched', '$id')"
+    (timeout -k 5 "$E2E_TIMEOUT" "$EMPACT" sync "$(site_db "$id")" >"$E2E_TMP/$id.batch.log" 2>&1
+     echo $? >"$E2E_TMP/$id.batch.rc") &
+    pids="$pids $!"
+done
+for p in $pids; do wait_bounded "$p" $((E2E_TIMEOUT + 30)); done
+for id in $SITES; do
+    is "$(cat "$E2E_TMP/$id.batch.rc")" 0 "$id: its push, batched with the others', succeeded" ||
+        diag "$(cat "$E2E_TMP/$id.batch.log")"
+done
+is "$(hub_max_seq)" $((v1 + 3)) "three pushes, three versions"
+packs1=$(ls "$HUB_DIR/history.git/objects/pack/" | grep -c '\.pack$')
+ok $([ $((packs1 - packs0)) -ge 1 ] && [ $((packs1 - packs0)) -lt 3 ]; echo $?) \
+    "the three versions came in fewer packs than versions ($((packs1 - packs0)) new)"
+is "$(hub_git rev-list --count HEAD 2>&1)" "$(hub_max_seq)" "still one commit per version"
+for k in 0 1 2; do
+    seq=$((v1 + 3 - k))
+    is "$(hub_git rev-parse "HEAD~$k" 2>&1)" "$(hub_sql "SELECT commit_id FROM _empact_version WHERE seq = $seq")" \
+        "version $seq is HEAD~$k, its own commit"
+done
+ok_cmd "git fsck --strict is clean after a batch" git -C "$HUB_DIR/history.git" fsck --strict
+for id in $SITES; do site_sync "$id" "$id catches up after the batch"; done
+assert_converged $SITES
 
 stop_hub
 done_testing
