@@ -16,8 +16,8 @@ SAN ?=
 DEB_PKGS := gcc make pkg-config libsqlite3-dev libgit2-dev libzstd-dev libssl-dev zlib1g-dev \
             libcjson-dev libbsd-dev libcsv-dev libcmocka-dev sqlite3 sqlite3-tools git openssl perl \
             ca-certificates clang libclang-rt-14-dev clang-format cppcheck chromium \
-            zstd bc time util-linux
-PKGS := sqlite3 libgit2 libzstd openssl libcjson libbsd zlib
+            zstd bc time util-linux libdeflate-dev
+PKGS := sqlite3 libgit2 libzstd openssl libcjson libbsd zlib libdeflate
 
 CFLAGS_WARN := -std=c17 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wvla
 CPPFLAGS_ALL = -D_GNU_SOURCE -DSQLITE_ENABLE_SESSION -DSQLITE_ENABLE_PREUPDATE_HOOK \

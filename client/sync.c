@@ -99,7 +99,8 @@ static int connect_hub(struct sync *y, struct errctx *e)
         rc = errctx_set(e, SYNC_EDATA, "the replica's hub address \"%s\" is not HOST:PORT", addr);
         goto out;
     }
-    if ((rc = tls_ctx_new_client(&y->tls_ctx, cert, key, ca, e)) != SYNC_OK ||
+    if ((y->tls_ctx == NULL &&
+         (rc = tls_ctx_new_client(&y->tls_ctx, cert, key, ca, e)) != SYNC_OK) ||
         (rc = tls_connect(&y->tls, y->tls_ctx, host, port, e)) != SYNC_OK)
         goto out;
     /* the same bounds the hub puts on sites: a hub (or a box in between)
@@ -1160,10 +1161,17 @@ int sync_run(sqlite3 *db, const struct schema *s, struct sync_result *r, struct 
 struct sync_link {
     struct sync y;
     struct sync_result r;
+    int ctx_borrowed; /* y.tls_ctx is the caller's */
 };
 
 int sync_link_open(struct sync_link **out, sqlite3 *db, const struct schema *s, uint64_t *hub_head,
                    struct errctx *e)
+{
+    return sync_link_open_ctx(out, db, s, NULL, hub_head, e);
+}
+
+int sync_link_open_ctx(struct sync_link **out, sqlite3 *db, const struct schema *s,
+                       struct tls_ctx *ctx, uint64_t *hub_head, struct errctx *e)
 {
     struct sync_link *l = calloc(1, sizeof(*l));
     int rc;
@@ -1171,6 +1179,8 @@ int sync_link_open(struct sync_link **out, sqlite3 *db, const struct schema *s, 
     *out = NULL;
     if (l == NULL)
         return errctx_set(e, SYNC_ENOMEM, "out of memory");
+    l->y.tls_ctx = ctx;
+    l->ctx_borrowed = ctx != NULL;
     l->y.db = db;
     l->y.s = s;
     l->y.r = &l->r;
@@ -1201,7 +1211,8 @@ void sync_link_close(struct sync_link *l, int bye)
     if (bye && l->y.tls != NULL)
         (void)!frame_write(&l->y.io, MSG_BYE, NULL, 0, NULL);
     tls_conn_close(l->y.tls);
-    tls_ctx_free(l->y.tls_ctx);
+    if (!l->ctx_borrowed)
+        tls_ctx_free(l->y.tls_ctx);
     zdict_free(l->y.dict);
     free(l);
 }

@@ -55,4 +55,11 @@ int sync_link_send(struct sync_link *l, uint8_t type, const struct buf *payload,
 int sync_link_read(struct sync_link *l, struct frame **f, struct errctx *e) SYNC_WUR;
 void sync_link_close(struct sync_link *l, int bye);
 
+/* As sync_link_open(), through ctx (borrowed; the client context the
+ * replica's certificate, key and CA make), so many connections made one
+ * after another need not each parse them again: tests/bench/load.c. */
+struct tls_ctx;
+int sync_link_open_ctx(struct sync_link **out, sqlite3 *db, const struct schema *s,
+                       struct tls_ctx *ctx, uint64_t *hub_head, struct errctx *e) SYNC_WUR;
+
 #endif
