@@ -38,6 +38,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "buf.h"
 #include "changeset.h"
@@ -576,6 +579,11 @@ static int gc_run(struct hub *h, int all, struct gitpack_stats *st, struct errct
     }
     gitpack_plan_free(plan);
     free(gitpath);
+#ifdef __GLIBC__
+    /* a fold's tables (tens of MiB for a large one) raise glibc's mmap
+     * threshold and stay in its heap once freed: give them back */
+    malloc_trim(0);
+#endif
     return rc;
 }
 
