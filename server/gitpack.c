@@ -259,6 +259,7 @@ static int pack_objects(struct ids *l, const char *gitdir, const char *name, str
 #define FOLD_DEPTH_MAX 50
 #define FOLD_DELTA_MAX (16u * 1024 * 1024)
 #define OUT_BUF (256 * 1024)
+#define WRITEBACK_STEP (8u * 1024 * 1024)
 #define TINY_OBJECT 128 /* bytes (most deltas, leaf trees): stored, not deflated */
 
 /* A pack being folded, mapped read-only. */
@@ -304,7 +305,7 @@ struct fold {
     EVP_MD_CTX *md;
     uint8_t *wbuf;
     size_t nw;
-    uint64_t woff;
+    uint64_t woff, synced; /* bytes written; of those, handed to writeback */
     uint32_t wcrc;
     size_t deltas; /* entries written as deltas */
     int deep;      /* walk every commit, not only the versions' own (walked()) */
@@ -820,6 +821,16 @@ static int out_flush(struct fold *f, struct errctx *e)
         done += (size_t)w;
     }
     f->nw = 0;
+#ifdef SYNC_FILE_RANGE_WRITE
+    /* start writing back what is written, a few MiB at a time, so the
+     * fsync at the end does not put hundreds of MiB before the pushes' own
+     * fsyncs at once (best effort) */
+    if (f->woff - f->synced >= WRITEBACK_STEP) {
+        (void)sync_file_range(f->fd, (off_t)f->synced, (off_t)(f->woff - f->synced),
+                              SYNC_FILE_RANGE_WRITE);
+        f->synced = f->woff;
+    }
+#endif
     return SYNC_OK;
 }
 
@@ -1159,14 +1170,14 @@ out:
     fold_free(&f);
     return rc;
 }
-/* Removes each loose object of l that the new pack holds. */
-static int loose_prune(const char *gitdir, git_odb *packed, const struct ids *l,
+/* Removes each loose object of l marked in ok (the new pack holds it). */
+static int loose_prune(const char *gitdir, const struct ids *l, const uint8_t *ok,
                        struct gitpack_stats *st, struct errctx *e)
 {
     char path[4200], hex[GIT_OID_HEXSZ + 1];
 
     for (size_t i = 0; i < l->n; i++) {
-        if (!git_odb_exists(packed, &l->v[i]))
+        if (!ok[i])
             continue; /* not in the new pack: stays loose */
         git_oid_tostr(hex, sizeof(hex), &l->v[i]);
         snprintf(path, sizeof(path), "%s/objects/%.2s/%s", gitdir, hex, hex + 2);
@@ -1180,24 +1191,30 @@ static int loose_prune(const char *gitdir, git_odb *packed, const struct ids *l,
     return SYNC_OK;
 }
 
-/* Removes the folded pack name if the new pack holds every object of it:
- * its index first, so no reader finds an index without its pack. */
-static int pack_prune(const char *gitdir, git_odb *packed, const char *name,
-                      struct gitpack_stats *st, struct errctx *e)
+/* 1 if the new pack (packed) holds every object of the pack name. */
+static int pack_covered(int *yes, const char *gitdir, git_odb *packed, const char *name,
+                        struct errctx *e)
 {
     struct ids l = {0};
-    char path[4200];
     int rc;
 
+    *yes = 0;
     if ((rc = pack_objects(&l, gitdir, name, e)) != SYNC_OK)
         return rc;
-    for (size_t i = 0; i < l.n; i++) {
-        if (!git_odb_exists(packed, &l.v[i])) {
-            free(l.v);
-            return SYNC_OK; /* cannot happen; keep it rather than lose an object */
-        }
-    }
+    *yes = 1;
+    for (size_t i = 0; i < l.n && *yes; i++)
+        *yes = git_odb_exists(packed, &l.v[i]);
     free(l.v);
+    return SYNC_OK;
+}
+
+/* Removes a folded pack: its index first, so no reader finds an index
+ * without its pack. */
+static int pack_prune(const char *gitdir, const char *name, struct gitpack_stats *st,
+                      struct errctx *e)
+{
+    char path[4200];
+
     for (int k = 0; k < 3; k++) {
         static const char *const ext[] = {".idx", ".rev", ".pack"};
         snprintf(path, sizeof(path), "%s/objects/pack/%s%s", gitdir, name, ext[k]);
@@ -1215,6 +1232,9 @@ struct gitpack_plan {
     struct ids loose;
     struct pack *packs; /* the folded ones: packs[0..nfold) */
     size_t nfold;
+    /* checked before the prune, without the writer's lock: which loose
+     * objects and folded packs the new pack holds in full */
+    uint8_t *loose_ok, *pack_ok;
     char pack[48]; /* the new one */
 };
 
@@ -1229,7 +1249,36 @@ void gitpack_plan_free(struct gitpack_plan *p)
     free(p->gitdir);
     free(p->loose.v);
     free(p->packs);
+    free(p->loose_ok);
+    free(p->pack_ok);
     free(p);
+}
+
+/* Notes the new pack st->pack in p and which loose objects and folded packs
+ * it holds in full (a lookup per object: for a large fold, too long to do
+ * while the pushes wait). */
+static int plan_check(struct gitpack_plan *p, const struct gitpack_stats *st, struct errctx *e)
+{
+    git_odb *packed = NULL;
+    int rc;
+
+    snprintf(p->pack, sizeof(p->pack), "%s", st->pack);
+    if ((p->loose_ok = calloc(p->loose.n + 1, 1)) == NULL ||
+        (p->pack_ok = calloc(p->nfold + 1, 1)) == NULL)
+        return errctx_set(e, SYNC_ENOMEM, "out of memory");
+    if ((rc = pack_odb(&packed, p->gitdir, p->pack, e)) != SYNC_OK)
+        return rc;
+    for (size_t i = 0; i < p->loose.n; i++)
+        p->loose_ok[i] = (uint8_t)git_odb_exists(packed, &p->loose.v[i]);
+    for (size_t i = 0; i < p->nfold && rc == SYNC_OK; i++) {
+        int yes = 0;
+        /* the same objects again make the same name: that one stays */
+        if (strcmp(p->packs[i].name, p->pack) != 0 &&
+            (rc = pack_covered(&yes, p->gitdir, packed, p->packs[i].name, e)) == SYNC_OK)
+            p->pack_ok[i] = (uint8_t)yes;
+    }
+    git_odb_free(packed);
+    return rc;
 }
 
 int gitpack_fold(struct gitpack_plan **out, const char *gitdir, int all, struct gitpack_stats *st,
@@ -1270,7 +1319,7 @@ int gitpack_fold(struct gitpack_plan **out, const char *gitdir, int all, struct 
     if (git_repository_open_bare(&repo, gitdir) != 0)
         rc = git_fail(e, "opening the history repository");
     else if ((rc = fold_pack(repo, gitdir, &p->loose, p->packs, p->nfold, all, st, e)) == SYNC_OK)
-        snprintf(p->pack, sizeof(p->pack), "%s", st->pack);
+        rc = plan_check(p, st, e);
 out:
     git_repository_free(repo);
     git_libgit2_shutdown();
@@ -1284,20 +1333,14 @@ out:
 
 int gitpack_prune(struct gitpack_plan *p, struct gitpack_stats *st, struct errctx *e)
 {
-    git_odb *packed = NULL;
     int rc;
 
     if (p->pack[0] == '\0')
         return SYNC_OK; /* nothing was folded */
-    git_libgit2_init();
-    if ((rc = pack_odb(&packed, p->gitdir, p->pack, e)) == SYNC_OK)
-        rc = loose_prune(p->gitdir, packed, &p->loose, st, e);
-    for (size_t i = 0; i < p->nfold && rc == SYNC_OK; i++) {
-        if (strcmp(p->packs[i].name, p->pack) != 0) /* the same objects again: same name */
-            rc = pack_prune(p->gitdir, packed, p->packs[i].name, st, e);
-    }
-    git_odb_free(packed);
-    git_libgit2_shutdown();
+    rc = loose_prune(p->gitdir, &p->loose, p->loose_ok, st, e);
+    for (size_t i = 0; i < p->nfold && rc == SYNC_OK; i++)
+        if (p->pack_ok[i])
+            rc = pack_prune(p->gitdir, p->packs[i].name, st, e);
     return rc;
 }
 

@@ -35,7 +35,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 #ifdef __GLIBC__
@@ -52,6 +54,8 @@
 #include "pki.h"
 #include "testpoint.h"
 #include "tls.h"
+
+#define FOLD_NICE 10 /* the folding thread's nice value */
 
 /* A write waiting for the writer: a push (hub_push), or the mark of a
  * site's finished sync (hub_site_synced, m NULL). */
@@ -599,6 +603,9 @@ static void *fold_main(void *arg)
 {
     struct hub *h = arg;
 
+    /* folding can wait; the sites' syncs should not wait for it: on Linux
+     * a thread has its own nice value (best effort: ignored if refused) */
+    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), FOLD_NICE);
     pthread_mutex_lock(&h->fold_mu);
     while (!h->fold_stop) {
         struct gitpack_stats st;

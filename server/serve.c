@@ -46,6 +46,8 @@
 #include "vcache.h"
 #include "zcodec.h"
 
+#define READER_POOL 16 /* idle hub.db read connections kept */
+
 struct server {
     const char *dir;
     const struct schema *schema;
@@ -58,6 +60,8 @@ struct server {
     int fds[HUB_MAX_CONNS];
     char ips[HUB_MAX_CONNS][NI_MAXHOST]; /* numeric peer address of each live slot */
     int nlive;
+    sqlite3 *readers[READER_POOL]; /* idle hub.db read connections, kept for the next */
+    int nreaders;
     int idle_ms;    /* IDLE_TIMEOUT_MS, or a test build's override */
     int frame_ms;   /* FRAME_DEADLINE_MS, or a test build's override */
     int max_per_ip; /* MAX_CONN_PER_IP, or a test build's override */
@@ -78,6 +82,36 @@ struct conn {
 };
 
 static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A hub.db read connection for a site's connection: an idle one kept by an
+ * earlier connection, else a new one (opening one and reading hub.db's
+ * schema cost more than many a small sync's queries). */
+static int reader_take(struct server *srv, sqlite3 **out, struct errctx *e)
+{
+    *out = NULL;
+    pthread_mutex_lock(&srv->lock);
+    if (srv->nreaders > 0)
+        *out = srv->readers[--srv->nreaders];
+    pthread_mutex_unlock(&srv->lock);
+    return *out != NULL ? SYNC_OK : hub_reader_open(out, srv->dir, e);
+}
+
+/* Keeps db for the next connection if it is idle (no transaction, no
+ * statement) and the pool has room; closes it otherwise.  Takes NULL. */
+static void reader_give(struct server *srv, sqlite3 *db)
+{
+    if (db == NULL)
+        return;
+    if (sqlite3_get_autocommit(db) && sqlite3_next_stmt(db, NULL) == NULL) {
+        pthread_mutex_lock(&srv->lock);
+        if (srv->nreaders < READER_POOL) {
+            srv->readers[srv->nreaders++] = db;
+            db = NULL;
+        }
+        pthread_mutex_unlock(&srv->lock);
+    }
+    sqlite3_close(db);
+}
 
 static void logf_(const char *fmt, ...)
 {
@@ -425,7 +459,7 @@ static void session(struct conn *c)
     tls_conn_set_timeout(c->tls, c->srv->idle_ms);
     tls_conn_set_frame_timeout(c->tls, c->srv->frame_ms);
     tls_conn_start_frame_clock(c->tls); /* the HELLO is due from now */
-    if ((rc = hub_reader_open(&c->rdb, c->srv->dir, &e)) != SYNC_OK) {
+    if ((rc = reader_take(c->srv, &c->rdb, &e)) != SYNC_OK) {
         msg_send_error(&c->io, WERR_INTERNAL, "the hub cannot open its database; retry later");
         logf_("site %s: %s", c->site, e.msg);
         return;
@@ -480,7 +514,7 @@ static void *conn_main(void *arg)
     tls_conn_close(c->tls);
     if (c->fd >= 0)
         close(c->fd);
-    sqlite3_close(c->rdb);
+    reader_give(srv, c->rdb);
     zenc_free(c->enc);
     pthread_mutex_lock(&srv->lock);
     srv->fds[c->slot] = -1;
@@ -669,6 +703,8 @@ out:
     tls_ctx_free(srv.tls);
     dict_cache_free(srv.dicts);
     vcache_free(srv.versions);
+    for (int i = 0; i < srv.nreaders; i++)
+        sqlite3_close(srv.readers[i]);
     hub_close(srv.hub);
     pthread_cond_destroy(&srv.idle);
     pthread_mutex_destroy(&srv.lock);
