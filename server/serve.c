@@ -75,6 +75,7 @@ struct conn {
     struct frame_io io;
     sqlite3 *rdb;
     uint64_t pulled_to;       /* head of the last PULL_END sent (0: none yet) */
+    int bye;                  /* the site said BYE: its sync ended well */
     const struct zdict *dict; /* the dictionary both sides hold, or NULL */
     struct zenc *enc;         /* compresses a pull's versions (made at the first) */
     char site[SITE_ID_MAX + 1];
@@ -479,9 +480,7 @@ static void session(struct conn *c)
             break;
         }
         if (f->type == MSG_BYE) {
-            /* a site says BYE only after its sync succeeded */
-            if (hub_site_synced(c->srv->hub, c->site, c->pulled_to, &e) != SYNC_OK)
-                logf_("site %s: cannot record the time of its sync: %s", c->site, e.msg);
+            c->bye = 1; /* a site says BYE only after its sync succeeded */
             break;
         }
         if (f->type == MSG_PUSH)
@@ -516,9 +515,19 @@ static void *conn_main(void *arg)
         close(c->fd);
     reader_give(srv, c->rdb);
     zenc_free(c->enc);
+    /* the socket is closed: its slot is free for the site's next connection
+     * while the mark below waits for the writer (the thread still counts
+     * in nlive, so a stopping hub waits for it) */
     pthread_mutex_lock(&srv->lock);
     srv->fds[c->slot] = -1;
     srv->ips[c->slot][0] = '\0';
+    pthread_mutex_unlock(&srv->lock);
+    if (c->bye) {
+        struct errctx e = {0, ""};
+        if (hub_site_synced(srv->hub, c->site, c->pulled_to, &e) != SYNC_OK)
+            logf_("site %s: cannot record the time of its sync: %s", c->site, e.msg);
+    }
+    pthread_mutex_lock(&srv->lock);
     if (--srv->nlive == 0)
         pthread_cond_broadcast(&srv->idle);
     pthread_mutex_unlock(&srv->lock);

@@ -319,15 +319,22 @@ static void *run_wire(void *arg)
             }
             w->sent_rows += k;
         }
-        if (wire_sync(&p, &base, db, w->s, ctx, &e) == SYNC_OK)
+        if (wire_sync(&p, &base, db, w->s, ctx, &e) == SYNC_OK) {
             note_latency(w, (now_s() - t0) * 1000.0);
-        else
+        } else { /* as a site's retry would, not at once */
+            struct timespec ts = {0, 100 * 1000 * 1000};
             note_error(w, e.msg);
+            nanosleep(&ts, NULL);
+        }
     }
     /* a push not yet acknowledged is sent again (same id: applied once) */
-    for (int i = 0; i < 5 && p.pending; i++)
-        if (wire_sync(&p, &base, db, w->s, ctx, &e) != SYNC_OK)
+    for (int i = 0; i < 10 && p.pending; i++) {
+        struct timespec ts = {0, 200 * 1000 * 1000};
+        if (wire_sync(&p, &base, db, w->s, ctx, &e) != SYNC_OK) {
             note_error(w, e.msg);
+            nanosleep(&ts, NULL);
+        }
+    }
     if (p.pending)
         note_error(w, "a push was never acknowledged");
     buf_free(&p.payload);
