@@ -280,6 +280,7 @@ struct fobj {
     uint8_t type;            /* its entry's type in its pack; a loose object's type */
     uint8_t fresh;           /* stored or loose: written anew (deflated), perhaps as a delta */
     uint8_t whole;           /* not a delta in its pack: may take a delta base, or be one */
+    uint8_t is_base;         /* a copied delta's base: keeps its form (chain bound) */
     uint8_t state;           /* 0 not written, 1 being written, 2 written */
     uint64_t off, end, size; /* its entry in its pack; size inflated */
     uint32_t crc;            /* that entry's CRC-32 in the pack's index */
@@ -376,6 +377,32 @@ static int off_cmp(const void *a, const void *b)
     return *x < *y ? -1 : *x > *y;
 }
 
+/* The object number of the base of the delta entry k of s (at off..end,
+ * header used bytes), if it is in the fold already (an OFS_DELTA's base is
+ * earlier in its pack); -1 otherwise. */
+static int32_t delta_base(const struct fold *f, const struct src *s, uint32_t k, uint64_t off,
+                          uint64_t end, size_t used, int type)
+{
+    uint64_t dist;
+    size_t n, lo = 0, hi = k;
+    struct errctx ignored = {0, ""};
+
+    if (type == PACKFILE_REF_DELTA)
+        return end - off - used >= PACKFILE_ID_LEN ? fold_find(f, s->pack + off + used) : -1;
+    if (packfile_ofs_decode(&dist, &n, s->pack + off + used, (size_t)(end - off - used),
+                            &ignored) != SYNC_OK ||
+        dist > off)
+        return -1;
+    while (lo < hi) { /* offs[0..k) are sorted */
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->offs[mid] < off - dist)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < k && s->offs[lo] == off - dist ? (int32_t)s->objs[lo] : -1;
+}
+
 /* Maps pack name, checks its index and header, and adds its objects to the
  * fold (an object already there stays with its first pack). */
 static int src_open(struct fold *f, struct src *s, const char *gitdir, const char *name,
@@ -394,7 +421,7 @@ static int src_open(struct fold *f, struct src *s, const char *gitdir, const cha
         return rc;
     if ((rc = packfile_idx_parse(&s->idx, s->idxmap, s->idxlen, s->packlen, e)) != SYNC_OK)
         return errctx_set(e, rc, "%s.idx: %s", name, e->msg);
-    if (memcmp(s->pack, "PACK", 4) != 0 ||
+    if (s->pack == NULL || s->packlen < 12 + PACKFILE_ID_LEN || memcmp(s->pack, "PACK", 4) != 0 ||
         ((uint32_t)s->pack[8] << 24 | (uint32_t)s->pack[9] << 16 | (uint32_t)s->pack[10] << 8 |
          s->pack[11]) != s->idx.n)
         return errctx_set(e, SYNC_EDATA, "%s.pack does not hold the %u objects its index names",
@@ -432,6 +459,13 @@ static int src_open(struct fold *f, struct src *s, const char *gitdir, const cha
             rc = errctx_set(e, rc, "%s.pack at byte %llu: %s", name, (unsigned long long)off,
                             e->msg);
             break;
+        }
+        if (type == PACKFILE_OFS_DELTA || type == PACKFILE_REF_DELTA) {
+            /* its base keeps its form: a new base under it would make the
+             * chain of this copied delta longer than any bound */
+            int32_t b = delta_base(f, s, k, off, end, used, type);
+            if (b >= 0)
+                f->o[b].is_base = 1;
         }
         if (fold_find(f, id) >= 0) {
             s->objs[k] = (uint32_t)fold_find(f, id);
@@ -529,7 +563,7 @@ static void try_base(struct fold *f, int32_t old, int32_t base)
     int depth = 0;
 
     if (old < 0 || base < 0 || old == base || !f->o[old].whole || !f->o[base].whole ||
-        f->o[old].base >= 0 || f->o[old].type != f->o[base].type ||
+        f->o[old].is_base || f->o[old].base >= 0 || f->o[old].type != f->o[base].type ||
         f->o[old].size > FOLD_DELTA_MAX || f->o[base].size > FOLD_DELTA_MAX)
         return;
     for (int32_t k = base; k >= 0; k = f->o[k].base) {
@@ -1055,7 +1089,9 @@ static int fold_write(struct fold *f, const char *dir, struct gitpack_stats *st,
     snprintf(path, sizeof(path), "%s/%s.pack", dir, st->pack);
     if (rename(f->tmp, path) != 0)
         return errctx_set(e, SYNC_EIO, "cannot rename %s into place: %s", path, strerror(errno));
-    f->tmp[0] = '\0';
+    /* from here a failure removes the pack again: without its index nothing
+     * reads it, and nothing would ever remove it */
+    snprintf(f->tmp, sizeof(f->tmp), "%s", path);
     if ((po = calloc(f->n ? f->n : 1, sizeof(*po))) == NULL)
         return errctx_set(e, SYNC_ENOMEM, "out of memory folding packs");
     for (uint32_t i = 0; i < f->n; i++) {
@@ -1071,6 +1107,8 @@ static int fold_write(struct fold *f, const char *dir, struct gitpack_stats *st,
         rc = errctx_set(e, SYNC_EIO, "cannot fsync %s: %s", dir, strerror(errno));
     if (dfd >= 0)
         close(dfd);
+    if (rc == SYNC_OK)
+        f->tmp[0] = '\0'; /* in place with its index: keep it */
     st->packed = f->n;
     st->deltas = f->deltas;
     free(po);

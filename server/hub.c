@@ -676,30 +676,41 @@ static int seen_write(struct hub *h, const char *site_id, uint64_t version, stru
 static int batch_one(struct hub *h, struct push_req *q)
 {
     char push_hex[PUSH_ID_LEN * 2 + 1];
+    uint8_t moved_to[20];
+    char moved_why[sizeof(h->batch_why)];
+    int moved = h->batch_moved, found, rc;
     uint64_t head;
-    int found, rc;
 
-    if (q->m == NULL) /* a mark: one upsert, no savepoint needed */
-        return q->rc = seen_write(h, q->site_id, q->synced, q->e);
-    for (int i = 0; i < PUSH_ID_LEN; i++)
-        snprintf(push_hex + i * 2, 3, "%02x", q->m->push_id[i]);
+    /* what a rollback of this one must put back: where the batch moves the branch */
+    memcpy(moved_to, h->batch_commit, sizeof(moved_to));
+    memcpy(moved_why, h->batch_why, sizeof(moved_why));
     if ((rc = db_exec(h->db, "SAVEPOINT push", "hub database", q->e)) != SYNC_OK)
         return q->rc = rc;
-    if ((rc = push_lookup(h, q->site_id, push_hex, q->res, &found, q->e)) == SYNC_OK && !found &&
-        (rc = hub_head(h->db, &head, q->e)) == SYNC_OK) {
-        if (q->m->base > head)
-            rc = errctx_set(q->e, SYNC_EREFUSED,
-                            "site claims version %llu but the hub's newest is %llu; the hub may "
-                            "have been restored from a backup",
-                            (unsigned long long)q->m->base, (unsigned long long)head);
-        else
-            rc = push_apply(h, q->site_id, push_hex, q->cs, q->n, q->times, q->m->ntimes, q->res,
-                            q->e);
+    if (q->m == NULL) { /* a mark */
+        rc = seen_write(h, q->site_id, q->synced, q->e);
+    } else {
+        for (int i = 0; i < PUSH_ID_LEN; i++)
+            snprintf(push_hex + i * 2, 3, "%02x", q->m->push_id[i]);
+        if ((rc = push_lookup(h, q->site_id, push_hex, q->res, &found, q->e)) == SYNC_OK &&
+            !found && (rc = hub_head(h->db, &head, q->e)) == SYNC_OK) {
+            if (q->m->base > head)
+                rc = errctx_set(q->e, SYNC_EREFUSED,
+                                "site claims version %llu but the hub's newest is %llu; the hub "
+                                "may have been restored from a backup",
+                                (unsigned long long)q->m->base, (unsigned long long)head);
+            else
+                rc = push_apply(h, q->site_id, push_hex, q->cs, q->n, q->times, q->m->ntimes,
+                                q->res, q->e);
+        }
     }
     q->rc = rc;
     if (rc == SYNC_OK)
         return db_exec(h->db, "RELEASE push", "hub database", q->e);
-    memset(q->res, 0, sizeof(*q->res));
+    if (q->res != NULL)
+        memset(q->res, 0, sizeof(*q->res));
+    h->batch_moved = moved; /* its version, if it made one, is gone */
+    memcpy(h->batch_commit, moved_to, sizeof(moved_to));
+    memcpy(h->batch_why, moved_why, sizeof(moved_why));
     if (sqlite3_exec(h->db, "ROLLBACK TO push; RELEASE push", NULL, NULL, NULL) != SQLITE_OK)
         return rc; /* the transaction is gone with it */
     return SYNC_OK;
@@ -732,6 +743,12 @@ static void batch_run(struct hub *h, struct push_req *batch)
         }
     }
     rc = finish(h, rc, &e);
+    if (rc != SYNC_OK) {
+        /* objects of versions that were not kept stay out of the next pack */
+        struct errctx ignored = {0, ""};
+        if (gitmap_discard(h->git, &ignored) != SYNC_OK)
+            fprintf(stderr, "hub: %s\n", ignored.msg);
+    }
     for (struct push_req *q = batch; q != NULL; q = q->next) {
         if (rc != SYNC_OK && q->rc == SYNC_OK) { /* nothing of the batch was kept */
             *q->e = e;

@@ -89,9 +89,12 @@ int hub_site_refused(struct hub *h, const char *site_id, const char *reason,
                      struct errctx *e) SYNC_WUR;
 
 /* Folds history.git's small packs and loose objects into one pack
- * (gitpack_compact(); all: every pack) under the writer lock: the mutex and
- * SQLite's write lock, as a push holds them.  hub_push() also does this after
- * every HUB_PACK_EVERY-th version. */
+ * (gitpack_fold(); all: every pack) under the fold lock only, then removes
+ * what the new pack holds under this process's writer mutex and reopens its
+ * repository handle.  A hub serving in another process keeps its handle:
+ * libgit2 keeps the packs it has open readable after they are removed and
+ * looks for new packs when an object is missing.  The hub's folding thread
+ * does this after every HUB_PACK_EVERY-th version. */
 int hub_gc(struct hub *h, int all, struct gitpack_stats *st, struct errctx *e) SYNC_WUR;
 
 /* One enrolled site, for listing (strings borrowed until the callback

@@ -801,9 +801,9 @@ static const char usage_gc[] =
     "as many objects as all smaller ones together stay, so the work follows the\n"
     "recent versions, not the whole history.  Objects of older folds are copied\n"
     "as they are; a version's objects are compressed, each tree and row against\n"
-    "the next newer one at the same path.  Runs under the hub's writer lock, so\n"
-    "it is safe while the hub serves; the hub also does it by itself after every\n"
-    "100th version.\n"
+    "the next newer one at the same path.  Safe while the hub serves (one fold\n"
+    "at a time: a lock file in history.git); the hub also does it by itself\n"
+    "after every 100th version.\n"
     "  --all   fold every pack into one\n"
     "Exit codes: 0 ok, 64 usage, 65 not a hub or a damaged pack, 74 i/o.\n";
 
