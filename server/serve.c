@@ -60,6 +60,7 @@ struct server {
     int fds[HUB_MAX_CONNS];
     char ips[HUB_MAX_CONNS][NI_MAXHOST]; /* numeric peer address of each live slot */
     int nlive;
+    int nmarking; /* threads, their socket closed, waiting to record a sync's mark */
     sqlite3 *readers[READER_POOL]; /* idle hub.db read connections, kept for the next */
     int nreaders;
     int idle_ms;    /* IDLE_TIMEOUT_MS, or a test build's override */
@@ -524,8 +525,24 @@ static void *conn_main(void *arg)
     pthread_mutex_unlock(&srv->lock);
     if (c->bye) {
         struct errctx e = {0, ""};
-        if (hub_site_synced(srv->hub, c->site, c->pulled_to, &e) != SYNC_OK)
+        int room;
+        /* threads waiting to record a mark hold no slot: bound them too,
+         * for a writer that stalls (a mark is only the time shown by
+         * `empact-hub status`; the site's next sync records it again) */
+        pthread_mutex_lock(&srv->lock);
+        if ((room = srv->nmarking < HUB_MAX_CONNS))
+            srv->nmarking++;
+        pthread_mutex_unlock(&srv->lock);
+        if (!room)
+            logf_("site %s: its sync's time is not recorded: %d others wait for the writer",
+                  c->site, HUB_MAX_CONNS);
+        else if (hub_site_synced(srv->hub, c->site, c->pulled_to, &e) != SYNC_OK)
             logf_("site %s: cannot record the time of its sync: %s", c->site, e.msg);
+        if (room) {
+            pthread_mutex_lock(&srv->lock);
+            srv->nmarking--;
+            pthread_mutex_unlock(&srv->lock);
+        }
     }
     pthread_mutex_lock(&srv->lock);
     if (--srv->nlive == 0)
