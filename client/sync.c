@@ -323,9 +323,9 @@ static int outbox_store(const struct outbox *ob, sqlite3 *db, struct errctx *e)
  * push is applied, the snapshot tells which columns were edited since. */
 static int dirty_drop_noops(struct sync *y, const struct outbox *ob, struct errctx *e)
 {
-    int rc = changeset_touched_reset(y->db, y->s, e);
+    int rc = changeset_touched_reset(y->db, NULL, y->s, e);
     if (rc == SYNC_OK)
-        rc = changeset_touched_add(y->db, y->s, ob->cs.data, ob->cs.len, e);
+        rc = changeset_touched_add(y->db, NULL, y->s, ob->cs.data, ob->cs.len, e);
     if (rc == SYNC_OK)
         rc = db_exec(y->db, "INSERT INTO _empact_syncing VALUES (1)", "replica", e);
     for (int i = 0; rc == SYNC_OK && i < y->s->ntable; i++) {
@@ -486,7 +486,7 @@ static int apply_version(struct sync *y, const struct frame *f, struct errctx *e
         errctx_wrap(e, "applying hub version %llu", (unsigned long long)v.seq);
         goto out;
     }
-    if ((rc = changeset_touched_add(y->db, y->s, raw.data, raw.len, e)) != SYNC_OK)
+    if ((rc = changeset_touched_add(y->db, NULL, y->s, raw.data, raw.len, e)) != SYNC_OK)
         goto out;
     testpoint("version applied to base");
     y->base = v.seq;
@@ -928,8 +928,8 @@ static int exchange(struct sync *y, const struct outbox *ob, struct errctx *e)
         return rc;
     if (ob->present && ob->base != y->base)
         return errctx_set(e, SYNC_EDATA, "the replica changed under the sync; run it again");
-    if ((rc = changeset_touched_reset(y->db, y->s, e)) != SYNC_OK ||
-        (rc = changeset_touched_add(y->db, y->s, ob->cs.data, ob->cs.len, e)) != SYNC_OK ||
+    if ((rc = changeset_touched_reset(y->db, NULL, y->s, e)) != SYNC_OK ||
+        (rc = changeset_touched_add(y->db, NULL, y->s, ob->cs.data, ob->cs.len, e)) != SYNC_OK ||
         (rc = changeset_count(ob->cs.data, ob->cs.len, &y->r->pushed, e)) != SYNC_OK)
         return rc;
     if ((rc = connect_hub(y, e)) != SYNC_OK || (rc = hello(y, e)) != SYNC_OK)
@@ -970,7 +970,7 @@ static int rebuild_base(struct sync *y, struct errctx *e)
 
     if ((rc = read_meta(y, e)) != SYNC_OK ||
         (rc = db_exec(y->db, "DELETE FROM _empact_outbox", "replica", e)) != SYNC_OK ||
-        (rc = changeset_touched_reset(y->db, y->s, e)) != SYNC_OK)
+        (rc = changeset_touched_reset(y->db, NULL, y->s, e)) != SYNC_OK)
         return rc;
     for (int i = 0; rc == SYNC_OK && i < y->s->ntable; i++) {
         const struct schema_table *t = &y->s->tables[i];

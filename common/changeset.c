@@ -655,35 +655,54 @@ int changeset_apply_as_sent(sqlite3 *db, const struct schema *s, const void *cs,
 
 /* ---- touched keys ------------------------------------------------------- */
 
-int changeset_touched_reset(sqlite3 *db, const struct schema *s, struct errctx *e)
+/* Runs one statement of no rows through sc. */
+static int cached_run(struct stmtcache *sc, const char *sql, struct errctx *e)
 {
-    for (int i = 0; i < s->ntable; i++) {
+    sqlite3_stmt *st = NULL;
+    int rc = SYNC_OK;
+
+    if (stmtcache_prepare(sc, sql, &st) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
+        rc = sql_err(e, sc->db, "recording touched keys");
+    stmtcache_release(sc, st);
+    return rc;
+}
+
+int changeset_touched_reset(sqlite3 *db, struct stmtcache *sc, const struct schema *s,
+                            struct errctx *e)
+{
+    struct stmtcache own = {0};
+    int rc = SYNC_OK;
+
+    if (sc == NULL)
+        stmtcache_init(sc = &own, db);
+    for (int i = 0; i < s->ntable && rc == SYNC_OK; i++) {
         const struct schema_table *t = &s->tables[i];
-        char *keys, *sql;
-        int rc;
+        char *keys, *make = NULL, *empty = NULL;
 
         if (!schema_class_replicated(t->cls))
             continue;
-        if ((keys = schema_sql_cols(t, SCHEMA_COLS_PK, NULL)) == NULL)
-            return errctx_set(e, SYNC_ENOMEM, "out of memory");
-        sql = sqlite3_mprintf("CREATE TEMP TABLE IF NOT EXISTS \"" TOUCHED_PREFIX
-                              "%w\" (%s, PRIMARY KEY (%s)) WITHOUT ROWID;"
-                              "DELETE FROM temp.\"" TOUCHED_PREFIX "%w\";",
-                              t->name, keys, keys, t->name);
+        if ((keys = schema_sql_cols(t, SCHEMA_COLS_PK, NULL)) != NULL) {
+            make = sqlite3_mprintf("CREATE TEMP TABLE IF NOT EXISTS \"" TOUCHED_PREFIX
+                                   "%w\" (%s, PRIMARY KEY (%s)) WITHOUT ROWID",
+                                   t->name, keys, keys);
+            empty = sqlite3_mprintf("DELETE FROM temp.\"" TOUCHED_PREFIX "%w\"", t->name);
+        }
+        if (make == NULL || empty == NULL)
+            rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
+        else if ((rc = cached_run(sc, make, e)) == SYNC_OK)
+            rc = cached_run(sc, empty, e);
         sqlite3_free(keys);
-        if (sql == NULL)
-            return errctx_set(e, SYNC_ENOMEM, "out of memory");
-        rc = db_exec(db, sql, "recording touched keys", e);
-        sqlite3_free(sql);
-        if (rc != SYNC_OK)
-            return rc;
+        sqlite3_free(make);
+        sqlite3_free(empty);
     }
-    return SYNC_OK;
+    if (sc == &own)
+        stmtcache_free(&own);
+    return rc;
 }
 
 struct touched_ctx {
     sqlite3 *db;
-    struct stmtcache sc;
+    struct stmtcache *sc;
 };
 
 static int touched_one(void *ctx, sqlite3_changeset_iter *it, const struct schema_table *t, int op,
@@ -703,7 +722,7 @@ static int touched_one(void *ctx, sqlite3_changeset_iter *it, const struct schem
         rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
         goto out;
     }
-    if (stmtcache_prepare(&c->sc, sql, &st) != SQLITE_OK) {
+    if (stmtcache_prepare(c->sc, sql, &st) != SQLITE_OK) {
         rc = sql_err(e, db, "recording touched keys");
         goto out;
     }
@@ -712,21 +731,24 @@ static int touched_one(void *ctx, sqlite3_changeset_iter *it, const struct schem
     if (sqlite3_step(st) != SQLITE_DONE)
         rc = sql_err(e, db, "recording touched keys");
 out:
-    stmtcache_release(&c->sc, st);
+    stmtcache_release(c->sc, st);
     sqlite3_free(ph);
     sqlite3_free(sql);
     return rc;
 }
 
-int changeset_touched_add(sqlite3 *db, const struct schema *s, const void *cs, size_t n,
-                          struct errctx *e)
+int changeset_touched_add(sqlite3 *db, struct stmtcache *sc, const struct schema *s, const void *cs,
+                          size_t n, struct errctx *e)
 {
-    struct touched_ctx c = {db, {0}};
+    struct stmtcache own = {0};
+    struct touched_ctx c = {db, sc};
     int rc;
 
-    stmtcache_init(&c.sc, db);
+    if (sc == NULL)
+        stmtcache_init(c.sc = &own, db);
     rc = walk_replicated(s, cs, n, touched_one, &c, e);
-    stmtcache_free(&c.sc);
+    if (sc == NULL)
+        stmtcache_free(&own);
     return rc;
 }
 

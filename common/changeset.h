@@ -62,12 +62,18 @@ int changeset_apply_strict_count(sqlite3 *db, const struct schema *s, const void
 int changeset_apply_as_sent(sqlite3 *db, const struct schema *s, const void *cs, size_t n,
                             const char *prefix, struct errctx *e) SYNC_WUR;
 
-/* Creates (if needed) and empties temp._touched_T for every replicated table. */
-int changeset_touched_reset(sqlite3 *db, const struct schema *s, struct errctx *e) SYNC_WUR;
+struct stmtcache;
 
-/* Adds the primary key of every row cs changes to temp._touched_T. */
-int changeset_touched_add(sqlite3 *db, const struct schema *s, const void *cs, size_t n,
-                          struct errctx *e) SYNC_WUR;
+/* Creates (if needed) and empties temp._touched_T for every replicated table.
+ * sc, when not NULL, is a statement cache on db to keep the statements in
+ * (the hub's writer runs this once a version). */
+int changeset_touched_reset(sqlite3 *db, struct stmtcache *sc, const struct schema *s,
+                            struct errctx *e) SYNC_WUR;
+
+/* Adds the primary key of every row cs changes to temp._touched_T (sc as
+ * for changeset_touched_reset()). */
+int changeset_touched_add(sqlite3 *db, struct stmtcache *sc, const struct schema *s, const void *cs,
+                          size_t n, struct errctx *e) SYNC_WUR;
 
 /* Checks a changeset pushed by site_id before the hub applies it: each change
  * must name a shared or owned table of the schema with the schema's columns

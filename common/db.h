@@ -33,7 +33,7 @@ int db_exec_free(sqlite3 *db, char *sql, const char *what, struct errctx *e) SYN
  * handed out is not handed out again before it is released.
  * stmtcache_free() finalizes everything: call it before the work ends.
  */
-#define STMTCACHE_MAX 32
+#define STMTCACHE_MAX 64
 
 struct stmtcache {
     sqlite3 *db;

@@ -26,6 +26,7 @@
 #include <git2/sys/mempack.h>
 #include <git2/sys/odb_backend.h>
 #include <git2/sys/repository.h>
+#include <libdeflate.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -47,9 +48,10 @@ struct gitmap {
     sqlite3 *store;        /* a site's tree store (gitmap_open_store()), borrowed */
     struct placed *placed; /* directories the last tree build rewrote, for the store */
     size_t nplaced, capplaced;
-    int placed_lost; /* a directory could not be remembered (out of memory) */
-    int placed_all;  /* the last build was a full one: the store is replaced */
-    int layout;      /* GITMAP_LAYOUT, or 1 (one shard level) for older history */
+    int placed_lost;      /* a directory could not be remembered (out of memory) */
+    int placed_all;       /* the last build was a full one: the store is replaced */
+    int layout;           /* GITMAP_LAYOUT, or 1 (one shard level) for older history */
+    struct stmtcache *sc; /* gitmap_use_stmtcache(), borrowed, or NULL */
 };
 
 /* One directory of the dataset tree that a build rewrote: path "" is the
@@ -88,6 +90,10 @@ static void git_boot(void)
     /* A build reads each old tree once; cached, a bulk change that touches
      * every leaf would keep every leaf parsed in memory. */
     git_libgit2_opts(GIT_OPT_SET_CACHE_OBJECT_LIMIT, GIT_OBJECT_TREE, (size_t)0);
+    /* What is left in the cache is commits: each version reads its parent
+     * once, so by default (256 MiB) a busy hub kept every commit it ever
+     * wrote, its heap growing with its history. */
+    git_libgit2_opts(GIT_OPT_SET_CACHE_MAX_SIZE, (ssize_t)GIT_CACHE_BYTES);
     /* libgit2 hashes every object it reads again to check its id (git does
      * not, outside fsck): a tenth of the hub's CPU under load, for objects
      * whose pack entries zlib's checksum and the index's CRC already guard;
@@ -121,6 +127,11 @@ int gitmap_oid_parse(uint8_t out[GITMAP_OID_LEN], const char *s, struct errctx *
 static int default_layout(void)
 {
     return testpoint_limit("EMPACT_TREE_LAYOUT", GITMAP_LAYOUT) == 1 ? 1 : GITMAP_LAYOUT;
+}
+
+void gitmap_use_stmtcache(struct gitmap *g, struct stmtcache *sc)
+{
+    g->sc = sc;
 }
 
 int gitmap_layout(const struct gitmap *g)
@@ -836,9 +847,11 @@ static int collect_edits(struct edit **out, size_t *nout, struct gitmap *g, sqli
     struct edit *ed = NULL;
     size_t n = 0, cap = 0;
     struct buf text = {0}, name = {0};
+    struct stmtcache *sc = g->sc != NULL && g->sc->db == db ? g->sc : NULL;
     int rc = SYNC_OK, step;
 
-    if (sqlite3_prepare_v2(db, q, -1, &st, NULL) != SQLITE_OK) {
+    if ((sc != NULL ? stmtcache_prepare(sc, q, &st) : sqlite3_prepare_v2(db, q, -1, &st, NULL)) !=
+        SQLITE_OK) {
         rc = errctx_set(e, SYNC_EIO, "reading rows of %s: %s", t->name, sqlite3_errmsg(db));
         goto out;
     }
@@ -878,7 +891,10 @@ static int collect_edits(struct edit **out, size_t *nout, struct gitmap *g, sqli
     if (step != SQLITE_DONE)
         rc = errctx_set(e, SYNC_EIO, "reading rows of %s: %s", t->name, sqlite3_errmsg(db));
 out:
-    sqlite3_finalize(st);
+    if (sc != NULL)
+        stmtcache_release(sc, st);
+    else
+        sqlite3_finalize(st);
     buf_free(&text);
     buf_free(&name);
     if (rc != SYNC_OK) {
@@ -1235,7 +1251,7 @@ static int pack_put(struct buf *pk, struct packfile_obj *o, git_object_t type, c
     } else if ((rc = packfile_stored(pk, data, len, e)) != SYNC_OK) {
         return rc;
     }
-    o->crc = (uint32_t)crc32(crc32(0L, Z_NULL, 0), pk->data + o->off, (uInt)(pk->len - o->off));
+    o->crc = libdeflate_crc32(0, pk->data + o->off, pk->len - o->off);
     return SYNC_OK;
 }
 

@@ -68,6 +68,12 @@ int gitmap_store_save(struct gitmap *g, struct errctx *e) SYNC_WUR;
 
 /* The shard levels g builds trees with: GITMAP_LAYOUT unless set. */
 int gitmap_layout(const struct gitmap *g);
+
+/* Tree builds on sc's connection prepare their row queries through sc (it
+ * outlives them: the hub's writer); NULL, or another connection, prepares
+ * them for each build.  sc is borrowed. */
+struct stmtcache;
+void gitmap_use_stmtcache(struct gitmap *g, struct stmtcache *sc);
 void gitmap_set_layout(struct gitmap *g, int layout);
 
 /* Whether a build writes row blobs into an on-disk repository's stage (the

@@ -138,6 +138,13 @@
  * them geometrically and delta-compresses, see server/gitpack.c). */
 #define HUB_PACK_EVERY 100
 
+/* The most libgit2 keeps of parsed objects (commits; trees and blobs are
+ * not cached), per process. */
+#define GIT_CACHE_BYTES (4 * 1024 * 1024)
+
+/* malloc arenas the serving hub lets glibc make (M_ARENA_MAX). */
+#define HUB_MALLOC_ARENAS 4
+
 /* Group commit: the pushes waiting for the hub's writer are applied
  * together, each its own version, in one transaction with one pack and one
  * set of fsyncs: at most this many, and this many bytes of changesets

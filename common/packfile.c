@@ -8,13 +8,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libdeflate.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #define COPY_MAX 0xffffffu /* three size bytes */
 #define INSERT_MAX 127
@@ -51,7 +51,7 @@ int packfile_stored(struct buf *out, const void *data, size_t len, struct errctx
 {
     const uint8_t *p = data;
     size_t left = len, blocks = len / 65535 + 1;
-    uLong adler = adler32(adler32(0L, Z_NULL, 0), p, (uInt)len);
+    uint32_t adler = libdeflate_adler32(1, p, len);
     uint8_t *w;
     int rc;
 

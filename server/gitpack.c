@@ -45,7 +45,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
 /* A list of object ids. */
 struct ids {
@@ -257,6 +256,7 @@ static int pack_objects(struct ids *l, const char *gitdir, const char *name, str
 /* Longest delta chain a fold makes (git's pack.depth), and the largest
  * object it tries a delta for. */
 #define FOLD_DEPTH_MAX 50
+#define FOLD_LEVEL 6 /* libdeflate's level for what a fold compresses */
 #define FOLD_DELTA_MAX (16u * 1024 * 1024)
 #define OUT_BUF (256 * 1024)
 #define WRITEBACK_STEP (8u * 1024 * 1024)
@@ -296,8 +296,7 @@ struct fold {
     uint32_t n, cap;
     uint32_t *slot; /* open addressing by id: object number + 1, 0 empty */
     size_t nslot;
-    z_stream inf;
-    int inf_ok;
+    struct libdeflate_decompressor *inf;
     struct libdeflate_compressor *def;
     struct buf body, body2, delta, check, z; /* scratch */
     /* the pack being written */
@@ -494,9 +493,9 @@ static int body_get(struct fold *f, uint32_t num, struct buf *b, int *type, stru
 {
     struct fobj *o = &f->o[num];
     const struct src *s;
-    int t, zr;
+    int t;
     uint64_t size;
-    size_t used;
+    size_t used, got;
 
     b->len = 0;
     *type = o->type;
@@ -520,14 +519,11 @@ static int body_get(struct fold *f, uint32_t num, struct buf *b, int *type, stru
                           (unsigned long long)o->off);
     if (buf_reserve(b, (size_t)size + 1, e) != SYNC_OK)
         return e->code;
-    if (inflateReset(&f->inf) != Z_OK)
-        return errctx_set(e, SYNC_ENOMEM, "cannot start inflating");
-    f->inf.next_in = (Bytef *)(s->pack + o->off + used);
-    f->inf.avail_in = (uInt)(o->end - o->off - used);
-    f->inf.next_out = b->data;
-    f->inf.avail_out = (uInt)size + 1;
-    zr = inflate(&f->inf, Z_FINISH);
-    if (zr != Z_STREAM_END || f->inf.total_out != size)
+    /* exactly size bytes, and the stream's own check (adler32) must hold */
+    if (libdeflate_zlib_decompress(f->inf, s->pack + o->off + used,
+                                   (size_t)(o->end - o->off - used), b->data, (size_t)size,
+                                   &got) != LIBDEFLATE_SUCCESS ||
+        got != size)
         return errctx_set(e, SYNC_EDATA,
                           "%s.pack: the object at byte %llu does not inflate to %llu bytes",
                           s->name, (unsigned long long)o->off, (unsigned long long)size);
@@ -877,7 +873,7 @@ static int out_put(struct fold *f, const void *p, size_t n, struct errctx *e)
         size_t k = OUT_BUF - f->nw < n ? OUT_BUF - f->nw : n;
         size_t c = k < 0x40000000u ? k : 0x40000000u;
         int rc;
-        f->wcrc = (uint32_t)crc32(f->wcrc, b, (uInt)c);
+        f->wcrc = libdeflate_crc32(f->wcrc, b, c);
         memcpy(f->wbuf + f->nw, b, c);
         f->nw += c;
         f->woff += c;
@@ -915,7 +911,7 @@ static int out_deflate(struct fold *f, const void *p, size_t n, struct errctx *e
 static int entry_start(struct fold *f, struct fobj *o)
 {
     o->newoff = f->woff;
-    f->wcrc = (uint32_t)crc32(0L, Z_NULL, 0);
+    f->wcrc = 0;
     return SYNC_OK;
 }
 
@@ -975,7 +971,7 @@ static int write_copy(struct fold *f, uint32_t num, int level, struct errctx *e)
     uint64_t size, dist;
     int type, rc;
 
-    if ((uint32_t)crc32(crc32(0L, Z_NULL, 0), p, (uInt)len) != o->crc)
+    if (libdeflate_crc32(0, p, len) != o->crc)
         return errctx_set(e, SYNC_EDATA,
                           "%s.pack is damaged: the object at byte %llu does not match the CRC "
                           "its index holds",
@@ -1129,8 +1125,7 @@ static void fold_free(struct fold *f)
     free(f->srcs);
     free(f->o);
     free(f->slot);
-    if (f->inf_ok)
-        inflateEnd(&f->inf);
+    libdeflate_free_decompressor(f->inf);
     libdeflate_free_compressor(f->def);
     buf_free(&f->body);
     buf_free(&f->body2);
@@ -1175,9 +1170,9 @@ static int fold_pack(git_repository *repo, const char *gitdir, const struct ids 
         rc = errctx_set(e, SYNC_ENOMEM, "out of memory folding packs");
         goto out;
     }
-    if (inflateInit(&f.inf) != Z_OK || !(f.inf_ok = 1) ||
-        (f.def = libdeflate_alloc_compressor(6)) == NULL) {
-        rc = errctx_set(e, SYNC_ENOMEM, "cannot start zlib");
+    if ((f.inf = libdeflate_alloc_decompressor()) == NULL ||
+        (f.def = libdeflate_alloc_compressor(FOLD_LEVEL)) == NULL) {
+        rc = errctx_set(e, SYNC_ENOMEM, "cannot start libdeflate");
         goto out;
     }
     for (size_t i = 0; i < np && rc == SYNC_OK; i++, f.nsrcs++)

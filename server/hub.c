@@ -306,8 +306,8 @@ static int version_commit(struct hub *h, const char *author, const char *push_he
         return rc;
     if (relayout)
         rc = gitmap_tree_full(new_tree, h->git, h->db, h->schema, "", e);
-    else if ((rc = changeset_touched_reset(h->db, h->schema, e)) == SYNC_OK &&
-             (rc = changeset_touched_add(h->db, h->schema, eff, neff, e)) == SYNC_OK)
+    else if ((rc = changeset_touched_reset(h->db, &h->sc, h->schema, e)) == SYNC_OK &&
+             (rc = changeset_touched_add(h->db, &h->sc, h->schema, eff, neff, e)) == SYNC_OK)
         rc = gitmap_tree_update(new_tree, h->git, found ? tree : NULL, h->db, h->schema, "", e);
     if (rc != SYNC_OK)
         return rc;
@@ -512,8 +512,8 @@ static int push_apply(struct hub *h, const char *site_id, const char *push_hex, 
 
     if ((rc = session_start(&sess, h, e)) != SYNC_OK)
         return rc;
-    if ((rc = merge_apply(h->db, h->schema, site_id, push_hex, cs, n, times, ntimes, &st, &msg,
-                          e)) != SYNC_OK)
+    if ((rc = merge_apply(h->db, &h->sc, h->schema, site_id, push_hex, cs, n, times, ntimes, &st,
+                          &msg, e)) != SYNC_OK)
         goto out;
     testpoint("hub: push merged");
     if (sqlite3session_changeset(sess, &neff, &eff) != SQLITE_OK) {
@@ -1415,6 +1415,7 @@ int hub_open(struct hub **out, const char *dir, const struct schema *s, struct e
     if ((rc = schema_check(h->db, s, e)) != SYNC_OK ||
         (rc = gitmap_open(&h->git, gitpath, e)) != SYNC_OK)
         goto out;
+    gitmap_use_stmtcache(h->git, &h->sc);
     pthread_mutex_lock(&h->lock);
     if ((rc = begin(h, e)) == SYNC_OK) {
         rc = site_tables_upgrade(h->db, s, e);

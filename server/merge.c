@@ -45,7 +45,7 @@ struct mctx {
     const char *push_id;
     struct merge_stats *st;
     struct buf *notes;
-    struct stmtcache sc; /* the push's statements, prepared once each */
+    struct stmtcache *sc; /* the statements, prepared once each (the caller's or own) */
     const struct schema *s;
     char **q; /* Q_COUNT texts per table of s (msql()), built once per push */
 };
@@ -256,7 +256,7 @@ static int state_load(struct mctx *m, struct change *c, struct errctx *e)
         rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
         goto out;
     }
-    if (stmtcache_prepare(&m->sc, q_row, &st) != SQLITE_OK) {
+    if (stmtcache_prepare(m->sc, q_row, &st) != SQLITE_OK) {
         rc = sql_err(e, m->db, "reading a row");
         goto out;
     }
@@ -276,8 +276,8 @@ static int state_load(struct mctx *m, struct change *c, struct errctx *e)
         rc = sql_err(e, m->db, "reading a row");
         goto out;
     }
-    stmtcache_release(&m->sc, st);
-    if (stmtcache_prepare(&m->sc, q_meta, &st) != SQLITE_OK) {
+    stmtcache_release(m->sc, st);
+    if (stmtcache_prepare(m->sc, q_meta, &st) != SQLITE_OK) {
         rc = sql_err(e, m->db, "reading row times");
         goto out;
     }
@@ -290,7 +290,7 @@ static int state_load(struct mctx *m, struct change *c, struct errctx *e)
         rc = sql_err(e, m->db, "reading row times");
         goto out;
     }
-    stmtcache_release(&m->sc, st);
+    stmtcache_release(m->sc, st);
     st = NULL;
     if ((c->col = calloc((size_t)t->ncol, sizeof(*c->col))) == NULL) {
         rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
@@ -300,7 +300,7 @@ static int state_load(struct mctx *m, struct change *c, struct errctx *e)
         c->col[i].at = c->meta_at;
         memcpy(c->col[i].site, c->meta_site, sizeof(c->col[i].site));
     }
-    if (stmtcache_prepare(&m->sc, q_col, &st) != SQLITE_OK) {
+    if (stmtcache_prepare(m->sc, q_col, &st) != SQLITE_OK) {
         rc = sql_err(e, m->db, "reading column times");
         goto out;
     }
@@ -316,7 +316,7 @@ static int state_load(struct mctx *m, struct change *c, struct errctx *e)
     if (step != SQLITE_DONE)
         rc = sql_err(e, m->db, "reading column times");
 out:
-    stmtcache_release(&m->sc, st);
+    stmtcache_release(m->sc, st);
     return rc;
 }
 
@@ -393,7 +393,7 @@ static int conflict_log(struct mctx *m, const struct change *c, const struct ent
         return SYNC_OK; /* no site typed the losing value (seed data) */
     if ((rc = key_text(&key, c, e)) != SYNC_OK)
         goto out;
-    if (stmtcache_prepare(&m->sc,
+    if (stmtcache_prepare(m->sc,
                           "INSERT INTO _empact_conflict (version, push_id, tbl, row_key, col, "
                           "kind, loser_site, lost_value, lost_at, winner_site, kept_value, "
                           "won_at, created_at) VALUES (0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -420,7 +420,7 @@ static int conflict_log(struct mctx *m, const struct change *c, const struct ent
     m->st->logged++;
     rc = note(m, c, (const char *)key.data, en, e);
 out:
-    stmtcache_release(&m->sc, st);
+    stmtcache_release(m->sc, st);
     buf_free(&key);
     return rc;
 }
@@ -462,7 +462,7 @@ static int meta_put(struct mctx *m, const struct change *c, struct errctx *e)
 
     if (put == NULL || del == NULL)
         return errctx_set(e, SYNC_ENOMEM, "out of memory");
-    if (stmtcache_prepare(&m->sc, put, &st) != SQLITE_OK) {
+    if (stmtcache_prepare(m->sc, put, &st) != SQLITE_OK) {
         rc = sql_err(e, m->db, "stamping a row");
         goto out;
     }
@@ -473,9 +473,9 @@ static int meta_put(struct mctx *m, const struct change *c, struct errctx *e)
         rc = sql_err(e, m->db, "stamping a row");
         goto out;
     }
-    stmtcache_release(&m->sc, st);
+    stmtcache_release(m->sc, st);
     st = NULL;
-    if (stmtcache_prepare(&m->sc, del, &st) != SQLITE_OK) {
+    if (stmtcache_prepare(m->sc, del, &st) != SQLITE_OK) {
         rc = sql_err(e, m->db, "stamping a row");
         goto out;
     }
@@ -483,7 +483,7 @@ static int meta_put(struct mctx *m, const struct change *c, struct errctx *e)
     if (sqlite3_step(st) != SQLITE_DONE)
         rc = sql_err(e, m->db, "stamping a row");
 out:
-    stmtcache_release(&m->sc, st);
+    stmtcache_release(m->sc, st);
     return rc;
 }
 
@@ -499,7 +499,7 @@ static int col_stamp(struct mctx *m, const struct change *c, const int *chosen, 
 
     if (sql == NULL)
         return errctx_set(e, SYNC_ENOMEM, "out of memory");
-    if (stmtcache_prepare(&m->sc, sql, &st) != SQLITE_OK) {
+    if (stmtcache_prepare(m->sc, sql, &st) != SQLITE_OK) {
         rc = sql_err(e, m->db, "stamping a column");
         goto out;
     }
@@ -516,7 +516,7 @@ static int col_stamp(struct mctx *m, const struct change *c, const int *chosen, 
         sqlite3_reset(st);
     }
 out:
-    stmtcache_release(&m->sc, st);
+    stmtcache_release(m->sc, st);
     return rc;
 }
 
@@ -530,7 +530,7 @@ static int write_row(struct mctx *m, const struct change *c, const char *sql, co
     int nb = 0, rc = SYNC_OK, step;
 
     *constraint = 0;
-    if (stmtcache_prepare(&m->sc, sql, &st) != SQLITE_OK)
+    if (stmtcache_prepare(m->sc, sql, &st) != SQLITE_OK)
         return sql_err(e, m->db, "writing a row");
     for (int i = 0; chosen != NULL && i < c->t->ncol; i++) {
         if (chosen[i])
@@ -545,7 +545,7 @@ static int write_row(struct mctx *m, const struct change *c, const char *sql, co
     } else if (step != SQLITE_DONE) {
         rc = sql_err(e, m->db, "writing a row");
     }
-    stmtcache_release(&m->sc, st);
+    stmtcache_release(m->sc, st);
     return rc;
 }
 
@@ -722,11 +722,12 @@ static int merge_one(struct mctx *m, struct change *c, struct errctx *e)
     return rc;
 }
 
-int merge_apply(sqlite3 *db, const struct schema *s, const char *site, const char *push_id,
-                const void *cs, size_t n, const uint64_t *times, uint32_t ntimes,
-                struct merge_stats *st, struct buf *notes, struct errctx *e)
+int merge_apply(sqlite3 *db, struct stmtcache *sc, const struct schema *s, const char *site,
+                const char *push_id, const void *cs, size_t n, const uint64_t *times,
+                uint32_t ntimes, struct merge_stats *st, struct buf *notes, struct errctx *e)
 {
-    struct mctx m = {db, site, push_id, st, notes, {0}, s, NULL};
+    struct stmtcache own = {0};
+    struct mctx m = {db, site, push_id, st, notes, sc != NULL ? sc : &own, s, NULL};
     sqlite3_changeset_iter *it = NULL;
     sqlite3_value **oldv = NULL, **newv = NULL;
     uint32_t i = 0;
@@ -745,7 +746,8 @@ int merge_apply(sqlite3 *db, const struct schema *s, const char *site, const cha
         free(m.q);
         return errctx_set(e, SYNC_EPROTO, "changeset is malformed");
     }
-    stmtcache_init(&m.sc, db);
+    if (sc == NULL)
+        stmtcache_init(&own, db);
     while ((step = sqlite3changeset_next(it)) == SQLITE_ROW) {
         struct change c;
         const char *tab;
@@ -803,7 +805,8 @@ int merge_apply(sqlite3 *db, const struct schema *s, const char *site, const cha
         rc = errctx_set(e, SYNC_EREFUSED, "push carries %u edit times for %u changes", ntimes, i);
     if (sqlite3changeset_finalize(it) != SQLITE_OK && rc == SYNC_OK)
         rc = errctx_set(e, SYNC_EPROTO, "changeset is malformed");
-    stmtcache_free(&m.sc);
+    if (sc == NULL)
+        stmtcache_free(&own);
     for (int k = 0; k < s->ntable * Q_COUNT; k++)
         sqlite3_free(m.q[k]);
     free(m.q);

@@ -14,6 +14,8 @@
 #include "errctx.h"
 #include "schema.h"
 
+struct stmtcache;
+
 /* Hub tables the merge keeps besides the replicated ones:
  *   _empact_rowmeta_T(key..., _empact_edited_at, _empact_site)  the row's
  *       insert or delete (kept after a delete, as a tombstone)
@@ -44,9 +46,12 @@ int merge_tables_create(sqlite3 *db, const struct schema *s, struct errctx *e) S
  * savepoint: a change that breaks a constraint is undone and logged, the rest
  * go on.  Conflict rows get version 0 and push_id; one line per conflict (no
  * values) is appended to notes for the commit message.  cs must have passed
- * changeset_check_push(). */
-int merge_apply(sqlite3 *db, const struct schema *s, const char *site, const char *push_id,
-                const void *cs, size_t n, const uint64_t *times, uint32_t ntimes,
-                struct merge_stats *st, struct buf *notes, struct errctx *e) SYNC_WUR;
+ * changeset_check_push().  sc, when not NULL, is a statement cache on db that
+ * outlives the push (the hub's writer keeps its statements across pushes);
+ * NULL prepares them for this push alone. */
+int merge_apply(sqlite3 *db, struct stmtcache *sc, const struct schema *s, const char *site,
+                const char *push_id, const void *cs, size_t n, const uint64_t *times,
+                uint32_t ntimes, struct merge_stats *st, struct buf *notes,
+                struct errctx *e) SYNC_WUR;
 
 #endif

@@ -403,8 +403,8 @@ static int replay(struct rb *b, uint64_t seq, git_commit *c, git_commit *prev, s
     /* the rows must give the commit's tree, as the hub computed it */
     if (moved)
         rc = gitmap_tree_full(got, b->gm, b->db, b->s, "", e);
-    else if ((rc = changeset_touched_reset(b->db, b->s, e)) == SYNC_OK &&
-             (rc = changeset_touched_add(b->db, b->s, cs, (size_t)ncs, e)) == SYNC_OK)
+    else if ((rc = changeset_touched_reset(b->db, NULL, b->s, e)) == SYNC_OK &&
+             (rc = changeset_touched_add(b->db, NULL, b->s, cs, (size_t)ncs, e)) == SYNC_OK)
         rc = gitmap_tree_update(got, b->gm, old ? git_tree_id(old)->id : NULL, b->db, b->s, "", e);
     if (rc != SYNC_OK)
         goto out;

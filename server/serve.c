@@ -23,6 +23,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -682,6 +683,11 @@ int serve_run(const char *dir, const char *listen_addr, const struct schema *s, 
     char shown[HUB_ADDRESS_MAX + 16];
     int lfd = -1, rc;
 
+    /* One thread per connection: glibc would give up to 8 arenas per core
+     * to hundreds of short-lived threads, each keeping what its threads
+     * freed; a few arenas keep the heap near what is in use (a 200-site
+     * soak: anonymous RSS flat within ~10% instead of growing by half). */
+    (void)mallopt(M_ARENA_MAX, HUB_MALLOC_ARENAS);
     memset(&srv, 0, sizeof(srv));
     srv.dir = dir;
     srv.schema = s;

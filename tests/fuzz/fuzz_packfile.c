@@ -16,7 +16,7 @@
  * A refusal must come with a message.  Any broken invariant aborts.
  *
  * fuzz-sources: common/packfile.c common/gittree.c common/buf.c common/errctx.c
- * fuzz-pkgs: openssl zlib
+ * fuzz-pkgs: openssl zlib libdeflate
  */
 #include <stdint.h>
 #include <stdio.h>

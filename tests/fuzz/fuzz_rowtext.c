@@ -12,7 +12,7 @@
  * fuzz-sources: common/rowtext.c common/gitmap.c common/gittree.c common/packfile.c
  * fuzz-sources: common/schema.c common/db.c
  * fuzz-sources: common/buf.c common/errctx.c build/schema_sql.c
- * fuzz-pkgs: sqlite3 libgit2 openssl zlib
+ * fuzz-pkgs: sqlite3 libgit2 openssl zlib libdeflate
  */
 #include <sqlite3.h>
 #include <stdint.h>

@@ -22,6 +22,7 @@
 
 #include "bundle.h"
 #include "changeset.h"
+#include "db.h"
 #include "replica.h"
 #include "schema.h"
 
@@ -689,7 +690,7 @@ static void test_touched(void **state)
          "UPDATE metric_value SET value = 9 WHERE site_id = '" SITE "' AND period = '2026-Q2';");
     build(&cs, f->db);
 
-    assert_int_equal(changeset_touched_reset(f->db, g_s, &e), SYNC_OK);
+    assert_int_equal(changeset_touched_reset(f->db, NULL, g_s, &e), SYNC_OK);
     /* One temp table per replicated table, none for local tables. */
     assert_int_equal(q_int(f->db, "SELECT count(*) FROM temp.sqlite_schema WHERE type = 'table' "
                                   "AND name LIKE '" TOUCHED_PREFIX "%'"),
@@ -700,7 +701,7 @@ static void test_touched(void **state)
                      0);
     assert_int_equal(q_int(f->db, "SELECT count(*) FROM temp." TOUCHED_PREFIX "resource"), 0);
 
-    assert_int_equal(changeset_touched_add(f->db, g_s, cs.data, cs.len, &e), SYNC_OK);
+    assert_int_equal(changeset_touched_add(f->db, NULL, g_s, cs.data, cs.len, &e), SYNC_OK);
     assert_int_equal(q_int(f->db, "SELECT count(*) FROM temp." TOUCHED_PREFIX "resource"), 3);
     assert_int_equal(q_int(f->db, "SELECT count(*) FROM temp." TOUCHED_PREFIX
                                   "resource WHERE id IN ('r-new', 'r-1', 'r-2')"),
@@ -713,23 +714,52 @@ static void test_touched(void **state)
     assert_int_equal(q_int(f->db, "SELECT count(*) FROM temp." TOUCHED_PREFIX "metric"), 0);
 
     /* Adding again is idempotent; a hub changeset adds its keys. */
-    assert_int_equal(changeset_touched_add(f->db, g_s, cs.data, cs.len, &e), SYNC_OK);
+    assert_int_equal(changeset_touched_add(f->db, NULL, g_s, cs.data, cs.len, &e), SYNC_OK);
     assert_int_equal(q_int(f->db, "SELECT count(*) FROM temp." TOUCHED_PREFIX "resource"), 3);
     scratch_cs(&loc, ddl("metric"), "INSERT INTO metric VALUES ('heas', 'HEAs', 'count', NULL, 0)");
-    assert_int_equal(changeset_touched_add(f->db, g_s, loc.data, loc.len, &e), SYNC_OK);
+    assert_int_equal(changeset_touched_add(f->db, NULL, g_s, loc.data, loc.len, &e), SYNC_OK);
     assert_int_equal(
         q_int(f->db, "SELECT count(*) FROM temp." TOUCHED_PREFIX "metric WHERE code = 'heas'"), 1);
 
     /* A local table is refused and records nothing. */
     scratch_cs(&loc, ddl("member"), "INSERT INTO member VALUES (1, 'n', 'c', 'x')");
-    assert_int_equal(changeset_touched_add(f->db, g_s, loc.data, loc.len, &e), SYNC_ESCHEMA);
-    assert_int_equal(changeset_touched_add(f->db, g_s, "junk", 4, &e), SYNC_EPROTO);
+    assert_int_equal(changeset_touched_add(f->db, NULL, g_s, loc.data, loc.len, &e), SYNC_ESCHEMA);
+    assert_int_equal(changeset_touched_add(f->db, NULL, g_s, "junk", 4, &e), SYNC_EPROTO);
 
     /* Reset empties every table. */
-    assert_int_equal(changeset_touched_reset(f->db, g_s, &e), SYNC_OK);
+    assert_int_equal(changeset_touched_reset(f->db, NULL, g_s, &e), SYNC_OK);
     assert_int_equal(q_int(f->db, "SELECT count(*) FROM temp." TOUCHED_PREFIX "resource"), 0);
     assert_int_equal(q_int(f->db, "SELECT count(*) FROM temp." TOUCHED_PREFIX "metric_value"), 0);
     assert_int_equal(q_int(f->db, "SELECT count(*) FROM temp." TOUCHED_PREFIX "metric"), 0);
+
+    /* With a statement cache kept across rounds (the hub's writer), each
+     * round starts empty and records its own keys. */
+    struct stmtcache sc;
+    stmtcache_init(&sc, f->db);
+    for (int round = 0; round < 3; round++) {
+        assert_int_equal(changeset_touched_reset(f->db, &sc, g_s, &e), SYNC_OK);
+        assert_int_equal(q_int(f->db, "SELECT count(*) FROM temp." TOUCHED_PREFIX "resource"), 0);
+        assert_int_equal(q_int(f->db, "SELECT count(*) FROM temp." TOUCHED_PREFIX "metric"), 0);
+        if (round == 1) {
+            assert_int_equal(changeset_touched_add(f->db, &sc, g_s, cs.data, cs.len, &e), SYNC_OK);
+            assert_int_equal(q_int(f->db, "SELECT count(*) FROM temp." TOUCHED_PREFIX "resource"),
+                             3);
+        } else {
+            scratch_cs(&loc, ddl("metric"),
+                       "INSERT INTO metric VALUES ('heas', 'HEAs', 'count', NULL, 0)");
+            assert_int_equal(changeset_touched_add(f->db, &sc, g_s, loc.data, loc.len, &e),
+                             SYNC_OK);
+            assert_int_equal(q_int(f->db, "SELECT count(*) FROM temp." TOUCHED_PREFIX "resource"),
+                             0);
+            assert_int_equal(q_int(f->db, "SELECT count(*) FROM temp." TOUCHED_PREFIX "metric"), 1);
+        }
+    }
+    /* nothing is left running: the connection can close */
+    for (sqlite3_stmt *st = sqlite3_next_stmt(f->db, NULL); st; st = sqlite3_next_stmt(f->db, st))
+        assert_false(sqlite3_stmt_busy(st));
+    assert_true(sc.n > 0);
+    stmtcache_free(&sc);
+    assert_null(sqlite3_next_stmt(f->db, NULL));
     buf_free(&cs);
     buf_free(&loc);
 }

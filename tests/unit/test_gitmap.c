@@ -413,7 +413,7 @@ static void touch_resource(sqlite3 *db, const char *ids_sql)
     struct errctx e = {0};
     char sql[512];
 
-    assert_int_equal(changeset_touched_reset(db, g_s, &e), SYNC_OK);
+    assert_int_equal(changeset_touched_reset(db, NULL, g_s, &e), SYNC_OK);
     snprintf(sql, sizeof(sql), "INSERT INTO temp." TOUCHED_PREFIX "resource %s", ids_sql);
     exec(db, sql);
 }
@@ -430,7 +430,7 @@ static void test_incremental_equals_full(void **state)
     full(t0, f->disk, f->db);
 
     /* Nothing touched: the same tree. */
-    assert_int_equal(changeset_touched_reset(f->db, g_s, &e), SYNC_OK);
+    assert_int_equal(changeset_touched_reset(f->db, NULL, g_s, &e), SYNC_OK);
     update(t1, f->disk, t0, f->db);
     assert_memory_equal(t0, t1, GITMAP_OID_LEN);
 
@@ -453,7 +453,7 @@ static void test_incremental_equals_full(void **state)
 
     /* A whole table emptied, through touched keys: the table disappears. */
     memcpy(t0, t1, GITMAP_OID_LEN);
-    assert_int_equal(changeset_touched_reset(f->db, g_s, &e), SYNC_OK);
+    assert_int_equal(changeset_touched_reset(f->db, NULL, g_s, &e), SYNC_OK);
     exec(f->db, "INSERT INTO temp." TOUCHED_PREFIX "metric_value "
                 "SELECT site_id, metric, period FROM metric_value;"
                 "DELETE FROM metric_value");
@@ -463,7 +463,7 @@ static void test_incremental_equals_full(void **state)
 
     /* An incremental build from the empty tree (NULL base) with every key
      * touched, in memory, equals the full tree too. */
-    assert_int_equal(changeset_touched_reset(f->db, g_s, &e), SYNC_OK);
+    assert_int_equal(changeset_touched_reset(f->db, NULL, g_s, &e), SYNC_OK);
     exec(f->db, "INSERT INTO temp." TOUCHED_PREFIX "resource SELECT id FROM resource;"
                 "INSERT INTO temp." TOUCHED_PREFIX "metric SELECT code FROM metric;"
                 "INSERT INTO temp." TOUCHED_PREFIX "site SELECT site_id FROM site;");
@@ -486,7 +486,7 @@ static void test_update_bad_base(void **state)
     struct errctx e = {0};
 
     memset(bogus, 0xab, sizeof(bogus));
-    assert_int_equal(changeset_touched_reset(f->db, g_s, &e), SYNC_OK);
+    assert_int_equal(changeset_touched_reset(f->db, NULL, g_s, &e), SYNC_OK);
     assert_int_equal(gitmap_tree_update(t, f->disk, bogus, f->db, g_s, "", &e), SYNC_EIO);
     assert_non_null(strstr(e.msg, "tree"));
     /* No temp._touched_* tables at all: an error, not a crash. */
@@ -666,7 +666,7 @@ static void test_tree_store(void **state)
     assert_true(count(f->db, "SELECT count(*) FROM " GITMAP_STORE_TABLE) >= before - 1);
 
     /* A table emptied: its row and its shards' rows leave the store. */
-    assert_int_equal(changeset_touched_reset(f->db, g_s, &e), SYNC_OK);
+    assert_int_equal(changeset_touched_reset(f->db, NULL, g_s, &e), SYNC_OK);
     exec(f->db, "INSERT INTO temp." TOUCHED_PREFIX "metric_value "
                 "SELECT site_id, metric, period FROM metric_value;"
                 "DELETE FROM metric_value");
@@ -695,7 +695,7 @@ static void test_tree_store(void **state)
                 " WHERE path LIKE 'resource/%')");
     gitmap_free(st);
     assert_int_equal(gitmap_open_store(&st, f->db, &e), SYNC_OK);
-    assert_int_equal(changeset_touched_reset(f->db, g_s, &e), SYNC_OK);
+    assert_int_equal(changeset_touched_reset(f->db, NULL, g_s, &e), SYNC_OK);
     exec(f->db, "INSERT INTO temp." TOUCHED_PREFIX "resource SELECT id FROM resource");
     assert_int_equal(gitmap_tree_update(t1, st, t0, f->db, g_s, "", &e), SYNC_EIO);
     gitmap_free(st);

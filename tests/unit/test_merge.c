@@ -27,6 +27,7 @@
 #include <cmocka.h>
 
 #include "buf.h"
+#include "db.h"
 #include "merge.h"
 #include "schema.h"
 
@@ -69,6 +70,8 @@ struct fx {
     sqlite3 *db; /* the hub */
     struct merge_stats st;
     struct buf notes;
+    struct stmtcache sc; /* kept across the test's pushes, as the hub's writer does */
+    int cached;          /* pushes use sc (fx_setup_cached) */
 };
 
 /* Edit time of the change to one key (primary key values joined by ','). */
@@ -286,8 +289,8 @@ static int push_raw(struct fx *f, const char *site, const struct buf *cs, const 
     exec(f->db, "DELETE FROM temp.writes");
     f->notes.len = 0;
     exec(f->db, "BEGIN");
-    rc = merge_apply(f->db, g_s, site, PUSH_ID, cs->data, cs->len, times, ntimes, &f->st, &f->notes,
-                     e);
+    rc = merge_apply(f->db, f->cached ? &f->sc : NULL, g_s, site, PUSH_ID, cs->data, cs->len, times,
+                     ntimes, &f->st, &f->notes, e);
     assert_int_equal(sqlite3_get_autocommit(f->db), 0);
     exec(f->db, rc == SYNC_OK ? "COMMIT" : "ROLLBACK");
     return rc;
@@ -451,12 +454,27 @@ fail:
     return -1;
 }
 
+/* The same, with one statement cache for all the test's pushes: a push
+ * must not see anything an earlier one left in a cached statement. */
+static int fx_setup_cached(void **state)
+{
+    struct fx *f;
+
+    if (fx_setup(state) != 0)
+        return -1;
+    f = *state;
+    stmtcache_init(&f->sc, f->db);
+    f->cached = 1;
+    return 0;
+}
+
 static int fx_teardown(void **state)
 {
     struct fx *f = *state;
     sqlite3_stmt *st;
 
     buf_free(&f->notes);
+    stmtcache_free(&f->sc);
     /* a failed assertion may have left a statement open */
     while ((st = sqlite3_next_stmt(f->db, NULL)) != NULL)
         sqlite3_finalize(st);
@@ -1060,6 +1078,33 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_older_clean_edit_keeps_stamp, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_time_count_mismatch_refused, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_owned_table_merges, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_update_unchanged_column_applied, fx_setup_cached,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_different_columns_both_kept, fx_setup_cached,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_same_column_later_push_wins, fx_setup_cached,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_conflict_names_the_columns_typist, fx_setup_cached,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_same_column_older_push_loses, fx_setup_cached,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_equal_times_greater_site_wins, fx_setup_cached,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_same_value_no_conflict, fx_setup_cached, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_update_of_deleted_row, fx_setup_cached, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_delete_wins_over_update, fx_setup_cached, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_older_delete_still_wins, fx_setup_cached, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_delete_of_gone_row, fx_setup_cached, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_insert_new_key, fx_setup_cached, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_insert_existing_key_merged, fx_setup_cached,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_constraint_failure_rejected, fx_setup_cached,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_older_clean_edit_keeps_stamp, fx_setup_cached,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_time_count_mismatch_refused, fx_setup_cached,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_owned_table_merges, fx_setup_cached, fx_teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
