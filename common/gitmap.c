@@ -52,6 +52,24 @@ struct gitmap {
     int placed_all;       /* the last build was a full one: the store is replaced */
     int layout;           /* GITMAP_LAYOUT, or 1 (one shard level) for older history */
     struct stmtcache *sc; /* gitmap_use_stmtcache(), borrowed, or NULL */
+    struct tslot *tcache; /* on-disk history: recent trees by id (TCACHE_SLOTS), or NULL */
+    size_t tcache_bytes;  /* bodies held in tcache */
+};
+
+/* Trees of an on-disk history the last builds wrote or read, direct-mapped
+ * by id: a version rewrites the trees the one before it wrote (the root,
+ * the table, the shards its rows fall in), and reading them back through
+ * the odb (find the pack, inflate) was a tenth of the hub's CPU under load.
+ * A tree's body is fixed by its id, so an entry is never stale; at most
+ * TCACHE_BYTES of bodies are kept, none over TCACHE_BODY_MAX. */
+#define TCACHE_SLOTS 65536
+#define TCACHE_BYTES (24u * 1024 * 1024)
+#define TCACHE_BODY_MAX (64u * 1024)
+
+struct tslot {
+    uint8_t id[GITMAP_OID_LEN];
+    uint8_t *body; /* NULL: empty */
+    size_t len;
 };
 
 /* One directory of the dataset tree that a build rewrote: path "" is the
@@ -132,6 +150,18 @@ static int default_layout(void)
 void gitmap_use_stmtcache(struct gitmap *g, struct stmtcache *sc)
 {
     g->sc = sc;
+}
+
+void gitmap_carry(struct gitmap *to, struct gitmap *from)
+{
+    to->sc = from->sc;
+    if (to->tcache != NULL && from->tcache != NULL) {
+        struct tslot *t = to->tcache;
+        to->tcache = from->tcache;
+        from->tcache = t; /* to's empty one, freed with from */
+        to->tcache_bytes = from->tcache_bytes;
+        from->tcache_bytes = 0;
+    }
 }
 
 int gitmap_layout(const struct gitmap *g)
@@ -235,6 +265,7 @@ int gitmap_open(struct gitmap **out, const char *path, struct errctx *e)
     }
     git_odb_free(odb); /* the repository holds its own reference, and the stage */
     g->keep_blobs = 1;
+    g->tcache = calloc(TCACHE_SLOTS, sizeof(*g->tcache)); /* NULL: builds read the odb */
     g->layout = default_layout();
     *out = g;
     return SYNC_OK;
@@ -552,6 +583,9 @@ void gitmap_free(struct gitmap *g)
     if (g == NULL)
         return;
     git_repository_free(g->repo); /* frees the store backend and its statement */
+    for (size_t i = 0; g->tcache != NULL && i < TCACHE_SLOTS; i++)
+        free(g->tcache[i].body);
+    free(g->tcache);
     free(g->staged);
     placed_clear(g);
     free(g->placed);
@@ -916,21 +950,78 @@ struct build {
 };
 
 /* Reads the old tree id (its body stays in *obj until freed). */
-static int tree_read(struct build *b, const uint8_t id[GITMAP_OID_LEN], git_odb_object **obj)
+static struct tslot *tcache_slot(struct gitmap *g, const uint8_t id[GITMAP_OID_LEN])
 {
-    git_oid oid;
+    uint32_t h =
+        (uint32_t)id[0] | (uint32_t)id[1] << 8 | (uint32_t)id[2] << 16 | (uint32_t)id[3] << 24;
+    return &g->tcache[h & (TCACHE_SLOTS - 1)];
+}
 
-    memcpy(oid.id, id, GITMAP_OID_LEN);
-    if (git_odb_read(obj, b->odb, &oid) != 0)
-        return git_err(b->e, "reading the previous dataset tree");
-    if (git_odb_object_type(*obj) != GIT_OBJECT_TREE) {
-        int rc = errctx_set(b->e, SYNC_EDATA, "the previous dataset tree names a %s as a directory",
-                            git_object_type2string(git_odb_object_type(*obj)));
-        git_odb_object_free(*obj);
-        *obj = NULL;
-        return rc;
+/* Forgets tree id, replaced in the head by a new one (the cache then holds
+ * the head's trees rather than every version's). */
+static void tcache_drop(struct gitmap *g, const uint8_t id[GITMAP_OID_LEN])
+{
+    struct tslot *t;
+
+    if (g->tcache == NULL || (t = tcache_slot(g, id))->body == NULL ||
+        memcmp(t->id, id, GITMAP_OID_LEN) != 0)
+        return;
+    g->tcache_bytes -= t->len;
+    free(t->body);
+    t->body = NULL;
+    t->len = 0;
+}
+
+/* Keeps a copy of tree id's body (best effort: out of memory or over the
+ * budget, the slot is only emptied). */
+static void tcache_put(struct gitmap *g, const uint8_t id[GITMAP_OID_LEN], const void *body,
+                       size_t len)
+{
+    struct tslot *t;
+
+    if (g->tcache == NULL)
+        return;
+    t = tcache_slot(g, id);
+    if (t->body != NULL && memcmp(t->id, id, GITMAP_OID_LEN) == 0)
+        return;
+    g->tcache_bytes -= t->len;
+    free(t->body);
+    t->body = NULL;
+    t->len = 0;
+    if (len == 0 || len > TCACHE_BODY_MAX || g->tcache_bytes + len > TCACHE_BYTES ||
+        (t->body = malloc(len)) == NULL)
+        return;
+    memcpy(t->body, body, len);
+    memcpy(t->id, id, GITMAP_OID_LEN);
+    t->len = len;
+    g->tcache_bytes += len;
+}
+
+/* The body of tree id into out (replaced): from the cache, else the odb. */
+static int tree_read(struct build *b, const uint8_t id[GITMAP_OID_LEN], struct buf *out)
+{
+    struct gitmap *g = b->g;
+    git_odb_object *obj = NULL;
+    git_oid oid;
+    int rc;
+
+    out->len = 0;
+    if (g->tcache != NULL) {
+        const struct tslot *t = tcache_slot(g, id);
+        if (t->body != NULL && memcmp(t->id, id, GITMAP_OID_LEN) == 0)
+            return buf_put(out, t->body, t->len, b->e);
     }
-    return SYNC_OK;
+    memcpy(oid.id, id, GITMAP_OID_LEN);
+    if (git_odb_read(&obj, b->odb, &oid) != 0)
+        return git_err(b->e, "reading the previous dataset tree");
+    if (git_odb_object_type(obj) != GIT_OBJECT_TREE)
+        rc = errctx_set(b->e, SYNC_EDATA, "the previous dataset tree names a %s as a directory",
+                        git_object_type2string(git_odb_object_type(obj)));
+    else if ((rc = buf_put(out, git_odb_object_data(obj), git_odb_object_size(obj), b->e)) ==
+             SYNC_OK)
+        tcache_put(g, id, git_odb_object_data(obj), git_odb_object_size(obj));
+    git_odb_object_free(obj);
+    return rc;
 }
 
 /* Hashes the new tree body of [dir/]name and, unless it is the old one
@@ -952,6 +1043,9 @@ static int tree_put(struct build *b, const char *dir, const char *name, const st
     if (be->write(be, &id, body->data ? (const void *)body->data : "", body->len,
                   GIT_OBJECT_TREE) != 0)
         return git_err(b->e, "writing the dataset tree");
+    if (old != NULL)
+        tcache_drop(g, old);
+    tcache_put(g, id.id, body->data, body->len);
     stage_note(g, &id);
     placed_note(g, dir, name, &id);
     return SYNC_OK;
@@ -967,7 +1061,7 @@ static int dir_apply(struct build *b, const uint8_t *old, const char *dir, const
                      struct edit *ed, size_t n, int level, struct gittree_change *ch)
 {
     struct gitmap *g = b->g;
-    git_odb_object *obj = NULL;
+    struct buf oldb = {0};
     const void *body = NULL;
     size_t blen = 0, nsub = 0;
     struct gittree_change *sub = NULL;
@@ -976,10 +1070,10 @@ static int dir_apply(struct build *b, const uint8_t *old, const char *dir, const
     int rc = SYNC_OK;
 
     if (old != NULL) {
-        if ((rc = tree_read(b, old, &obj)) != SYNC_OK)
-            return rc;
-        body = git_odb_object_data(obj);
-        blen = git_odb_object_size(obj);
+        if ((rc = tree_read(b, old, &oldb)) != SYNC_OK)
+            goto out;
+        body = oldb.data;
+        blen = oldb.len;
     }
     if ((sub = calloc(n, sizeof(*sub))) == NULL) {
         rc = errctx_set(b->e, SYNC_ENOMEM, "out of memory building the dataset tree");
@@ -1036,15 +1130,17 @@ static int dir_apply(struct build *b, const uint8_t *old, const char *dir, const
     if ((rc = gittree_merge(&out, body, blen, sub, nsub, b->e)) != SYNC_OK)
         goto out;
     ch->remove = out.len == 0;
+    if (ch->remove && old != NULL)
+        tcache_drop(g, old);
     if (ch->remove)
         placed_note(g, dir, name, NULL);
     else
         rc = tree_put(b, dir, name, &out, old, ch->id);
 out:
     buf_free(&out);
+    buf_free(&oldb);
     free(path);
     free(sub);
-    git_odb_object_free(obj);
     return rc;
 }
 
@@ -1098,7 +1194,7 @@ static int tree_build(uint8_t out[GITMAP_OID_LEN], struct gitmap *g, const uint8
                       struct errctx *e)
 {
     struct build b = {g, NULL, e};
-    git_odb_object *root = NULL;
+    struct buf root = {0};
     const void *body = NULL;
     size_t blen = 0, nch = 0;
     struct gittree_change *ch = NULL;
@@ -1112,8 +1208,8 @@ static int tree_build(uint8_t out[GITMAP_OID_LEN], struct gitmap *g, const uint8
     if (base_tree != NULL) {
         if ((rc = tree_read(&b, base_tree, &root)) != SYNC_OK)
             goto out;
-        body = git_odb_object_data(root);
-        blen = git_odb_object_size(root);
+        body = root.data;
+        blen = root.len;
     }
     if ((ch = calloc((size_t)s->ntable + 1, sizeof(*ch))) == NULL) {
         rc = errctx_set(e, SYNC_ENOMEM, "out of memory");
@@ -1152,7 +1248,7 @@ static int tree_build(uint8_t out[GITMAP_OID_LEN], struct gitmap *g, const uint8
 out:
     buf_free(&tree);
     free(ch);
-    git_odb_object_free(root);
+    buf_free(&root);
     git_odb_free(b.odb);
     return rc;
 }

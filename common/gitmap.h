@@ -74,6 +74,11 @@ int gitmap_layout(const struct gitmap *g);
  * them for each build.  sc is borrowed. */
 struct stmtcache;
 void gitmap_use_stmtcache(struct gitmap *g, struct stmtcache *sc);
+
+/* Hands what from keeps between builds (its statement cache, the trees it
+ * read and wrote recently) to to, a fresh gitmap of the same repository
+ * that replaces it (the hub reopens its history after a fold). */
+void gitmap_carry(struct gitmap *to, struct gitmap *from);
 void gitmap_set_layout(struct gitmap *g, int layout);
 
 /* Whether a build writes row blobs into an on-disk repository's stage (the

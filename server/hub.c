@@ -572,6 +572,7 @@ static int gc_run(struct hub *h, int all, struct gitpack_stats *st, struct errct
             struct gitmap *fresh = NULL;
             struct errctx e2 = {0, ""};
             if (gitmap_open(&fresh, gitpath, &e2) == SYNC_OK) {
+                gitmap_carry(fresh, h->git);
                 gitmap_free(h->git);
                 h->git = fresh;
             } else if (rc == SYNC_OK) {

@@ -852,6 +852,55 @@ static void test_commit_and_git_cli(void **state)
     assert_memory_equal(h, c2, GITMAP_OID_LEN);
 }
 
+/* The on-disk history keeps the trees it wrote and read (a cache by id):
+ * versions built one on another, a build retried from the version before
+ * (a batch rolled back), and the history reopened with the cache carried
+ * over (as the hub does after a fold) must all give the tree a full build
+ * of the same rows gives. */
+static void test_tree_cache_versions(void **state)
+{
+    struct fx *f = *state;
+    uint8_t t0[GITMAP_OID_LEN], t1[GITMAP_OID_LEN], again[GITMAP_OID_LEN], want[GITMAP_OID_LEN];
+    struct errctx e = {0};
+    char sql[600];
+    unsigned seed_r = 7;
+
+    seed(f->db);
+    exec(f->db, "WITH RECURSIVE c(i) AS (SELECT 10 UNION ALL SELECT i + 1 FROM c WHERE i < 3000) "
+                "INSERT INTO resource (id, title) SELECT 'r-' || i, 'title ' || i FROM c");
+    full(t0, f->disk, f->db);
+    for (int round = 0; round < 40; round++) {
+        int a = (int)(rand_r(&seed_r) % 3000) + 10, b = (int)(rand_r(&seed_r) % 3000) + 10;
+        snprintf(sql, sizeof(sql),
+                 "UPDATE resource SET title = 'v%d' WHERE id = 'r-%d';"
+                 "DELETE FROM resource WHERE id = 'r-%d';"
+                 "INSERT OR REPLACE INTO resource (id, title) VALUES ('n-%d', 'new');",
+                 round, a, b, round);
+        exec(f->db, sql);
+        snprintf(sql, sizeof(sql), "VALUES ('r-%d'), ('r-%d'), ('n-%d')", a, b, round);
+        touch_resource(f->db, sql);
+        update(t1, f->disk, t0, f->db);
+        full(want, f->mem, f->db);
+        assert_memory_equal(t1, want, GITMAP_OID_LEN);
+        if (round % 7 == 3) { /* the same build again from the version before */
+            update(again, f->disk, t0, f->db);
+            assert_memory_equal(again, want, GITMAP_OID_LEN);
+        }
+        if (round % 10 == 5) { /* reopened, the cache carried over */
+            struct gitmap *fresh = NULL;
+            uint8_t c[GITMAP_OID_LEN];
+            assert_int_equal(gitmap_commit(c, f->disk, t1, NULL, "site-a", 1767225600, "v\n", &e),
+                             SYNC_OK);
+            assert_int_equal(gitmap_set_head(f->disk, c, "test", &e), SYNC_OK);
+            assert_int_equal(gitmap_open(&fresh, f->repo, &e), SYNC_OK);
+            gitmap_carry(fresh, f->disk);
+            gitmap_free(f->disk);
+            f->disk = fresh;
+        }
+        memcpy(t0, t1, GITMAP_OID_LEN);
+    }
+}
+
 static void test_repo_errors(void **state)
 {
     struct fx *f = *state;
@@ -876,6 +925,7 @@ int main(void)
         cmocka_unit_test(test_oid),
         cmocka_unit_test_setup_teardown(test_empty_dataset, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_full_disk_equals_memory, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_tree_cache_versions, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_incremental_equals_full, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_update_bad_base, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_tree_store, fx_setup, fx_teardown),
