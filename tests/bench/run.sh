@@ -128,7 +128,7 @@ cc -O2 -o "$RAWPIPE" "$HERE/rawpipe.c" $(pkg-config --cflags --libs sqlite3 libz
 cc -O2 -std=c17 -D_GNU_SOURCE -DSQLITE_ENABLE_SESSION -DSQLITE_ENABLE_PREUPDATE_HOOK \
     -iquote "$ROOT/common" -iquote "$ROOT/client" -o "$LOAD" "$HERE/load.c" \
     "$ROOT/build/libclient.a" "$ROOT/build/libcommon.a" \
-    $(pkg-config --cflags --libs sqlite3 libgit2 libzstd openssl libcjson libbsd zlib) -lcsv -lpthread -lm
+    $(pkg-config --cflags --libs sqlite3 libgit2 libzstd openssl libcjson libbsd zlib libdeflate) -lcsv -lpthread -lm
 
 say "sizes: big $BIG rows, small $SMALL, bulk $BULK, $CHANGED changed; $RUNS runs each"
 
@@ -289,14 +289,18 @@ load_run wire --wire
 w_syncs=${syncs:-0} w_persec=${persec:-0} w_p50=${p50:-?} w_p99=${p99:-?} w_hubms=$hubms
 say "load: $LOAD_SITES sites x $LOAD_SECONDS s, protocol-level syncs, 250/s offered"
 load_run rate --wire --rate 250
+# the rate served: syncs over the schedule's window (the tool's own seconds
+# also hold starting 100 threads and the last syncs' tails, so even a hub
+# that never lags shows 250 x S / (S + ~0.4) there)
+served=$(echo "${syncs:-0} / $LOAD_SECONDS" | bc -l | awk '{printf "%.1f", $1}')
 rss2=$(rss_mib "$LPID") anon2=$(anon_mib "$LPID")
 onhub=$(sqlite3 "$T/load/hub.db" "SELECT count(*) FROM resource WHERE id LIKE 'load-%'")
 lost=$((allrows - onhub))
-ge "$w_persec" 250 && ge "${persec:-0}" 245 && le "${p99:-1e9}" 100 && [ "$allerrs" -eq 0 ] &&
+ge "$w_persec" 250 && ge "$served" 245 && le "${p99:-1e9}" 100 && [ "$allerrs" -eq 0 ] &&
     [ "$lost" -eq 0 ] && v=PASS || v=MISS
 row "hub: $LOAD_SITES sites x $LOAD_SECONDS s, 1-10-row pushes, each sync a new TLS connection" \
     "≥ 250/s, p99 ≤ 100 ms" "-" \
-    "most: $w_syncs syncs, p50/p99 $w_p50/$w_p99 ms (closed loop, $LOAD_SITES in flight), hub CPU $w_hubms ms per sync; at 250/s offered: ${persec:-0}/s, p50/p95/p99 ${p50:-?}/${p95:-?}/${p99:-?} ms from due; $allerrs errors, $lost rows lost in all three runs; hub RSS $rss1 → $rss2 MiB (anonymous $anon1 → $anon2)" \
+    "most: $w_syncs syncs, p50/p99 $w_p50/$w_p99 ms (closed loop, $LOAD_SITES in flight), hub CPU $w_hubms ms per sync; at 250/s offered: ${served}/s served, p50/p95/p99 ${p50:-?}/${p95:-?}/${p99:-?} ms from due; $allerrs errors, $lost rows lost in all three runs; hub RSS $rss1 → $rss2 MiB (anonymous $anon1 → $anon2)" \
     "${w_persec}/s; p99 ${p99:-?} ms at 250/s" "$v"
 row "hub under load with full clients (their own work on the same 2 cores)" "(shown)" "-" \
     "$f_syncs syncs, p99 $f_p99 ms, hub CPU $f_hubms ms per sync" "${f_persec}/s" "-"
