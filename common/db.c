@@ -46,21 +46,40 @@ int stmtcache_prepare(struct stmtcache *c, const char *sql, sqlite3_stmt **st)
 {
     int rc;
 
+    int slot = -1;
+    char *copy;
+
     *st = NULL;
+    c->tick++;
     for (int i = 0; i < c->n; i++) {
         if (!c->e[i].busy && strcmp(c->e[i].sql, sql) == 0) {
             c->e[i].busy = 1;
+            c->e[i].used = c->tick;
             *st = c->e[i].st;
             return SQLITE_OK;
         }
     }
     if ((rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL)) != SQLITE_OK)
         return rc;
-    if (c->n < STMTCACHE_MAX && (c->e[c->n].sql = strdup(sql)) != NULL) {
-        c->e[c->n].st = *st;
-        c->e[c->n].busy = 1;
+    if (c->n < STMTCACHE_MAX) {
+        slot = c->n;
+    } else { /* full: the least recently used entry not handed out, if any */
+        for (int i = 0; i < c->n; i++)
+            if (!c->e[i].busy && (slot < 0 || c->e[i].used < c->e[slot].used))
+                slot = i;
+    }
+    if (slot < 0 || (copy = strdup(sql)) == NULL)
+        return SQLITE_OK; /* not kept: finalized when released */
+    if (slot < c->n) {
+        sqlite3_finalize(c->e[slot].st);
+        free(c->e[slot].sql);
+    } else {
         c->n++;
     }
+    c->e[slot].sql = copy;
+    c->e[slot].st = *st;
+    c->e[slot].busy = 1;
+    c->e[slot].used = c->tick;
     return SQLITE_OK;
 }
 

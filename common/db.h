@@ -5,6 +5,7 @@
 #define EMPACT_DB_H
 
 #include <sqlite3.h>
+#include <stdint.h>
 
 #include "errctx.h"
 
@@ -23,14 +24,18 @@ int db_exec(sqlite3 *db, const char *sql, const char *what, struct errctx *e) SY
 int db_exec_free(sqlite3 *db, char *sql, const char *what, struct errctx *e) SYNC_WUR;
 
 /*
- * A cache of prepared statements for one piece of work on one connection
- * (the changes of one push, the chunks of one apply): a statement whose SQL
- * text was prepared before is reset and handed out again instead of being
- * parsed and planned once per row.  stmtcache_prepare() returns SQLite's
- * code (the message is sqlite3_errmsg(c->db)); stmtcache_release() resets a
- * statement and clears its bindings for the next use (a statement it does not
- * hold, when the cache was full, is finalized), and takes NULL.  A statement
- * handed out is not handed out again before it is released.
+ * A cache of prepared statements on one connection, for one piece of work
+ * (the changes of one push, the chunks of one apply) or for the life of the
+ * connection (the hub's writer): a statement whose SQL text was prepared
+ * before is reset and handed out again instead of being parsed and planned
+ * once per row.  When all STMTCACHE_MAX entries are taken, the least
+ * recently used one not handed out makes room (texts that vary with the
+ * data, such as an UPDATE of the columns a change names, cannot crowd out
+ * the rest for good).  stmtcache_prepare() returns SQLite's code (the
+ * message is sqlite3_errmsg(c->db)); stmtcache_release() resets a statement
+ * and clears its bindings for the next use (a statement it does not hold,
+ * when every entry was handed out, is finalized), and takes NULL.  A
+ * statement handed out is not handed out again before it is released.
  * stmtcache_free() finalizes everything: call it before the work ends.
  */
 #define STMTCACHE_MAX 64
@@ -38,10 +43,12 @@ int db_exec_free(sqlite3 *db, char *sql, const char *what, struct errctx *e) SYN
 struct stmtcache {
     sqlite3 *db;
     int n;
+    uint64_t tick; /* uses so far: an entry's used is the tick of its last use */
     struct {
         char *sql;
         sqlite3_stmt *st;
         int busy;
+        uint64_t used;
     } e[STMTCACHE_MAX];
 };
 

@@ -1463,6 +1463,14 @@ int gitmap_set_head(struct gitmap *g, const uint8_t commit[GITMAP_OID_LEN], cons
 
 int gitmap_discard(struct gitmap *g, struct errctx *e)
 {
+    /* the discarded trees never reach the disk: the cache forgets them, so a
+     * build can only ever find there what the history holds (all of it when
+     * an id was not remembered) */
+    for (size_t i = 0; g->tcache != NULL && i < (g->stage_lost ? TCACHE_SLOTS : g->nstaged); i++)
+        if (g->stage_lost)
+            tcache_drop(g, g->tcache[i].id);
+        else
+            tcache_drop(g, g->staged[i].id);
     g->nstaged = 0;
     g->stage_lost = 0;
     if (g->stage != NULL && git_mempack_reset(g->stage) != 0)

@@ -687,7 +687,9 @@ int serve_run(const char *dir, const char *listen_addr, const struct schema *s, 
      * to hundreds of short-lived threads, each keeping what its threads
      * freed; a few arenas keep the heap near what is in use (a 200-site
      * soak: anonymous RSS flat within ~10% instead of growing by half). */
+#ifdef M_ARENA_MAX
     (void)mallopt(M_ARENA_MAX, HUB_MALLOC_ARENAS);
+#endif
     memset(&srv, 0, sizeof(srv));
     srv.dir = dir;
     srv.schema = s;

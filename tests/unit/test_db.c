@@ -80,11 +80,50 @@ static void test_errors_and_overflow(void **state)
     assert_int_equal(sqlite3_close(db), SQLITE_OK);
 }
 
+/* A cache kept for a connection's life: texts that vary with the data go
+ * through it one after another; the statements used all along stay cached
+ * (least recently used goes first) and every text still gives its rows. */
+static void test_lru_keeps_hot_statements(void **state)
+{
+    struct stmtcache c;
+    sqlite3 *db = open_db();
+    sqlite3_stmt *st = NULL, *hot = NULL, *first_hot = NULL;
+    char sql[64];
+
+    (void)state;
+    stmtcache_init(&c, db);
+    for (int i = 0; i < 10 * STMTCACHE_MAX; i++) {
+        assert_int_equal(stmtcache_prepare(&c, "SELECT v FROM t WHERE k = ?", &hot), SQLITE_OK);
+        if (first_hot == NULL)
+            first_hot = hot;
+        assert_ptr_equal(hot, first_hot); /* never evicted: used every round */
+        sqlite3_bind_int(hot, 1, 1);
+        assert_int_equal(sqlite3_step(hot), SQLITE_ROW);
+        assert_string_equal((const char *)sqlite3_column_text(hot, 0), "one");
+        stmtcache_release(&c, hot);
+        snprintf(sql, sizeof(sql), "SELECT %d, v FROM t WHERE k = 2", i);
+        assert_int_equal(stmtcache_prepare(&c, sql, &st), SQLITE_OK);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        assert_int_equal(sqlite3_column_int(st, 0), i);
+        assert_string_equal((const char *)sqlite3_column_text(st, 1), "two");
+        stmtcache_release(&c, st);
+        assert_true(c.n <= STMTCACHE_MAX);
+    }
+    assert_int_equal(c.n, STMTCACHE_MAX);
+    /* the latest variable text is still cached: the same statement again */
+    assert_int_equal(stmtcache_prepare(&c, sql, &hot), SQLITE_OK);
+    assert_ptr_equal(hot, st);
+    stmtcache_release(&c, hot);
+    stmtcache_free(&c);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK); /* evicted ones were finalized */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reuse),
         cmocka_unit_test(test_errors_and_overflow),
+        cmocka_unit_test(test_lru_keeps_hot_statements),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

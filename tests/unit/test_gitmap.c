@@ -899,6 +899,23 @@ static void test_tree_cache_versions(void **state)
         }
         memcpy(t0, t1, GITMAP_OID_LEN);
     }
+    /* A version built then discarded (its batch failed): its trees are not
+     * on disk, so they are not in the cache either: a build on it fails as it
+     * would without the cache, and the version before (on disk) still
+     * builds. */
+    {
+        uint8_t c[GITMAP_OID_LEN];
+        assert_int_equal(gitmap_commit(c, f->disk, t0, NULL, "site-a", 1767225600, "v\n", &e),
+                         SYNC_OK);
+        assert_int_equal(gitmap_set_head(f->disk, c, "test", &e), SYNC_OK);
+    }
+    exec(f->db, "UPDATE resource SET title = 'gone' WHERE id = 'r-77'");
+    touch_resource(f->db, "VALUES ('r-77')");
+    update(t1, f->disk, t0, f->db);
+    assert_int_equal(gitmap_discard(f->disk, &e), SYNC_OK);
+    assert_int_equal(gitmap_tree_update(again, f->disk, t1, f->db, g_s, "", &e), SYNC_EIO);
+    update(again, f->disk, t0, f->db);
+    assert_memory_equal(again, t1, GITMAP_OID_LEN);
 }
 
 static void test_repo_errors(void **state)

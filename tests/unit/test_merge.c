@@ -474,6 +474,13 @@ static int fx_teardown(void **state)
     sqlite3_stmt *st;
 
     buf_free(&f->notes);
+    /* whatever the test did, no statement may be left running in the cache
+     * kept across its pushes (the hub's writer would keep it for good) */
+    for (st = sqlite3_next_stmt(f->db, NULL); f->cached && st; st = sqlite3_next_stmt(f->db, st))
+        if (sqlite3_stmt_busy(st)) {
+            print_error("a cached statement was left running: %s\n", sqlite3_sql(st));
+            return -1;
+        }
     stmtcache_free(&f->sc);
     /* a failed assertion may have left a statement open */
     while ((st = sqlite3_next_stmt(f->db, NULL)) != NULL)
